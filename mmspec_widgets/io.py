@@ -1,0 +1,545 @@
+"""Instrument files -> labelled :class:`xarray.DataArray`.
+
+:func:`load` is the single entry point. Gatan ``.dm3``/``.dm4``, EMSA/MSA
+``.msa``/``.emsa`` and HyperSpy ``.hspy``/``.hdf5`` files are read through
+HyperSpy/RosettaSciIO; XAS column files (``.txt``, ``.dat``, ``.csv``,
+``.xmu``, ``.nor``) and ``.xdi`` files are read by the project's own parsers.
+
+What comes back, whatever the file:
+
+* a spectrum image has dims ``("y", "x", "energy")`` (a 1-D line scan gets a
+  ``y`` of length one), a single spectrum ``("energy",)``, several XAS scans
+  ``("scan", "energy")``, an image (ADF survey) ``("y", "x")``;
+* the ``energy`` coordinate is float64 in eV; ``x``/``y`` are in nm (or pixel
+  index with ``units="px"`` when the file has no spatial calibration);
+* ``attrs`` is flat (strings and numbers only, plus ``history``, a list of
+  ``{"step": ..., "params": {...}}`` dicts that processing functions append to).
+
+Files are opened read-only and never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import DataError, FileFormatError, MMSpecError
+
+__all__ = [
+    "load",
+    "load_zlp_pair",
+    "HYPERSPY_EXTENSIONS",
+    "COLUMN_EXTENSIONS",
+    "XDI_EXTENSIONS",
+    "SUPPORTED_EXTENSIONS",
+]
+
+#: Extensions read through HyperSpy / RosettaSciIO.
+HYPERSPY_EXTENSIONS: tuple[str, ...] = (".dm3", ".dm4", ".msa", ".emsa", ".hspy", ".hdf5")
+#: Extensions read as XAS column text.
+COLUMN_EXTENSIONS: tuple[str, ...] = (".txt", ".dat", ".csv", ".xmu", ".nor")
+#: XAS Data Interchange files.
+XDI_EXTENSIONS: tuple[str, ...] = (".xdi",)
+SUPPORTED_EXTENSIONS: tuple[str, ...] = HYPERSPY_EXTENSIONS + COLUMN_EXTENSIONS + XDI_EXTENSIONS
+
+# length units -> factor to nm
+_LENGTH_TO_NM = {
+    "nm": 1.0,
+    "µm": 1e3, "μm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3,
+    "å": 0.1, "a": 0.1, "angstrom": 0.1, "ang": 0.1,
+    "pm": 1e-3,
+    "mm": 1e6,
+    "cm": 1e7,
+    "m": 1e9,
+}
+# energy units -> factor to eV
+_ENERGY_TO_EV = {"ev": 1.0, "kev": 1e3, "mev": 1e-3}
+_UNDEFINED_UNITS = {"", "<undefined>", "undefined", "none", "px", "pixel", "pixels"}
+
+_LONG_NAMES = {"EELS": "Energy loss", "XAS": "Photon energy"}
+
+
+# ----------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------
+def load(
+    path: str | Path,
+    *,
+    signal: int | None = None,
+    lazy: bool = False,
+    energy: str | int | None = None,
+    mu: str | int | Sequence[str | int] | None = None,
+) -> xr.DataArray | list[xr.DataArray]:
+    """Read an instrument file into a labelled DataArray.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        File to read. Supported: ``.dm3``, ``.dm4``, ``.msa``, ``.emsa``,
+        ``.hspy``, ``.hdf5`` (through HyperSpy/RosettaSciIO), XAS column files
+        ``.txt``, ``.dat``, ``.csv``, ``.xmu``, ``.nor`` and ``.xdi``.
+    signal : int, optional
+        For files holding several signals (a Gatan file with a spectrum, its
+        background and the background-subtracted edge), return only the
+        ``signal``-th one (0-based). By default all are returned as a list.
+    lazy : bool, default False
+        Return a dask-backed DataArray, chunked over navigation pixels (the
+        energy axis is never split).
+    energy : str or int, optional
+        Column files only: name or 0-based index of the energy column.
+        By default the column named like ``energy``/``E``/``eV`` or else the
+        first column.
+    mu : str, int or sequence of those, optional
+        Column files only: name(s) or index(es) of the absorption column(s).
+        By default ``mu``/``xmu``/``mu(E)`` columns, else ``norm``, ``flat``,
+        else ``ln(I0/It)`` from ``I0`` and ``It``, else ``If/I0``.
+
+    Returns
+    -------
+    xarray.DataArray or list of xarray.DataArray
+        Dims ``("y", "x", "energy")`` for a spectrum image, ``("energy",)``
+        for one spectrum, ``("scan", "energy")`` for several XAS scans and
+        ``("y", "x")`` for an image. ``energy`` is in eV, ``x``/``y`` in nm
+        (``units="px"`` when uncalibrated). ``attrs`` hold ``signal_type``,
+        ``title``, ``source_file``, acquisition parameters where the file
+        records them (``beam_energy_keV``, ``collection_angle_mrad``,
+        ``convergence_angle_mrad``, ``dispersion_eV``, ``dwell_time_s``,
+        ``acquisition_date``, ``acquisition_time``, ``microscope``,
+        ``detector``; ``element``/``edge`` for XDI) and ``history=[]``.
+        A list when the file holds several signals and ``signal`` is None.
+
+    Raises
+    ------
+    FileFormatError
+        Missing, empty, truncated or corrupt file, unknown extension, or no
+        energy axis / absorption column.
+    DataError
+        NaN/inf values in an XAS column, or ``signal`` out of range.
+    """
+    path = _check_path(path)
+    if signal is not None and (isinstance(signal, bool) or not isinstance(signal, (int, np.integer))):
+        raise MMSpecError(f"signal={signal!r}: expected a non-negative integer index or None")
+    ext = path.suffix.lower()
+    if ext in HYPERSPY_EXTENSIONS:
+        if energy is not None or mu is not None:
+            raise MMSpecError(
+                f"energy=/mu= apply to XAS column files only, not to {path.name!r} ({ext})"
+            )
+        out = _load_hyperspy(path, lazy=lazy)
+    elif ext in XDI_EXTENSIONS:
+        out = [_load_columns(path, energy=energy, mu=mu, xdi=True)]
+    else:
+        out = [_load_columns(path, energy=energy, mu=mu, xdi=False)]
+    if lazy and ext not in HYPERSPY_EXTENSIONS:
+        out = [_chunk(da) for da in out]
+
+    if signal is not None:
+        if not 0 <= int(signal) < len(out):
+            raise DataError(
+                f"{path}: signal={signal} is out of range; the file holds {len(out)} "
+                f"signal(s), expected an index in 0..{len(out) - 1}"
+            )
+        return out[int(signal)]
+    if len(out) == 1:
+        out[0].attrs.pop("signal_index", None)
+        return out[0]
+    return out
+
+
+def load_zlp_pair(
+    core_path: str | Path, zlp_path: str | Path, *, lazy: bool = False
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Load a core-loss spectrum image and the zero-loss SI of the same scan.
+
+    Parameters
+    ----------
+    core_path, zlp_path : str or pathlib.Path
+        Files of the core-loss and zero-loss (low-loss) spectrum images.
+    lazy : bool, default False
+        Passed to :func:`load`.
+
+    Returns
+    -------
+    (core, zlp) : tuple of xarray.DataArray
+        Both with dims ``("y", "x", "energy")``, energy in eV.
+
+    Raises
+    ------
+    DataError
+        If either file is not a single spectrum image, or their navigation
+        shapes (``y`` x ``x`` pixels) differ.
+    """
+    pair = []
+    for p in (core_path, zlp_path):
+        da = load(p, lazy=lazy)
+        if isinstance(da, list) or da.dims != ("y", "x", "energy"):
+            dims = [d.dims for d in da] if isinstance(da, list) else da.dims
+            raise DataError(
+                f"{p}: expected one spectrum image with dims ('y', 'x', 'energy'), got {dims}"
+            )
+        pair.append(da)
+    core, zlp = pair
+    if (core.sizes["y"], core.sizes["x"]) != (zlp.sizes["y"], zlp.sizes["x"]):
+        raise DataError(
+            f"{zlp_path}: zero-loss SI has {zlp.sizes['y']}x{zlp.sizes['x']} (y x x) pixels but "
+            f"the core-loss SI {core_path} has {core.sizes['y']}x{core.sizes['x']}; "
+            "expected the same scan"
+        )
+    return core, zlp
+
+
+# ----------------------------------------------------------------------------
+# common helpers
+# ----------------------------------------------------------------------------
+def _check_path(path: str | Path) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise FileFormatError(f"path={path!r}: expected a file path (str or pathlib.Path)")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileFormatError(f"{p}: no such file")
+    if not p.is_file():
+        raise FileFormatError(f"{p}: is not a regular file (expected a data file)")
+    ext = p.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise FileFormatError(
+            f"{p}: unknown file extension {ext or '(none)'!r}; expected one of "
+            f"{', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if p.stat().st_size == 0:
+        raise FileFormatError(f"{p}: file is empty (0 bytes); expected {_describe(ext)}")
+    return p.resolve()
+
+
+def _describe(ext: str) -> str:
+    if ext in (".dm3", ".dm4"):
+        return "a Gatan Digital Micrograph file"
+    if ext in (".msa", ".emsa"):
+        return "an EMSA/MSA spectrum"
+    if ext in (".hspy", ".hdf5"):
+        return "a HyperSpy HDF5 file"
+    if ext == ".xdi":
+        return "an XDI file (# XDI/1.0 header and numeric columns)"
+    return "numeric columns (energy and absorption)"
+
+
+def _clean(value: Any) -> Any:
+    """Scalar suitable for netCDF attrs, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        s = value.strip()
+        return s or None
+    return None
+
+
+def _set(attrs: dict, key: str, value: Any) -> None:
+    v = _clean(value)
+    if v is not None:
+        attrs[key] = v
+
+
+def _round32(x: float) -> float:
+    """Shortest decimal that round-trips through float32 (DM stores float32)."""
+    return float(str(np.float32(x)))
+
+
+def _chunk(da: xr.DataArray) -> xr.DataArray:
+    chunks = {d: (-1 if d == "energy" else "auto") for d in da.dims}
+    return da.chunk(chunks)
+
+
+@contextlib.contextmanager
+def _quiet_hyperspy():
+    """Silence HyperSpy's log messages and deprecation chatter during a read."""
+    loggers = [logging.getLogger(n) for n in ("hyperspy", "hyperspy.io", "rsciio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*deprecated.*")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels, strict=True):
+            lg.setLevel(lv)
+
+
+# ----------------------------------------------------------------------------
+# HyperSpy / RosettaSciIO
+# ----------------------------------------------------------------------------
+def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
+    ext = path.suffix.lower()
+    with _quiet_hyperspy():
+        import hyperspy.api as hs
+
+        try:
+            loaded = hs.load(str(path), lazy=lazy)
+        except MMSpecError:
+            raise
+        except Exception as err:
+            raise FileFormatError(
+                f"{path}: could not be read as {_describe(ext)} "
+                f"(truncated or corrupt file?): {type(err).__name__}: {err}"
+            ) from err
+    signals = loaded if isinstance(loaded, list) else [loaded]
+    if not signals:
+        raise FileFormatError(f"{path}: holds no signal; expected {_describe(ext)}")
+    out = []
+    for i, sig in enumerate(signals):
+        try:
+            da = _from_signal(sig, path, lazy=lazy, dm=ext in (".dm3", ".dm4"))
+        except MMSpecError:
+            raise
+        except Exception as err:  # data block unreadable (e.g. truncated memmap)
+            raise FileFormatError(
+                f"{path}: signal {i} could not be read (truncated or corrupt file?): "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        if len(signals) > 1:
+            da.attrs["signal_index"] = i
+        out.append(da)
+    return out
+
+
+def _meta(tree, dotted: str):
+    try:
+        return tree.get_item(dotted)
+    except Exception:
+        return None
+
+
+def _dm_tag(om: dict, *keys: str):
+    """Look up ``ImageList/TagGroup*/ImageTags/<keys>`` in DM original metadata."""
+    il = om.get("ImageList") if isinstance(om, dict) else None
+    if not isinstance(il, dict):
+        return None
+    for group in il.values():
+        node = group.get("ImageTags") if isinstance(group, dict) else None
+        for k in keys:
+            if not isinstance(node, dict) or k not in node:
+                node = None
+                break
+            node = node[k]
+        if node is not None and not isinstance(node, (dict, list, tuple)):
+            return node
+    return None
+
+
+def _axis_values(ax, dm: bool) -> tuple[np.ndarray, float | None]:
+    """Axis values in the file's units and the (uniform) step, or None."""
+    size = int(ax.size)
+    if getattr(ax, "is_uniform", True) and hasattr(ax, "scale"):
+        scale, offset = float(ax.scale), float(ax.offset)
+        if dm and scale > 0:
+            # DM stores scale and origin (in channels) as float32 and the
+            # offset is their product: keep the scale's float32 digits and
+            # the offset to 1/1000 of a channel.
+            scale = _round32(scale)
+            offset = round(offset, max(0, math.ceil(-math.log10(scale)) + 3))
+        vals = offset + scale * np.arange(size, dtype=np.float64)
+        if dm:
+            vals = np.round(vals, 9)
+        return vals, scale
+    vals = np.asarray(ax.axis, dtype=np.float64)
+    return vals, None
+
+
+def _units(ax) -> str:
+    u = getattr(ax, "units", None)
+    if u is None or not isinstance(u, str):
+        return ""
+    return u.strip()
+
+
+def _spatial_coord(ax, dm: bool, dim: str, path: Path) -> xr.Variable:
+    vals, _ = _axis_values(ax, dm)
+    unit = _units(ax)
+    factor = _LENGTH_TO_NM.get(unit.lower()) if unit else None
+    if factor is None:
+        if unit.lower() not in _UNDEFINED_UNITS:
+            warnings.warn(
+                f"{path.name}: axis {dim!r} is in {unit!r}, not a length; using pixel index",
+                stacklevel=4,
+            )
+        return xr.Variable(dim, np.arange(ax.size, dtype=np.float64),
+                           attrs={"units": "px", "long_name": dim})
+    nm = vals * factor
+    if dm:
+        nm = np.round(nm, 9)
+    return xr.Variable(dim, nm, attrs={"units": "nm", "long_name": dim})
+
+
+def _energy_coord(ax, dm: bool, signal_type: str, path: Path) -> tuple[np.ndarray, float]:
+    unit = _units(ax)
+    factor = _ENERGY_TO_EV.get(unit.lower())
+    if factor is None:
+        raise FileFormatError(
+            f"{path}: the signal axis {ax.name!r} is in {unit or 'no units'!r}; expected an "
+            "energy axis in eV (or keV/meV). Calibrate the energy axis before saving."
+        )
+    vals, step = _axis_values(ax, dm)
+    vals = vals * factor
+    if dm:
+        vals = np.round(vals, 9)
+    if step is None:
+        step = float(np.median(np.diff(vals))) if vals.size > 1 else float("nan")
+    else:
+        step = step * factor
+    return vals, step
+
+
+def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
+    am = sig.axes_manager
+    md = sig.metadata
+    om = sig.original_metadata.as_dictionary()
+    data = sig.data
+    if 0 in data.shape:
+        raise FileFormatError(f"{path}: holds no data (empty signal); expected {_describe(path.suffix.lower())}")
+    # axes in array order
+    axes = list(am._axes)
+    sig_axes = [ax for ax in axes if not ax.navigate]
+    nav_axes = [ax for ax in axes if ax.navigate]
+    hs_type = (_meta(md, "Signal.signal_type") or "").strip()
+    title = _clean(_meta(md, "General.title")) or path.stem
+
+    coords: dict[str, Any] = {}
+    attrs: dict[str, Any] = {}
+    if len(sig_axes) == 1:
+        signal_type = hs_type or "spectrum"
+        energy, step = _energy_coord(sig_axes[0], dm, signal_type, path)
+        coords["energy"] = xr.Variable(
+            "energy", energy,
+            attrs={"units": "eV", "long_name": _LONG_NAMES.get(signal_type, "Energy")},
+        )
+        _set(attrs, "dispersion_eV", _round32(step) if dm else step)
+        if len(nav_axes) > 2:
+            raise FileFormatError(
+                f"{path}: {len(nav_axes)} navigation axes; expected a single spectrum, a line "
+                "scan or a 2-D spectrum image"
+            )
+        nav_dims = ["y", "x"][2 - len(nav_axes):]
+        for ax, dim in zip(nav_axes, nav_dims, strict=True):
+            coords[dim] = _spatial_coord(ax, dm, dim, path)
+        dims = nav_dims + ["energy"]
+        if len(nav_axes) == 1:  # line scan -> y of length one
+            data = data[None, ...]
+            coords["y"] = xr.Variable("y", np.zeros(1), attrs=dict(coords["x"].attrs, long_name="y"))
+            dims = ["y", "x", "energy"]
+        if energy.size > 1:
+            d = np.diff(energy)
+            if np.all(d < 0):
+                data = data[..., ::-1]
+                coords["energy"] = xr.Variable("energy", energy[::-1], attrs=coords["energy"].attrs)
+            elif not np.all(d > 0):
+                raise FileFormatError(f"{path}: energy axis is not monotonic; expected increasing energies")
+    elif len(sig_axes) == 2:
+        signal_type = "image" if hs_type in ("", "image", "Signal2D") else hs_type
+        if len(nav_axes) > 1:
+            raise FileFormatError(
+                f"{path}: image stack with {len(nav_axes)} navigation axes; expected a single "
+                "image or a 1-D stack"
+            )
+        dims = ["frame"] * len(nav_axes) + ["y", "x"]
+        for ax, dim in zip(sig_axes, ["y", "x"], strict=True):
+            coords[dim] = _spatial_coord(ax, dm, dim, path)
+        if nav_axes:
+            coords["frame"] = np.arange(nav_axes[0].size)
+    else:
+        raise FileFormatError(
+            f"{path}: {len(sig_axes)} signal axes; expected a spectrum (one energy axis) or an "
+            "image (two spatial axes)"
+        )
+
+    if lazy:
+        import dask.array as dsa
+
+        if not isinstance(data, dsa.Array):
+            data = dsa.from_array(data)
+        data = data.rechunk({i: (-1 if d == "energy" else "auto") for i, d in enumerate(dims)})
+
+    attrs["signal_type"] = signal_type
+    attrs["title"] = title
+    attrs["source_file"] = str(path)
+    attrs.update(_acquisition_attrs(md, om, sig_axes))
+    _set(attrs, "quantity", _meta(md, "Signal.quantity"))
+    attrs["history"] = []
+    name = "intensity"
+    return xr.DataArray(data, dims=tuple(dims), coords=coords, attrs=attrs, name=name)
+
+
+def _acquisition_attrs(md, om: dict, sig_axes) -> dict:
+    a: dict[str, Any] = {}
+    tem = "Acquisition_instrument.TEM"
+    beam = _clean(_meta(md, f"{tem}.beam_energy"))
+    if beam is None:
+        volt = _clean(_dm_tag(om, "Microscope Info", "Voltage"))
+        beam = volt / 1e3 if isinstance(volt, float) else None
+    if isinstance(beam, (int, float)) and beam > 1e4:
+        beam = beam / 1e3  # Gatan MSA exports write BEAMKV in volts
+    if isinstance(beam, (int, float)) and beam > 0:
+        a["beam_energy_keV"] = float(beam)
+
+    coll = _clean(_meta(md, f"{tem}.Detector.EELS.collection_angle"))
+    if coll is None:
+        coll = _clean(_dm_tag(om, "EELS", "Experimental Conditions", "Collection semi-angle (mrad)"))
+    if isinstance(coll, (int, float)) and coll > 0:
+        a["collection_angle_mrad"] = float(coll)
+
+    conv = _clean(_meta(md, f"{tem}.convergence_angle"))
+    if conv is None:
+        conv = _clean(_dm_tag(om, "EELS", "Experimental Conditions", "Convergence semi-angle (mrad)"))
+    # DM writes 0.0 when the angle was not entered: that means "unknown"
+    if isinstance(conv, (int, float)) and conv > 0:
+        a["convergence_angle_mrad"] = float(conv)
+
+    dwell = _clean(_meta(md, f"{tem}.Detector.EELS.dwell_time"))
+    if dwell is None:
+        dwell = _clean(_meta(md, f"{tem}.dwell_time"))
+    if dwell is None:
+        dwell = _clean(_dm_tag(om, "SI", "Acquisition", "Pixel time (s)"))
+    if dwell is None:
+        dwell = _clean(_meta(md, f"{tem}.Detector.EELS.exposure"))
+    if isinstance(dwell, (int, float)) and dwell > 0:
+        a["dwell_time_s"] = float(dwell)
+    frames = _clean(_meta(md, f"{tem}.Detector.EELS.frame_number"))
+    if isinstance(frames, int) and frames > 0:
+        a["n_frames"] = frames
+
+    _set(a, "acquisition_date", _meta(md, "General.date"))
+    _set(a, "acquisition_time", _meta(md, "General.time"))
+    mic = _clean(_meta(md, f"{tem}.microscope")) or _clean(_dm_tag(om, "Microscope Info", "Name"))
+    _set(a, "microscope", mic)
+    det = _clean(_meta(md, f"{tem}.Detector.EELS.spectrometer"))
+    if det is None:
+        det = _clean(_dm_tag(om, "EELS Spectrometer", "Instrument name"))
+    _set(a, "detector", det)
+    _set(a, "acquisition_mode", _meta(md, f"{tem}.acquisition_mode"))
+    ap = _clean(_meta(md, f"{tem}.Detector.EELS.aperture_size"))
+    if isinstance(ap, (int, float)) and ap > 0:
+        a["aperture_mm"] = float(ap)
+    return a
+
+
+# ----------------------------------------------------------------------------
+# XAS column text and XDI
+# ----------------------------------------------------------------------------
+def _load_columns(path, *, energy, mu, xdi):  # filled in below
+    raise FileFormatError(f"{path}: column files are not supported yet")
