@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -541,5 +542,429 @@ def _acquisition_attrs(md, om: dict, sig_axes) -> dict:
 # ----------------------------------------------------------------------------
 # XAS column text and XDI
 # ----------------------------------------------------------------------------
-def _load_columns(path, *, energy, mu, xdi):  # filled in below
-    raise FileFormatError(f"{path}: column files are not supported yet")
+_COMMENT = ("#", "!", "%", ";")
+_ENERGY_RE = re.compile(r"^(photon[ _]?)?(energy|ener|ene|en|e|ev|kev|mono[ _]?energy|e[ _]?mono)"
+                        r"([ _]?(ev|kev))?$")
+_MU_RE = re.compile(r"^x?mu([ _\-.]?[a-z0-9]*)?$")
+_MU_MODE = {"mutrans": 0, "mu_trans": 0, "mut": 0, "mufluor": 1, "mu_fluor": 1, "mufluo": 1,
+            "muf": 1, "mu_fluo": 1}
+_NORM = {"norm", "normalized", "normalised", "nmu", "norm_mu", "normmu", "normtrans",
+         "normfluor", "mu_norm", "mu_normalized"}
+_FLAT = {"flat", "flattened", "flat_mu", "flatmu"}
+_I0 = {"i0", "io", "izero", "i_0", "i_zero", "mon", "monitor"}
+_IT = {"it", "i1", "itrans", "i_t", "itr", "itransmitted"}
+_IYIELD = {"if": "If", "ifluor": "If", "ifl": "If", "fluo": "If", "fluor": "If", "ff": "If",
+           "iff": "If", "fy": "FY", "tfy": "TFY", "pfy": "PFY", "tey": "TEY", "i_tey": "TEY",
+           "drain": "TEY"}
+_MAX_LISTED = 10
+
+
+def _base_name(name: str) -> tuple[str, str]:
+    """(lower-case name without a trailing unit bracket, unit inside it)."""
+    n = name.strip().lower()
+    m = re.match(r"^(.*?)\s*[\(\[]\s*([^\)\]]*)\s*[\)\]]\s*$", n)
+    if m and m.group(1):
+        return m.group(1).strip(), m.group(2).strip()
+    return n, ""
+
+
+def _known_name(name: str) -> bool:
+    b = _base_name(name)[0]
+    return bool(_ENERGY_RE.match(b) or _MU_RE.match(b) or b in _MU_MODE or b in _NORM
+                or b in _FLAT or b in _I0 or b in _IT or b in _IYIELD)
+
+
+def _read_lines(path: Path) -> list[str]:
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise FileFormatError(f"{path}: binary content; expected {_describe(path.suffix.lower())} "
+                              "as text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = text.splitlines()
+    if not any(ln.strip() for ln in lines):
+        raise FileFormatError(f"{path}: holds only blank lines; expected "
+                              f"{_describe(path.suffix.lower())}")
+    return lines
+
+
+def _delimiter(lines: list[str]) -> str | None:
+    body = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith(_COMMENT)]
+    sample = body[-50:] if body else []
+    for d in (",", ";", "\t"):
+        if sample and sum(d in ln for ln in sample) >= 0.8 * len(sample):
+            return d
+    return None  # whitespace
+
+
+def _split(line: str, delim: str | None) -> list[str]:
+    if delim is None:
+        return line.split()
+    toks = [t.strip() for t in line.strip().split(delim)]
+    while toks and toks[-1] == "":
+        toks.pop()
+    return toks
+
+
+def _floats(tokens: list[str]) -> list[float] | None:
+    if not tokens:
+        return None
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        return None
+
+
+def _parse_xdi_header(path: Path, lines: list[str]) -> tuple[dict, dict[int, tuple[str, str]], str | None]:
+    if not lines or not re.match(r"^#\s*XDI/", lines[0].strip(), re.IGNORECASE):
+        raise FileFormatError(f"{path}: expected '# XDI/1.0' on the first line of an XDI file")
+    fields: dict[str, str] = {}
+    columns: dict[int, tuple[str, str]] = {}
+    label_line = None
+    in_fields = True
+    for ln in lines[1:]:
+        s = ln.strip()
+        if not s.startswith("#"):
+            break
+        body = s.lstrip("#").strip()
+        if body.startswith("///"):
+            in_fields = False
+            continue
+        if body.startswith("---"):
+            in_fields = False
+            label_line = ""
+            continue
+        if label_line == "":
+            label_line = body
+            continue
+        if in_fields and ":" in body:
+            key, _, value = body.partition(":")
+            key, value = key.strip(), value.strip()
+            fields[key.lower()] = value
+            m = re.match(r"^column\.(\d+)$", key, re.IGNORECASE)
+            if m:
+                parts = value.split()
+                if parts:
+                    columns[int(m.group(1)) - 1] = (parts[0], parts[1] if len(parts) > 1 else "")
+    return fields, columns, label_line or None
+
+
+def _xdi_attrs(fields: dict) -> dict:
+    a: dict[str, Any] = {}
+    _set(a, "element", fields.get("element.symbol"))
+    _set(a, "edge", fields.get("element.edge"))
+    mapped = {"element.symbol", "element.edge", "mono.d_spacing", "sample.name",
+              "beamline.name", "facility.name", "scan.start_time"}
+    for key, value in fields.items():
+        if key.startswith("column.") or key in mapped:
+            continue
+        name = "xdi_" + re.sub(r"[^a-z0-9]+", "_", key).strip("_")
+        try:
+            num = float(value.split()[0]) if len(value.split()) == 1 else None
+        except ValueError:
+            num = None
+        _set(a, name, num if num is not None else value)
+    if "mono.d_spacing" in fields:
+        try:
+            a["mono_d_spacing_A"] = float(fields["mono.d_spacing"].split()[0])
+        except (ValueError, IndexError):
+            pass
+    _set(a, "title", fields.get("sample.name"))
+    _set(a, "beamline", fields.get("beamline.name"))
+    _set(a, "facility", fields.get("facility.name"))
+    start = fields.get("scan.start_time")
+    if start:
+        date, _, time = start.replace(" ", "T", 1).partition("T")
+        _set(a, "acquisition_date", date)
+        _set(a, "acquisition_time", time)
+    return a
+
+
+def _lines_list(rows: list[int], path: Path) -> str:
+    shown = ", ".join(str(r) for r in rows[:_MAX_LISTED])
+    more = f" and {len(rows) - _MAX_LISTED} more" if len(rows) > _MAX_LISTED else ""
+    return f"line{'s' if len(rows) > 1 else ''} {shown}{more} of {path.name}"
+
+
+def _resolve_column(spec, names: list[str], path: Path, arg: str) -> int:
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        idx = int(spec)
+        if -len(names) <= idx < len(names):
+            return idx % len(names)
+    elif isinstance(spec, str):
+        low = spec.strip().lower()
+        for i, n in enumerate(names):
+            if n.strip().lower() == low:
+                return i
+        for i, n in enumerate(names):
+            if _base_name(n)[0] == _base_name(spec)[0]:
+                return i
+    raise MMSpecError(
+        f"{path}: {arg}={spec!r} matches no column; expected a name or 0-based index among "
+        f"{', '.join(f'{i}: {n!r}' for i, n in enumerate(names))}"
+    )
+
+
+def _blocks(e: np.ndarray) -> list[slice] | None:
+    """Split rows into monotonic blocks (repeated scans start where the energy
+    goes back); None if the column is not monotonic."""
+    n = e.size
+    if n < 2 or not np.all(np.isfinite(e)):
+        return None
+    d = np.diff(e)
+    sign = np.sign(d[np.nonzero(d)[0][0]]) if np.any(d) else 0
+    if sign == 0:
+        return None
+    breaks = np.nonzero(np.sign(d) != sign)[0] + 1
+    edges = [0, *breaks.tolist(), n]
+    blocks = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    min_len = min(5, n)
+    for b in blocks:
+        db = np.diff(e[b])
+        if b.stop - b.start < min_len or (db.size and not np.all(np.sign(db) == sign)):
+            return None
+    return blocks
+
+
+def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
+    lines = _read_lines(path)
+    attrs: dict[str, Any] = {}
+    xdi_cols: dict[int, tuple[str, str]] = {}
+    xdi_label = None
+    if xdi:
+        fields, xdi_cols, xdi_label = _parse_xdi_header(path, lines)
+        attrs.update(_xdi_attrs(fields))
+    delim = _delimiter(lines)
+
+    rows: list[list[float]] = []
+    line_no: list[int] = []
+    header_candidates: list[tuple[str, bool]] = []  # (text, is_comment)
+    garbled: list[int] = []
+    for i, ln in enumerate(lines, start=1):
+        s = ln.strip()
+        if not s or (rows and s.startswith(_COMMENT)):
+            continue
+        if s.startswith(_COMMENT):
+            header_candidates.append((s.lstrip("".join(_COMMENT)).strip(), True))
+            continue
+        toks = _split(s, delim)
+        vals = _floats(toks)
+        if vals is None:
+            if not rows:
+                header_candidates.append((s, False))
+            elif _floats([t for t in toks if _floats([t]) is not None]) is not None:
+                garbled.append(i)  # part numbers, part text: a damaged row
+            continue  # after the data started: a repeated header between scans
+        rows.append(vals)
+        line_no.append(i)
+    if not rows:
+        raise FileFormatError(f"{path}: no numeric data rows; expected {_describe(path.suffix.lower())}")
+    if garbled:
+        raise FileFormatError(
+            f"{path}: unreadable values at {_lines_list(garbled, path)}; expected numbers "
+            "(corrupt file?)"
+        )
+    counts = [len(r) for r in rows]
+    ncol = max(set(counts), key=counts.count)
+    bad = [line_no[k] for k, c in enumerate(counts) if c != ncol]
+    if bad:
+        raise FileFormatError(
+            f"{path}: {_lines_list(bad, path)} do not have {ncol} values like the other rows "
+            "(truncated or corrupt file?)"
+        )
+    if ncol < 2:
+        raise FileFormatError(f"{path}: a single column; expected energy and absorption columns")
+    table = np.asarray(rows, dtype=np.float64)
+
+    # column names
+    names: list[str] | None = None
+    if xdi_cols:
+        names = [xdi_cols.get(k, (f"col{k}", ""))[0] for k in range(ncol)]
+    else:
+        # the last line before the data that splits into ncol names; a comment
+        # line must name at least one column we recognise (not a remark)
+        cands = ([(xdi_label, True)] if xdi_label else []) + header_candidates[::-1]
+        for cand, is_comment in cands:
+            for splitter in (lambda t: _split(t, delim), str.split,
+                             lambda t: [x for x in re.split(r"\t|\s{2,}", t.strip()) if x]):
+                toks = splitter(cand)
+                if len(toks) == ncol and _floats(toks) is None and (
+                        not is_comment or any(_known_name(t) for t in toks)):
+                    names = toks
+                    break
+            if names:
+                break
+    has_header = names is not None
+    if names is None:
+        names = [f"col{k}" for k in range(ncol)]
+    bases = [_base_name(n) for n in names]
+    units = [xdi_cols[k][1].lower() if k in xdi_cols and xdi_cols[k][1] else bases[k][1]
+             for k in range(ncol)]
+
+    # energy column
+    if energy is not None:
+        ie = _resolve_column(energy, names, path, "energy")
+        blocks = _blocks(table[:, ie])
+        if blocks is None:
+            raise FileFormatError(
+                f"{path}: column {names[ie]!r} (energy={energy!r}) is not monotonic; expected "
+                "increasing (or decreasing) energies, optionally in repeated scan blocks"
+            )
+    else:
+        named = [k for k, (b, _) in enumerate(bases) if _ENERGY_RE.match(b)]
+        order = named + [k for k in range(ncol) if k not in named]
+        ie, blocks = -1, None
+        for k in order:
+            nonfinite = ~np.isfinite(table[:, k])
+            if k in named and nonfinite.any():
+                raise DataError(f"{path}: NaN/inf energy at "
+                                f"{_lines_list([line_no[r] for r in np.nonzero(nonfinite)[0]], path)}")
+            blocks = _blocks(table[:, k])
+            if blocks is not None:
+                ie = k
+                break
+            if k in named:
+                raise FileFormatError(
+                    f"{path}: energy column {names[k]!r} is not monotonic; expected increasing "
+                    "energies (pass energy= to choose another column)"
+                )
+        if blocks is None:
+            raise FileFormatError(
+                f"{path}: no energy axis: no column is monotonic (columns "
+                f"{', '.join(repr(n) for n in names)}); expected an energy column in eV or keV"
+            )
+    e_all = table[:, ie]
+    e_unit = units[ie]
+    if e_unit in ("kev",) or bases[ie][0].endswith("kev"):
+        factor, e_from = 1e3, "keV"
+    elif e_unit in ("ev",) or bases[ie][0].endswith("ev"):
+        factor, e_from = 1.0, "eV"
+    elif np.nanmax(np.abs(e_all)) < 50.0:
+        factor, e_from = 1e3, "keV"  # no edge of interest lies below 50 eV
+    else:
+        factor, e_from = 1.0, "eV"
+    e_all = e_all * factor
+
+    # absorption column(s)
+    rest = [k for k in range(ncol) if k != ie]
+    mu_cols: list[int] = []
+    source = "column"
+    derived = None
+    if mu is not None:
+        specs = [mu] if isinstance(mu, (str, int, np.integer)) else list(mu)
+        if not specs:
+            raise MMSpecError(f"{path}: mu={mu!r}: expected a column name/index or a list of them")
+        mu_cols = [_resolve_column(sp, names, path, "mu") for sp in specs]
+        if ie in mu_cols:
+            raise MMSpecError(f"{path}: mu={mu!r} selects the energy column {names[ie]!r}")
+    else:
+        b = {k: bases[k][0] for k in rest}
+        mus = [k for k in rest if _MU_RE.match(b[k]) and "ref" not in b[k]]
+        generic = [k for k in mus if b[k] not in _MU_MODE]
+        modes = sorted((k for k in mus if b[k] in _MU_MODE), key=lambda k: _MU_MODE[b[k]])
+        i0 = next((k for k in rest if b[k] in _I0), None)
+        itr = next((k for k in rest if b[k] in _IT), None)
+        iy = next((k for k in rest if b[k] in _IYIELD), None)
+        if generic:
+            mu_cols = generic
+        elif modes:
+            mu_cols = modes[:1]
+        elif any(b[k] in _NORM for k in rest):
+            mu_cols = [next(k for k in rest if b[k] in _NORM)]
+        elif any(b[k] in _FLAT for k in rest):
+            mu_cols = [next(k for k in rest if b[k] in _FLAT)]
+        elif i0 is not None and itr is not None:
+            bad = np.nonzero(~((table[:, i0] > 0) & (table[:, itr] > 0)))[0]
+            if bad.size:
+                raise DataError(
+                    f"{path}: cannot form mu = ln(I0/It): non-positive or NaN {names[i0]!r}/"
+                    f"{names[itr]!r} at {_lines_list([line_no[r] for r in bad], path)}"
+                )
+            derived = np.log(table[:, i0] / table[:, itr])
+            source = f"ln({names[i0]}/{names[itr]})"
+            mu_cols = [itr]
+        elif i0 is not None and iy is not None:
+            bad = np.nonzero(~(np.abs(table[:, i0]) > 0))[0]
+            if bad.size:
+                raise DataError(
+                    f"{path}: cannot form mu = {names[iy]}/{names[i0]}: zero or NaN "
+                    f"{names[i0]!r} at {_lines_list([line_no[r] for r in bad], path)}"
+                )
+            derived = table[:, iy] / table[:, i0]
+            source = f"{names[iy]}/{names[i0]}"
+            mu_cols = [iy]
+        elif len(rest) == 1:
+            mu_cols = rest
+        else:
+            raise FileFormatError(
+                f"{path}: cannot tell which column is the absorption among "
+                f"{', '.join(repr(names[k]) for k in rest)}"
+                f"{'' if has_header else ' (no header line)'}; expected a column named mu, xmu, "
+                "norm, flat, or I0 with It/If; pass mu= to choose"
+            )
+
+    series = [derived] if derived is not None else [table[:, k] for k in mu_cols]
+    labels = [source] if derived is not None else [names[k] for k in mu_cols]
+    for lab, y in zip(labels, series, strict=True):
+        bad = np.nonzero(~np.isfinite(y))[0]
+        if bad.size:
+            raise DataError(
+                f"{path}: NaN/inf in absorption column {lab!r} at "
+                f"{_lines_list([line_no[r] for r in bad], path)}; expected finite values"
+            )
+
+    # assemble (block x column) scans on one energy grid
+    scans, scan_labels, grids = [], [], []
+    for bi, blk in enumerate(blocks):
+        eb = e_all[blk]
+        flip = eb[-1] < eb[0]
+        for lab, y in zip(labels, series, strict=True):
+            yb = y[blk]
+            scans.append(yb[::-1] if flip else yb)
+            grids.append(eb[::-1] if flip else eb)
+            scan_labels.append(lab if len(blocks) == 1 else f"{lab} #{bi}")
+    grid = grids[0]
+    same = all(g.size == grid.size and np.allclose(g, grid, rtol=0, atol=1e-6 * max(1.0, abs(grid[-1])))
+               for g in grids)
+    if not same:
+        lo = max(g[0] for g in grids)
+        hi = min(g[-1] for g in grids)
+        keep = (grid >= lo) & (grid <= hi)
+        if keep.sum() < 2:
+            raise FileFormatError(f"{path}: the scans share no energy range; expected repeated "
+                                  "scans over the same energies")
+        warnings.warn(
+            f"{path.name}: scans have different energy points; interpolated onto the first "
+            f"scan's grid over {lo:g}-{hi:g} eV",
+            stacklevel=3,
+        )
+        grid = grid[keep]
+        scans = [np.interp(grid, g, y) for g, y in zip(grids, scans, strict=True)]
+    coords: dict[str, Any] = {
+        "energy": xr.Variable("energy", np.asarray(grid, dtype=np.float64),
+                              attrs={"units": "eV", "long_name": "Photon energy"})
+    }
+    if len(scans) == 1:
+        data = np.asarray(scans[0], dtype=np.float64)
+        dims: tuple[str, ...] = ("energy",)
+    else:
+        data = np.vstack(scans).astype(np.float64)
+        dims = ("scan", "energy")
+        coords["scan"] = np.arange(len(scans))
+        coords["scan_label"] = ("scan", np.asarray(scan_labels, dtype=str))
+
+    out: dict[str, Any] = {"signal_type": "XAS"}
+    out["title"] = attrs.pop("title", None) or path.stem
+    out["source_file"] = str(path)
+    out["energy_column"] = names[ie]
+    if e_from != "eV":
+        out["energy_units_in_file"] = e_from
+    out["mu_column"] = ", ".join(labels) if derived is None else source
+    out["mu_source"] = "column" if derived is None else source
+    step = float(np.median(np.diff(grid))) if grid.size > 1 else None
+    _set(out, "dispersion_eV", step)
+    out.update(attrs)
+    out["history"] = []
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=out, name="mu")
