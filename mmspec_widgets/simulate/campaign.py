@@ -1,0 +1,491 @@
+"""Resumable simulation campaigns (FEFF10 K edges + edrixs L2,3) on Dask.
+
+Layout of a campaign store (``out``)::
+
+    out/structures/<structure id>.json   spec, region labels, sites, job keys
+    out/spectra/<kk>/<job key>.npz        one finished spectrum (omega, mu, meta)
+    out/failed/<job key>.json             one failed job (error text)
+    out/campaign.json                     parameters of the last run
+
+A job's key is a hash of everything that determines its result (the FEFF
+input text and engine version; for edrixs the element, d-count, field
+parameters and model constants), so an interrupted campaign resumes without
+recomputing, and identical multiplet cases are computed once for all
+structures. Every spectrum is written, atomically, by the worker that
+computed it, as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..edges import EDGE_ORDER, get_edge
+from ..errors import MMSpecError
+from .feff import FeffParams, FeffRunError, feff_input, feff_version
+from .labels import DEFAULT_RADIUS, region_labels, select_sites, site_environment
+from .structures import COMPOSITIONS, StructureSpec
+
+__all__ = ["CampaignStore", "make_specs", "plan_structure", "run_campaign", "execute_job"]
+
+log = logging.getLogger("mmspec_widgets.simulate")
+
+#: Bumped when the meaning of stored results changes.
+STORE_VERSION = 1
+
+
+# --------------------------------------------------------------------------
+# store
+class CampaignStore:
+    """Append-only store of a campaign (see module docstring for the layout).
+
+    Parameters
+    ----------
+    root : path
+        Folder of the store (created if missing).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        for sub in ("structures", "spectra", "failed"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- spectra
+    def spectrum_path(self, key: str) -> Path:
+        return self.root / "spectra" / key[:2] / f"{key}.npz"
+
+    def has(self, key: str) -> bool:
+        return self.spectrum_path(key).exists()
+
+    def put(self, key: str, omega: np.ndarray, mu: np.ndarray, meta: dict) -> Path:
+        """Write one spectrum atomically."""
+        p = self.spectrum_path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        os.close(fd)
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, omega=np.asarray(omega, float), mu=np.asarray(mu, float),
+                                meta=np.array(json.dumps(meta, default=_jsonable)))
+        os.replace(tmp, p)
+        fp = self.root / "failed" / f"{key}.json"
+        if fp.exists():
+            fp.unlink()
+        return p
+
+    def get(self, key: str) -> dict:
+        """Read one spectrum: dict with omega, mu, meta."""
+        with np.load(self.spectrum_path(key), allow_pickle=False) as z:
+            return {"omega": z["omega"], "mu": z["mu"], "meta": json.loads(str(z["meta"]))}
+
+    def keys(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "spectra").glob("*/*.npz"))
+
+    # -- failures
+    def fail(self, key: str, meta: dict) -> None:
+        p = self.root / "failed" / f"{key}.json"
+        p.write_text(json.dumps(meta, indent=1, default=_jsonable))
+
+    def failures(self) -> dict[str, dict]:
+        out = {}
+        for p in sorted((self.root / "failed").glob("*.json")):
+            try:
+                out[p.stem] = json.loads(p.read_text())
+            except ValueError:
+                continue
+        return out
+
+    # -- structures
+    def put_structure(self, manifest: dict) -> None:
+        p = self.root / "structures" / f"{manifest['structure_id']}.json"
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1, default=_jsonable))
+        os.replace(tmp, p)
+
+    def structures(self) -> list[dict]:
+        """Structure manifests in campaign order."""
+        out = []
+        for p in (self.root / "structures").glob("*.json"):
+            out.append(json.loads(p.read_text()))
+        return sorted(out, key=lambda m: (m.get("order", 0), m["structure_id"]))
+
+
+def _jsonable(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# specs
+_DEFECT_BLOCK = ["none"] * 6 + ["vacancy"] * 6 + ["antisite"] * 5 + ["both"] * 3
+_COMP_BLOCK = ["NMC111", "NMC532", "NMC622", "NMC811", "random"] * 4
+
+
+def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1)) -> list[StructureSpec]:
+    """A balanced, interleaved list of ``n`` structure specs.
+
+    Specs come in blocks of 20 that each hold every composition (NMC111, 532,
+    622, 811, random) 4 times, the defect classes 6 none / 6 O vacancy /
+    5 antisite / 3 both, and Li contents stratified over 0.3 - 1; so any
+    prefix of the list is already close to balanced.
+
+    Parameters
+    ----------
+    n : int
+        Number of structures.
+    seed : int
+        Master seed; spec ``i`` gets seed ``seed * 100003 + i``.
+    supercell : tuple of int
+        Supercell of every spec.
+    """
+    if n < 1:
+        raise MMSpecError(f"n={n!r}: expected at least one structure")
+    specs = []
+    for b in range((n + 19) // 20):
+        rng = np.random.default_rng([seed, b])
+        defects = rng.permutation(_DEFECT_BLOCK)
+        comps = rng.permutation(_COMP_BLOCK)
+        li_bins = rng.permutation(20)
+        for j in range(20):
+            i = 20 * b + j
+            if i >= n:
+                break
+            cname = str(comps[j])
+            if cname == "random":
+                ni = rng.uniform(0.33, 0.9)
+                w = rng.uniform(0.15, 0.85)
+                comp = (ni, (1 - ni) * w, (1 - ni) * (1 - w))
+            else:
+                comp = COMPOSITIONS[cname]
+            k = int(li_bins[j])
+            li = 1.0 if k >= 18 else round(0.3 + 0.7 * (k + rng.random()) / 18, 3)
+            d = str(defects[j])
+            n_vac = int(rng.integers(1, 4)) if d in ("vacancy", "both") else 0
+            n_anti = int(rng.integers(1, 3)) if d in ("antisite", "both") else 0
+            specs.append(StructureSpec(
+                composition=tuple(float(round(c, 4)) for c in comp),
+                li=float(li),
+                n_o_vacancy=n_vac,
+                n_antisite=n_anti,
+                li_excess=0.04 if rng.random() < 0.1 else 0.0,
+                ordering="clustered" if rng.random() < 0.25 else "random",
+                supercell=tuple(supercell),
+                seed=int(seed * 100003 + i),
+                name=cname,
+            ))
+    return specs
+
+
+# --------------------------------------------------------------------------
+# planning
+def _edrixs_job(element: str, oxidation: float, env: dict) -> dict:
+    from . import multiplets as M
+
+    ox = int(round(oxidation))
+    tdq, ds, dt = M.crystal_field(element, ox, env["coordination"], env["mean_bond"])
+    params = {"element": element, "oxidation": ox, "coordination": min(int(env["coordination"]), 6),
+              "ten_dq": tdq, "ds": ds, "dt": dt,
+              "model": {"slater_scale": M._SLATER_SCALE, "delta_u_pd": M._DELTA_U_PD,
+                        "u_dd": M._U_DD[element], "de": M._DE},
+              "engine": M.edrixs_version()}
+    return {"engine": "edrixs", "key": "x" + _hash(params)[:23], "params": params,
+            "edge": f"{element}_L23"}
+
+
+def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = None,
+                   radius: float = DEFAULT_RADIUS, n_o: int = 2, order: int = 0):
+    """Build ``spec``, pick its sites, and list its jobs.
+
+    Returns
+    -------
+    (manifest, jobs) : (dict, list of dict)
+        ``manifest`` (JSON-able: spec, region labels, per-edge sites with their
+        job keys) and the jobs (FEFF jobs carry their input text).
+    """
+    feff = feff or FeffParams()
+    edges = list(edges or EDGE_ORDER)
+    nmc = spec.build()
+    labels = region_labels(nmc, radius)
+    sites = select_sites(nmc, radius, n_o=n_o)
+    sid = spec.key
+    s = nmc.structure
+    oxi = nmc.oxidation
+    jobs: list[dict] = []
+    per_edge: dict[str, list[dict]] = {}
+    for edge in edges:
+        e = get_edge(edge)
+        for site in sites.get(edge, []):
+            env = site_environment(nmc, site)
+            rec = {"site": int(site), "element": e.element, "oxidation": float(oxi[site]),
+                   "coordination": env["coordination"], "mean_bond": env["mean_bond"],
+                   "distance": float(np.linalg.norm(s[site].coords - nmc.centre))}
+            if e.shell == "K":
+                inp = feff_input(nmc, site, feff, title=f"{sid}")
+                key = "f" + _hash({"inp": inp, "engine": feff_version(), "v": STORE_VERSION})[:23]
+                job = {"engine": "feff", "key": key, "edge": edge, "inp": inp,
+                       "params": feff.to_dict(), "structure_id": sid, "site": int(site)}
+            else:
+                job = _edrixs_job(e.element, oxi[site], env)
+            rec["key"] = job["key"]
+            per_edge.setdefault(edge, []).append(rec)
+            jobs.append(job)
+    manifest = {
+        "structure_id": sid,
+        "order": order,
+        "spec": spec.to_dict(),
+        "defect": spec.defect,
+        "labels": labels,
+        "radius": radius,
+        "centre": nmc.centre.tolist(),
+        "n_atoms": len(s),
+        "counts": nmc.composition_counts(),
+        "o_holes": nmc.o_holes,
+        "lattice": {"a": nmc.info["a"], "c": nmc.info["c"]},
+        "sites": per_edge,
+        "feff": feff.to_dict(),
+        "store_version": STORE_VERSION,
+    }
+    return manifest, jobs
+
+
+# --------------------------------------------------------------------------
+# execution
+def execute_job(job: dict, root: str) -> dict:
+    """Run one job and store its result (or its failure) in ``root``.
+
+    Returns a small status dict: key, engine, edge, status ("done", "failed",
+    "skipped"), wall_s, error.
+    """
+    store = CampaignStore(root)
+    key = job["key"]
+    base = {"key": key, "engine": job["engine"], "edge": job["edge"]}
+    if store.has(key):
+        return {**base, "status": "skipped", "wall_s": 0.0}
+    t0 = time.perf_counter()
+    try:
+        if job["engine"] == "feff":
+            from .feff import run_feff
+
+            res = run_feff(job["inp"])
+            meta = {"engine": res["engine"], "edge": job["edge"], "params": job["params"],
+                    "structure_id": job.get("structure_id"), "site": job.get("site"),
+                    "wall_s": res["wall_s"], "e": np.asarray(res["e"]).tolist()}
+        else:
+            p = job["params"]
+            res = _edrixs_run(p)
+            meta = {"engine": res["engine"], "edge": job["edge"], "params": p,
+                    "wall_s": res["wall_s"]}
+        meta["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        store.put(key, res["omega"], res["mu"], meta)
+        return {**base, "status": "done", "wall_s": time.perf_counter() - t0}
+    except (FeffRunError, MMSpecError, Exception) as exc:  # one site never stops a campaign
+        err = f"{type(exc).__name__}: {exc}"
+        store.fail(key, {**base, "error": err, "wall_s": time.perf_counter() - t0,
+                         "structure_id": job.get("structure_id"), "site": job.get("site"),
+                         "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return {**base, "status": "failed", "wall_s": time.perf_counter() - t0, "error": err}
+
+
+def _edrixs_run(p: dict) -> dict:
+    """edrixs run from stored field parameters (bypasses the bond-length scaling)."""
+    from . import multiplets as M
+
+    n = M.d_count(p["element"], p["oxidation"])
+    t0 = time.perf_counter()
+    om, mu = M._l23_cached(p["element"], n, p["ten_dq"], p["ds"], p["dt"])
+    return {"omega": om, "mu": mu, "wall_s": time.perf_counter() - t0,
+            "engine": M.edrixs_version()}
+
+
+def run_campaign(
+    specs=None,
+    edges=None,
+    out: str | os.PathLike = "data/sim",
+    seed: int = 0,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+    n_structures: int | None = None,
+    feff: FeffParams | None = None,
+    fms: float | None = None,
+    radius: float = DEFAULT_RADIUS,
+    n_o: int = 2,
+    max_jobs: int | None = None,
+) -> dict:
+    """Run (or resume) a simulation campaign.
+
+    Parameters
+    ----------
+    specs : list of StructureSpec or int, optional
+        Structures to simulate, or a number of structures for
+        :func:`make_specs` (also accepted as ``n_structures``).
+    edges : list of str, optional
+        Edge names (default: all of the edge table).
+    out : path
+        Campaign store folder.
+    seed : int
+        Master seed for :func:`make_specs`.
+    scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler; ``"sync"`` runs
+        the jobs one after the other in this process (no Dask).
+    n_workers : int, optional
+        Worker processes of the local Dask cluster (default: CPU count);
+        0 means ``"sync"``.
+    progress : bool
+        Show a tqdm progress bar.
+    feff : FeffParams, optional
+        FEFF settings; ``fms`` overrides its FMS radius (Angstrom).
+    radius : float
+        Region radius in Angstrom.
+    n_o : int
+        O sites simulated per region.
+    max_jobs : int, optional
+        Stop after this many computed jobs (for tests and short sessions).
+
+    Returns
+    -------
+    dict
+        Summary: n_structures, n_jobs, done, skipped, failed, failures
+        (list of (key, error)), wall_s.
+    """
+    t_start = time.perf_counter()
+    if specs is None:
+        specs = n_structures
+    if specs is None:
+        raise MMSpecError("run_campaign: give specs (a list of StructureSpec) or n_structures")
+    if isinstance(specs, int | np.integer):
+        specs = make_specs(int(specs), seed=seed)
+    specs = list(specs)
+    feff = feff or FeffParams()
+    if fms is not None:
+        feff = replace(feff, rfms=float(fms))
+    edges = list(edges or EDGE_ORDER)
+    for e in edges:
+        get_edge(e)
+    store = CampaignStore(out)
+    (store.root / "campaign.json").write_text(json.dumps({
+        "n_structures": len(specs), "edges": edges, "seed": seed, "feff": feff.to_dict(),
+        "radius": radius, "n_o": n_o, "store_version": STORE_VERSION,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }, indent=1))
+
+    def planned():
+        """Plan structures lazily, yielding their jobs in campaign order."""
+        seen: set[str] = set()
+        for order, spec in enumerate(specs):
+            try:
+                manifest, jobs = plan_structure(spec, edges, feff, radius, n_o, order)
+            except MMSpecError as exc:
+                log.warning("structure %s skipped: %s", spec.key, exc)
+                store.fail(f"s{spec.key}", {"structure": spec.to_dict(), "error": str(exc)})
+                continue
+            store.put_structure(manifest)
+            for job in jobs:
+                if job["key"] in seen or store.has(job["key"]):
+                    continue
+                seen.add(job["key"])
+                yield job
+
+    summary = {"n_structures": len(specs), "n_jobs": 0, "done": 0, "skipped": 0, "failed": 0,
+               "failures": []}
+
+    def record(r):
+        summary["n_jobs"] += 1
+        summary[r["status"]] = summary.get(r["status"], 0) + 1
+        if r["status"] == "failed":
+            summary["failures"].append((r["key"], r.get("error", "")))
+        log.info("%s %s %s %.1fs", r["status"], r["edge"], r["key"], r.get("wall_s", 0.0))
+
+    bar = _bar(progress)
+    sync = scheduler == "sync" or n_workers == 0
+    if sync:
+        for job in planned():
+            if max_jobs is not None and summary["done"] + summary["failed"] >= max_jobs:
+                break
+            record(execute_job(job, str(store.root)))
+            bar.update(1)
+    else:
+        _run_dask(planned(), store, scheduler, n_workers, record, bar, max_jobs, summary)
+    bar.close()
+    summary["wall_s"] = time.perf_counter() - t_start
+    fails = store.failures()
+    summary["failures_in_store"] = len(fails)
+    if summary["failures"]:
+        msg = "\n".join(f"  {k}: {e}" for k, e in summary["failures"][:20])
+        print(f"{summary['failed']} job(s) failed:\n{msg}", file=sys.stderr)
+    return summary
+
+
+def _bar(progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(desc="spectra", unit="job", disable=not progress,
+                mininterval=1.0 if sys.stderr.isatty() else 60.0)
+
+
+def _run_dask(jobs, store, scheduler, n_workers, record, bar, max_jobs, summary):
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        n_cap = max(2 * len(client.scheduler_info().get("workers", {})), 2) + 2
+        ac = as_completed()
+        it = iter(jobs)
+        inflight = 0
+        prio = 0
+
+        def submit_next():
+            nonlocal inflight, prio
+            job = next(it, None)
+            if job is None:
+                return False
+            fut = client.submit(execute_job, job, str(store.root), key=f"job-{job['key']}",
+                                priority=-prio, pure=False)
+            prio += 1
+            ac.add(fut)
+            inflight += 1
+            return True
+
+        # keep a short queue so planning (structure building) overlaps computing
+        while inflight < n_cap and submit_next():
+            pass
+        for fut in ac:
+            inflight -= 1
+            try:
+                r = fut.result()
+            except Exception as exc:  # worker died: record and go on
+                r = {"key": fut.key, "engine": "?", "edge": "?", "status": "failed",
+                     "error": f"{type(exc).__name__}: {exc}"}
+            record(r)
+            bar.update(1)
+            if max_jobs is not None and summary["done"] + summary["failed"] >= max_jobs:
+                break
+            while inflight < n_cap and submit_next():
+                pass
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,140 @@
+"""Local labels of simulated regions, and which sites to simulate.
+
+A *region* is every site within ``radius`` (Angstrom) of the structure's
+region centre (an O vacancy, an antisite Ni, or a random TM site in
+defect-free structures) - what one EELS pixel or XAS spot averages. Its
+labels are computed from all its sites; its spectrum per edge is the mean of
+the spectra of the sites simulated for that edge (:func:`select_sites`), so
+defect labels are local to the spectra they go with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MMSpecError
+
+__all__ = [
+    "LABELS",
+    "region_sites",
+    "site_environment",
+    "region_labels",
+    "select_sites",
+    "DEFAULT_RADIUS",
+]
+
+#: Region radius (Angstrom): the first two TM-O shells and the nearest TM/Li layers.
+DEFAULT_RADIUS = 4.5
+
+#: Names of the label variables of the training set.
+LABELS = (
+    "li_content", "ni_fraction", "mn_fraction", "co_fraction",
+    "ni_oxidation", "mn_oxidation", "co_oxidation",
+    "o_vacancy", "antisite", "coordination",
+)
+
+_TM = ("Ni", "Mn", "Co")
+
+
+def region_sites(nmc, radius: float = DEFAULT_RADIUS, centre=None) -> list[tuple[int, float]]:
+    """Sites within ``radius`` (Angstrom) of ``centre`` (default: the region
+    centre), periodic images folded onto their site index.
+
+    Returns
+    -------
+    list of (site index, distance in Angstrom), nearest first.
+    """
+    if radius <= 0:
+        raise MMSpecError(f"radius={radius!r}: expected > 0 Angstrom")
+    c = nmc.centre if centre is None else np.asarray(centre, dtype=float)
+    best: dict[int, float] = {}
+    for n in nmc.structure.get_sites_in_sphere(c, radius, include_index=True):
+        i, d = int(n.index), float(n.nn_distance)
+        if i not in best or d < best[i]:
+            best[i] = d
+    return sorted(best.items(), key=lambda t: (t[1], t[0]))
+
+
+def site_environment(nmc, site: int, cutoff: float = 2.5) -> dict:
+    """O coordination and mean M-O distance (Angstrom) of one site."""
+    s = nmc.structure
+    nbs = [n for n in s.get_neighbors(s[site], cutoff) if n.specie.symbol == "O"]
+    d = [float(n.nn_distance) for n in nbs]
+    return {"coordination": len(nbs), "mean_bond": float(np.mean(d)) if d else float("nan")}
+
+
+def _count_within(points: np.ndarray, centre: np.ndarray, lattice, radius: float) -> int:
+    if len(points) == 0:
+        return 0
+    f = lattice.get_fractional_coords(np.asarray(points)) - lattice.get_fractional_coords(centre)
+    f -= np.round(f)
+    return int(np.sum(np.linalg.norm(f @ lattice.matrix, axis=1) <= radius + 1e-6))
+
+
+def region_labels(nmc, radius: float = DEFAULT_RADIUS) -> dict:
+    """Labels of the region of ``nmc`` (all sites within ``radius``).
+
+    Returns
+    -------
+    dict
+        li_content (x in LixMO2 locally: Li atoms per Li-layer lattice site
+        of the region; 1 for a pristine region), ni/mn/co_fraction (of TM, sum 1),
+        ni/mn/co_oxidation (mean formal oxidation state; NaN when the element
+        is absent), o_vacancy (O vacancies in the region), antisite (Li/Ni
+        antisite pairs whose Ni lies in the region), coordination (mean O
+        coordination of the region's TMs), n_sites.
+    """
+    s = nmc.structure
+    sites = [i for i, _ in region_sites(nmc, radius)]
+    syms = [s[i].specie.symbol for i in sites]
+    oxi = nmc.oxidation
+    n_tm = sum(e in _TM for e in syms)
+    if n_tm == 0:
+        raise MMSpecError(f"region of radius {radius} A holds no TM; use a larger radius")
+    # Li per formula unit: Li atoms over Li-layer lattice sites (occupied or
+    # emptied by delithiation) of the region, so a pristine region gives 1
+    n_li_sites = sum(nmc.layer[i] == "Li" for i in sites) + _count_within(
+        nmc.li_vacancies, nmc.centre, s.lattice, radius)
+    out: dict = {"li_content": syms.count("Li") / max(n_li_sites, 1)}
+    for e in _TM:
+        out[f"{e.lower()}_fraction"] = syms.count(e) / n_tm
+    for e in _TM:
+        v = [oxi[i] for i, x in zip(sites, syms, strict=True) if x == e]
+        out[f"{e.lower()}_oxidation"] = float(np.mean(v)) if v else float("nan")
+    out["o_vacancy"] = _count_within(nmc.vacancies, nmc.centre, s.lattice, radius)
+    ni_li = np.array([s[a].coords for a, _b in nmc.antisites]).reshape(-1, 3)
+    out["antisite"] = _count_within(ni_li, nmc.centre, s.lattice, radius)
+    coords = [site_environment(nmc, i)["coordination"] for i, x in zip(sites, syms, strict=True) if x in _TM]
+    out["coordination"] = float(np.mean(coords))
+    out["n_sites"] = len(sites)
+    return out
+
+
+def select_sites(nmc, radius: float = DEFAULT_RADIUS, n_o: int = 2) -> dict[str, list[int]]:
+    """Sites to simulate for each edge of the region.
+
+    O K: the ``n_o`` O sites nearest the centre; Li K: the nearest Li;
+    Mn/Co/Ni K: the nearest site of each element; Mn/Co/Ni L2,3: every TM site
+    of the region (multiplet calculations are cheap). An element absent from
+    the region gets no site (its edges are missing for this sample).
+
+    Returns
+    -------
+    dict
+        Edge name -> list of site indices.
+    """
+    s = nmc.structure
+    sites = region_sites(nmc, radius)
+    by_el: dict[str, list[int]] = {}
+    for i, _d in sites:
+        by_el.setdefault(s[i].specie.symbol, []).append(i)
+    out: dict[str, list[int]] = {}
+    if by_el.get("O"):
+        out["O_K"] = by_el["O"][:n_o]
+    if by_el.get("Li"):
+        out["Li_K"] = by_el["Li"][:1]
+    for e in _TM:
+        if by_el.get(e):
+            out[f"{e}_K"] = by_el[e][:1]
+            out[f"{e}_L23"] = list(by_el[e])
+    return out
