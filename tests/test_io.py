@@ -217,3 +217,149 @@ def test_hspy_kev_axis_line_scan_and_uncalibrated(tmp_path):
     assert da.x.attrs["units"] == "px"
     np.testing.assert_array_equal(da.x.values, np.arange(5))
     np.testing.assert_array_equal(da.values[0], s.data)
+
+
+# ------------------------------------------------------------- synthetic XAS
+def _edge(e, e0=532.0):
+    """A smooth K-edge-like curve: step plus a pre-edge peak (arbitrary units)."""
+    return 1.0 / (1.0 + np.exp(-(e - e0))) + 0.3 * np.exp(-((e - (e0 - 2)) ** 2))
+
+
+E = np.round(np.arange(525.0, 560.0, 0.5), 6)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_xas_csv_named_columns(tmp_path):
+    mu = _edge(E)
+    body = "\n".join(f"{e},{m:.8f},{0.0}" for e, m in zip(E, mu, strict=True))
+    path = _write(tmp_path / "ok.csv", "Energy (eV),mu(E),other\n" + body + "\n")
+    da = load(path)
+    assert da.dims == ("energy",) and da.sizes["energy"] == E.size
+    np.testing.assert_allclose(da.energy.values, E)
+    np.testing.assert_allclose(da.values, mu, atol=1e-8)
+    assert da.energy.attrs == {"units": "eV", "long_name": "Photon energy"}
+    assert da.attrs["signal_type"] == "XAS"
+    assert da.attrs["energy_column"] == "Energy (eV)" and da.attrs["mu_column"] == "mu(E)"
+    assert da.attrs["dispersion_eV"] == pytest.approx(0.5)
+    _common_attrs(da, path)
+
+
+def test_xas_txt_header_kev_and_transmission(tmp_path):
+    mu = _edge(E)
+    i0 = 1e5 * (1 + 0.01 * np.sin(E))
+    it = i0 * np.exp(-mu)
+    body = "\n".join(f"{e / 1000:.7f}  {a:.4f}  {b:.4f}" for e, a, b in zip(E, i0, it, strict=True))
+    path = _write(tmp_path / "scan.txt",
+                  "# beamline export\n# sample: NMC622\n#  energy   I0   It\n" + body + "\n")
+    da = load(path)
+    np.testing.assert_allclose(da.energy.values, E, atol=1e-3)  # keV -> eV
+    np.testing.assert_allclose(da.values, mu, atol=1e-6)  # ln(I0/It)
+    assert da.attrs["energy_units_in_file"] == "keV"
+    assert da.attrs["mu_source"] == "ln(I0/It)"
+
+
+def test_xas_fluorescence_and_overrides(tmp_path):
+    mu = _edge(E)
+    i0 = np.full(E.size, 2.0e4)
+    body = "\n".join(f"{e}\t{a}\t{a * m}\t{m * 3}" for e, a, m in zip(E, i0, mu, strict=True))
+    path = _write(tmp_path / "fy.dat", "E\tI0\tTFY\tsomething\n" + body + "\n")
+    da = load(path)
+    np.testing.assert_allclose(da.values, mu, rtol=1e-6)
+    assert da.attrs["mu_source"] == "TFY/I0"
+    # explicit column choice by name and by index
+    np.testing.assert_allclose(load(path, mu="something").values, 3 * mu, rtol=1e-6)
+    np.testing.assert_allclose(load(path, energy=0, mu=3).values, 3 * mu, rtol=1e-6)
+
+
+def test_xas_several_mu_columns(tmp_path):
+    mu = _edge(E)
+    body = "\n".join(f"{e} {m} {1.1 * m} {0.9 * m}" for e, m in zip(E, mu, strict=True))
+    path = _write(tmp_path / "multi.xmu", "# energy mu1 mu2 mu3\n" + body + "\n")
+    da = load(path)
+    assert da.dims == ("scan", "energy") and da.shape == (3, E.size)
+    assert list(da.scan_label.values) == ["mu1", "mu2", "mu3"]
+    np.testing.assert_allclose(da.isel(scan=1).values, 1.1 * mu)
+
+
+def test_xas_repeated_blocks_and_lazy(tmp_path):
+    mu = _edge(E)
+    block = "\n".join(f"{e} {m}" for e, m in zip(E, mu, strict=True))
+    block2 = "\n".join(f"{e} {m + 0.01}" for e, m in zip(E, mu, strict=True))
+    path = _write(tmp_path / "rep.nor", "# energy norm\n" + block + "\n\n# energy norm\n" + block2)
+    da = load(path)
+    assert da.dims == ("scan", "energy") and da.shape == (2, E.size)
+    np.testing.assert_allclose((da.isel(scan=1) - da.isel(scan=0)).values, 0.01, atol=1e-12)
+    lazy = load(path, lazy=True)
+    assert lazy.chunks is not None
+    xr.testing.assert_identical(lazy.compute(), da)
+
+
+def test_xas_blocks_on_different_grids_are_interpolated(tmp_path):
+    mu = _edge(E)
+    e2 = E[2:] + 0.25
+    block = "\n".join(f"{e} {m}" for e, m in zip(E, mu, strict=True))
+    block2 = "\n".join(f"{e} {m}" for e, m in zip(e2, _edge(e2), strict=True))
+    path = _write(tmp_path / "shift.dat", "energy mu\n" + block + "\n" + block2 + "\n")
+    with pytest.warns(UserWarning, match="interpolated"):
+        da = load(path)
+    assert da.dims == ("scan", "energy")
+    assert float(da.energy[0]) >= e2[0] and float(da.energy[-1]) <= E[-1]
+    np.testing.assert_allclose(da.isel(scan=1).values, _edge(da.energy.values), atol=0.05)
+
+
+def test_xdi(tmp_path):
+    e = np.arange(8320.0, 8400.0, 0.5)
+    mu = _edge(e, 8345.0)
+    header = """# XDI/1.0 GSE/1.0
+# Column.1: energy eV
+# Column.2: i0
+# Column.3: itrans
+# Column.4: mutrans
+# Element.symbol: Ni
+# Element.edge: K
+# Mono.d_spacing: 3.13555
+# Mono.name: Si 111
+# Scan.start_time: 2021-06-26T22:27:31
+# Sample.name: NMC811 pristine
+# ///
+# synthetic scan
+#----
+# energy i0 itrans mutrans
+"""
+    body = "\n".join(f"{a:.2f} 100000.0 {1e5 * np.exp(-m):.4f} {m:.7f}" for a, m in zip(e, mu, strict=True))
+    path = _write(tmp_path / "ni.xdi", header + body + "\n")
+    da = load(path)
+    assert da.dims == ("energy",)
+    np.testing.assert_allclose(da.energy.values, e)
+    np.testing.assert_allclose(da.values, mu, atol=1e-6)
+    a = da.attrs
+    assert (a["element"], a["edge"]) == ("Ni", "K")
+    assert a["mono_d_spacing_A"] == pytest.approx(3.13555)
+    assert a["xdi_mono_name"] == "Si 111"
+    assert a["title"] == "NMC811 pristine"
+    assert (a["acquisition_date"], a["acquisition_time"]) == ("2021-06-26", "22:27:31")
+    assert a["mu_column"] == "mutrans"
+    _common_attrs(da, path)
+    # a second absorption column -> scans
+    two = load(path, mu=["mutrans", 3])
+    assert two.dims == ("scan", "energy") and two.sizes["scan"] == 2
+
+
+def test_xas_file_unchanged(tmp_path):
+    path = _write(tmp_path / "u.csv", "energy,mu\n" + "\n".join(f"{e},{m}" for e, m in
+                                                               zip(E, _edge(E), strict=True)))
+    before = (path.read_bytes(), os.stat(path).st_mtime_ns)
+    load(path)
+    assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
+
+
+def test_electrochem_csv_is_not_xas(shared_data):
+    # cycling tables are registry data, not spectra: a clear error, not garbage
+    from mmspec_widgets.errors import FileFormatError
+
+    with pytest.raises(FileFormatError, match="622.csv"):
+        load(shared_data / "nmc-electrochem" / "622.csv")
