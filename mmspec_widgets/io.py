@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -216,7 +217,7 @@ def _check_path(path: str | Path) -> Path:
         )
     if p.stat().st_size == 0:
         raise FileFormatError(f"{p}: file is empty (0 bytes); expected {_describe(ext)}")
-    return p.resolve()
+    return Path(os.path.abspath(p))
 
 
 def _describe(ext: str) -> str:
@@ -388,7 +389,7 @@ def _spatial_coord(ax, dm: bool, dim: str, path: Path) -> xr.Variable:
     return xr.Variable(dim, nm, attrs={"units": "nm", "long_name": dim})
 
 
-def _energy_coord(ax, dm: bool, signal_type: str, path: Path) -> tuple[np.ndarray, float]:
+def _energy_coord(ax, dm: bool, path: Path) -> tuple[np.ndarray, float]:
     unit = _units(ax)
     factor = _ENERGY_TO_EV.get(unit.lower())
     if factor is None:
@@ -413,7 +414,9 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
     om = sig.original_metadata.as_dictionary()
     data = sig.data
     if 0 in data.shape:
-        raise FileFormatError(f"{path}: holds no data (empty signal); expected {_describe(path.suffix.lower())}")
+        raise FileFormatError(
+            f"{path}: holds no data (empty signal); expected {_describe(path.suffix.lower())}"
+        )
     # axes in array order
     axes = list(am._axes)
     sig_axes = [ax for ax in axes if not ax.navigate]
@@ -425,7 +428,7 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
     attrs: dict[str, Any] = {}
     if len(sig_axes) == 1:
         signal_type = hs_type or "spectrum"
-        energy, step = _energy_coord(sig_axes[0], dm, signal_type, path)
+        energy, step = _energy_coord(sig_axes[0], dm, path)
         coords["energy"] = xr.Variable(
             "energy", energy,
             attrs={"units": "eV", "long_name": _LONG_NAMES.get(signal_type, "Energy")},
@@ -763,8 +766,8 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
         raise FileFormatError(f"{path}: no numeric data rows; expected {_describe(path.suffix.lower())}")
     if garbled:
         raise FileFormatError(
-            f"{path}: unreadable values at {_lines_list(garbled, path)}; expected numbers "
-            "(corrupt file?)"
+            f"{path}: missing or non-numeric values at {_lines_list(garbled, path)}; expected "
+            "numbers in every column (corrupt file?)"
         )
     counts = [len(r) for r in rows]
     ncol = max(set(counts), key=counts.count)
