@@ -5,7 +5,8 @@ Layout of a campaign store (``out``)::
     out/structures/<structure id>.json   spec, region labels, sites, job keys
     out/spectra/<kk>/<job key>.npz        one finished spectrum (omega, mu, meta)
     out/failed/<job key>.json             one failed job (error text)
-    out/campaign.json                     parameters of the last run
+    out/campaign.json                     parameters of every run
+    out/alignment.json                    per-edge energy shifts (dataset.py)
 
 A job's key is a hash of everything that determines its result (the FEFF
 input text and engine version; for edrixs the element, d-count, field
@@ -102,6 +103,17 @@ class CampaignStore:
             except ValueError:
                 continue
         return out
+
+    # -- runs
+    def log_run(self, params: dict) -> None:
+        """Append the parameters of one campaign run to ``campaign.json``."""
+        p = self.root / "campaign.json"
+        try:
+            runs = json.loads(p.read_text()).get("runs", []) if p.exists() else []
+        except ValueError:
+            runs = []
+        runs.append(params)
+        p.write_text(json.dumps({"runs": runs}, indent=1, default=_jsonable))
 
     # -- structures
     def put_structure(self, manifest: dict) -> None:
@@ -380,11 +392,11 @@ def run_campaign(
     for e in edges:
         get_edge(e)
     store = CampaignStore(out)
-    (store.root / "campaign.json").write_text(json.dumps({
-        "n_structures": len(specs), "edges": edges, "seed": seed, "feff": feff.to_dict(),
-        "radius": radius, "n_o": n_o, "store_version": STORE_VERSION,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }, indent=1))
+    store.log_run({
+        "n_structures": len(specs), "first_structure": specs[0].key if specs else None,
+        "edges": edges, "seed": seed, "feff": feff.to_dict(), "radius": radius, "n_o": n_o,
+        "store_version": STORE_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
 
     def planned():
         """Plan structures lazily, yielding their jobs in campaign order."""

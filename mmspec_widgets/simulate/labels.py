@@ -82,7 +82,8 @@ def region_labels(nmc, radius: float = DEFAULT_RADIUS) -> dict:
         ni/mn/co_oxidation (mean formal oxidation state; NaN when the element
         is absent), o_vacancy (O vacancies in the region), antisite (Li/Ni
         antisite pairs whose Ni lies in the region), coordination (mean O
-        coordination of the region's TMs), n_sites.
+        coordination of the region's TMs), n_sites, n_oxygen (O atoms
+        present in the region).
     """
     s = nmc.structure
     sites = [i for i, _ in region_sites(nmc, radius)]
@@ -107,6 +108,7 @@ def region_labels(nmc, radius: float = DEFAULT_RADIUS) -> dict:
     coords = [site_environment(nmc, i)["coordination"] for i, x in zip(sites, syms, strict=True) if x in _TM]
     out["coordination"] = float(np.mean(coords))
     out["n_sites"] = len(sites)
+    out["n_oxygen"] = syms.count("O")
     return out
 
 

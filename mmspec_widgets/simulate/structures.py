@@ -278,6 +278,15 @@ def _pbc_dist(frac_a: np.ndarray, frac_b: np.ndarray, lattice) -> np.ndarray:
     return np.linalg.norm(d @ lattice.matrix, axis=-1)
 
 
+def _whole_sites(fractions, n: int) -> list[int]:
+    """Largest-remainder rounding of ``fractions`` (sum 1) to ``n`` whole sites."""
+    raw = np.asarray(fractions, dtype=float) * n
+    out = np.floor(raw + 1e-9).astype(int)
+    for k in np.argsort(-(raw - out), kind="stable")[: n - int(out.sum())]:
+        out[k] += 1
+    return [int(v) for v in out]
+
+
 def _parent(a: float, c: float):
     from pymatgen.core import Lattice, Structure
 
@@ -303,12 +312,7 @@ def _build(spec: StructureSpec) -> NMCStructure:
     n_tm = tm_idx.size
 
     # -- transition-metal counts and ordering ------------------------------
-    n_ni = int(round(ni * n_tm))
-    n_mn = int(round(mn * n_tm))
-    n_co = n_tm - n_ni - n_mn
-    if n_co < 0:
-        n_ni += n_co
-        n_co = 0
+    n_ni, n_mn, n_co = _whole_sites((ni, mn, co), n_tm)
     if spec.ordering == "random":
         order = rng.permutation(tm_idx)
         labels = ["Mn"] * n_mn + ["Co"] * n_co + ["Ni"] * n_ni
