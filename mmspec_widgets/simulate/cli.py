@@ -4,6 +4,9 @@ Examples::
 
     mmspec simulate --structures 120 --edges O_K,Li_K,Ni_L23 --seed 1 --out data/sim
     mmspec simulate --assemble --out data/sim --dataset data/training_set.nc
+
+After a campaign run the data set is assembled into ``--dataset`` (default
+``<out>/training_set.nc``) unless ``--no-assemble``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--assemble", action="store_true",
                    help="assemble the data set from the store (no simulation)")
     p.add_argument("--dataset", default=None,
-                   help="data set file written by --assemble (default: <out>/../training_set.nc)")
+                   help="data set file to write (default: <out>/training_set.nc)")
+    p.add_argument("--no-assemble", action="store_true",
+                   help="do not assemble the data set after simulating")
 
 
 def _run(args) -> int:
@@ -57,7 +62,7 @@ def _run(args) -> int:
 
             from .dataset import assemble_training_set
 
-            path = args.dataset or str(Path(args.out).resolve().parent / "training_set.nc")
+            path = args.dataset or str(Path(args.out) / "training_set.nc")
             ds = assemble_training_set(args.out, path=path)
             print(json.dumps({"path": path, "samples": int(ds.sizes["sample"])}))
             return 0
@@ -72,6 +77,18 @@ def _run(args) -> int:
             fms=args.fms, max_jobs=args.max_jobs,
         )
         summary.pop("failures", None)
+        if not args.no_assemble:
+            from pathlib import Path
+
+            from ..errors import DataError
+            from .dataset import assemble_training_set
+
+            path = args.dataset or str(Path(args.out) / "training_set.nc")
+            try:
+                ds = assemble_training_set(args.out, path=path)
+                summary["dataset"] = {"path": path, "samples": int(ds.sizes["sample"])}
+            except DataError as exc:
+                print(f"mmspec simulate: data set not assembled: {exc}", file=sys.stderr)
         print(json.dumps(summary))
         return 0
     except MMSpecError as exc:

@@ -244,8 +244,32 @@ def _git_revision() -> str:
         return "unknown"
 
 
+def _resolve_alignment(store, alignment=None) -> dict:
+    """Alignment to use: given, the store's, calibrated on the store's
+    reference structure, or the project's default (``data/sim``)."""
+    if isinstance(alignment, dict):
+        return {**alignment, "source": alignment.get("source", "argument")}
+    if alignment is not None:
+        p = Path(alignment)
+        if not p.exists():
+            raise MMSpecError(f"alignment={str(p)!r}: file not found")
+        return {**json.loads(p.read_text()), "source": str(p)}
+    own = store.root / "alignment.json"
+    if own.exists():
+        return {**json.loads(own.read_text()), "source": "store"}
+    if (store.root / "structures" / f"{REFERENCE_SPEC.key}.json").exists():
+        return {**calibrate_alignment(store), "source": "store (calibrated now)"}
+    default = data_dir() / "sim" / "alignment.json"
+    if default.exists():
+        return {**json.loads(default.read_text()), "source": "project default data/sim"}
+    raise DataError(
+        f"{store.root}: no energy alignment: simulate REFERENCE_SPEC into this store, "
+        "or pass alignment=<alignment.json>"
+    )
+
+
 def assemble_training_set(store, path: str | Path | None = None, edges=None,
-                          min_edges: int = 1) -> xr.Dataset:
+                          min_edges: int = 1, alignment=None) -> xr.Dataset:
     """Assemble the training set from a campaign store.
 
     Parameters
@@ -258,6 +282,9 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         Edges to include (default: all of the edge table).
     min_edges : int
         Skip structures with fewer finished edges.
+    alignment : dict or path, optional
+        Per-edge shifts (``alignment.json``); default: the store's own, else
+        calibrated on the store's reference structure, else the project's.
 
     Returns
     -------
@@ -273,8 +300,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     if not isinstance(store, CampaignStore):
         store = CampaignStore(store)
     edges = list(edges or EDGE_ORDER)
-    align_p = store.root / "alignment.json"
-    align = json.loads(align_p.read_text()) if align_p.exists() else calibrate_alignment(store)
+    align = _resolve_alignment(store, alignment)
     manifests = [m for m in store.structures()
                  if m["structure_id"] != align["reference"] and m.get("order", 0) >= 0]
     if not manifests:

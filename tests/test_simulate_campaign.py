@@ -1,0 +1,146 @@
+"""Campaign: resume without recomputing, failures recorded, Dask path, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import mmspec_widgets.simulate.feff as feff_mod
+import mmspec_widgets.simulate.multiplets as mult_mod
+from mmspec_widgets.errors import MMSpecError
+from mmspec_widgets.simulate.campaign import (
+    CampaignStore,
+    make_specs,
+    plan_structure,
+    run_campaign,
+)
+from mmspec_widgets.simulate.feff import FeffParams, FeffRunError
+from mmspec_widgets.simulate.structures import COMPOSITIONS, StructureSpec
+
+TINY = FeffParams(rfms=3.0, r_cluster=4.5, corehole="FSR")
+SPEC = StructureSpec(composition=COMPOSITIONS["NMC622"], li=0.8, n_o_vacancy=1, seed=7)
+
+
+@pytest.fixture
+def count_engines(monkeypatch):
+    """Count real engine calls (FEFF runs, uncached multiplet diagonalisations)."""
+    calls = Counter()
+    real_feff = feff_mod.run_feff
+    real_l23 = mult_mod._l23_cached.__wrapped__
+
+    def feff(inp, *a, **k):
+        calls["feff"] += 1
+        return real_feff(inp, *a, **k)
+
+    def l23(*a):
+        calls["edrixs"] += 1
+        return real_l23(*a)
+
+    monkeypatch.setattr(feff_mod, "run_feff", feff)
+    monkeypatch.setattr(mult_mod, "_l23_cached", l23)
+    return calls
+
+
+def test_make_specs_balanced_and_reproducible():
+    specs = make_specs(40, seed=3)
+    assert [s.key for s in specs] == [s.key for s in make_specs(40, seed=3)]
+    assert len({s.key for s in specs}) == 40
+    first = Counter(s.defect for s in specs[:20])
+    assert first == {"none": 6, "vacancy": 6, "antisite": 5, "both": 3}
+    assert Counter(s.name for s in specs[:20]) == {n: 4 for n in
+                                                   ("NMC111", "NMC532", "NMC622", "NMC811",
+                                                    "random")}
+    li = np.array([s.li for s in specs[:20]])
+    assert li.min() < 0.45 and li.max() == 1.0
+    with pytest.raises(MMSpecError, match="n="):
+        make_specs(0)
+
+
+def test_plan_structure_jobs_and_labels():
+    manifest, jobs = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY, n_o=2)
+    assert manifest["structure_id"] == SPEC.key
+    assert manifest["labels"]["o_vacancy"] == 1
+    assert len(manifest["sites"]["O_K"]) == 2 and len(manifest["sites"]["Ni_K"]) == 1
+    kinds = Counter((j["engine"], j["edge"]) for j in jobs)
+    assert kinds[("feff", "O_K")] == 2 and kinds[("feff", "Ni_K")] == 1
+    assert kinds[("edrixs", "Ni_L23")] == len(manifest["sites"]["Ni_L23"])
+    # the same plan twice gives the same job keys (resumability rests on it)
+    _, again = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY, n_o=2)
+    assert [j["key"] for j in jobs] == [j["key"] for j in again]
+
+
+def test_resume_does_not_recompute(tmp_path, count_engines):
+    out = tmp_path / "store"
+    s1 = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
+                      max_jobs=1, progress=False)
+    assert s1["done"] == 1 and count_engines["feff"] == 1  # "interrupted" after one job
+    s2 = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
+                      progress=False)
+    assert s2["done"] == 1 and count_engines["feff"] == 2  # only the missing O site
+    s3 = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
+                      progress=False)
+    assert s3["done"] == 0 and count_engines["feff"] == 2  # nothing left to do
+    store = CampaignStore(out)
+    keys = [r["key"] for r in store.structures()[0]["sites"]["O_K"]]
+    assert all(store.has(k) for k in keys)
+    got = store.get(keys[0])
+    assert got["mu"].size == got["omega"].size > 30 and got["meta"]["wall_s"] > 0
+    assert len(json.loads((out / "campaign.json").read_text())["runs"]) == 3
+
+
+def test_failure_recorded_and_campaign_goes_on(tmp_path, monkeypatch, count_engines):
+    calls = Counter()
+
+    def flaky(inp, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise FeffRunError("FEFF failed: synthetic failure of one site")
+        return count_engines_real(inp, *a, **k)
+
+    count_engines_real = feff_mod.run_feff
+    monkeypatch.setattr(feff_mod, "run_feff", flaky)
+    out = tmp_path / "store"
+    s = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
+                     progress=False)
+    assert s["failed"] == 1 and s["done"] == 1
+    fails = CampaignStore(out).failures()
+    assert len(fails) == 1 and "synthetic failure" in next(iter(fails.values()))["error"]
+    # a rerun retries the failed site only, and clears its failure record
+    s = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
+                     progress=False)
+    assert s["done"] == 1 and s["failed"] == 0 and not CampaignStore(out).failures()
+
+
+def test_dask_local_cluster(tmp_path):
+    out = tmp_path / "store"
+    s = run_campaign([SPEC], edges=["Ni_L23"], out=out, n_workers=1, progress=False)
+    assert s["failed"] == 0 and s["done"] >= 1
+    store = CampaignStore(out)
+    recs = store.structures()[0]["sites"]["Ni_L23"]
+    assert all(store.has(r["key"]) for r in recs)
+    # edrixs cases are shared: fewer jobs than Ni sites
+    assert s["done"] == len({r["key"] for r in recs}) <= len(recs)
+
+
+def test_cli_simulate_writes_readable_dataset(tmp_path):
+    from mmspec_widgets.simulate.cli import main
+    from mmspec_widgets.simulate.dataset import load_training_set
+
+    out = tmp_path / "cli"
+    out.mkdir()
+    # a store may carry its own energy alignment (normally from the reference structure)
+    (out / "alignment.json").write_text(json.dumps(
+        {"shift": {"O_K": -4.0}, "l23_scale": {}, "reference": "none"}))
+    rc = main(["simulate", "--structures", "1", "--edges", "O_K", "--seed", "7",
+               "--out", str(out), "--fms", "3.0", "--workers", "0", "--no-progress"])
+    assert rc == 0
+    ds = load_training_set(out / "training_set.nc")
+    assert ds.sizes["sample"] == 1
+    assert np.isfinite(ds["O_K"].values).all()
+    assert ds["energy_O_K"].attrs["units"] == "eV"
+    assert np.isnan(ds["Ni_K"].values).all()  # not simulated -> NaN
+    assert json.loads(ds.attrs["alignment"])["shift"]["O_K"] == -4.0
+    assert main(["simulate", "--out", str(out)]) == 2  # --structures missing
