@@ -1,0 +1,47 @@
+"""Ab initio simulation of multimodal spectra of NMC regions.
+
+structures (pymatgen supercells with defects) -> feff (FEFF10 K edges) and
+multiplets (edrixs L2,3) -> labels (local region labels) -> campaign
+(resumable, Dask) -> dataset (aligned, broadened, gridded training set).
+
+Public names are imported lazily (FEFF, edrixs and Dask load only when used).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "StructureSpec": "structures",
+    "NMCStructure": "structures",
+    "COMPOSITIONS": "structures",
+    "FeffParams": "feff",
+    "feff_input": "feff",
+    "run_feff": "feff",
+    "l23_spectrum": "multiplets",
+    "l23_spectrum_mixed": "multiplets",
+    "region_labels": "labels",
+    "select_sites": "labels",
+    "LABELS": "labels",
+    "CampaignStore": "campaign",
+    "make_specs": "campaign",
+    "run_campaign": "campaign",
+    "assemble_training_set": "dataset",
+    "load_training_set": "dataset",
+    "REFERENCE_SPEC": "dataset",
+    "plot_trends": "plots",
+    "trend_metrics": "plots",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'mmspec_widgets.simulate' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
