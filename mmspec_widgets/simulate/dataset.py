@@ -281,7 +281,8 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     edges : list of str, optional
         Edges to include (default: all of the edge table).
     min_edges : int
-        Skip structures with fewer finished edges.
+        Skip structures with fewer finished edges. Structures whose jobs are
+        not all finished (done or failed) are left out until they are.
     alignment : dict or path, optional
         Per-edge shifts (``alignment.json``); default: the store's own, else
         calibrated on the store's reference structure, else the project's.
@@ -305,8 +306,14 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
                  if m["structure_id"] != align["reference"] and m.get("order", 0) >= 0]
     if not manifests:
         raise DataError(f"{store.root}: no simulated structures in the store")
+    failed = set(store.failures())
     rows = []
+    n_pending = 0
     for m in manifests:
+        keys = {r["key"] for recs in m["sites"].values() for r in recs}
+        if not all(store.has(k) or k in failed for k in keys):
+            n_pending += 1  # still being simulated: enters the set when complete
+            continue
         spectra = {}
         for edge in edges:
             recs = m["sites"].get(edge, [])
@@ -362,6 +369,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         "store": str(store.root.name),
         "store_version": STORE_VERSION,
         "n_structures": n,
+        "n_structures_pending": n_pending,
         "git_revision": _git_revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "history": json.dumps([{"step": "assemble_training_set",

@@ -1,0 +1,135 @@
+"""The committed training set: schema, counts, provenance, and that it is
+what the committed campaign store assembles to."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmspec_widgets.edges import EDGE_ORDER, get_edge
+from mmspec_widgets.errors import MMSpecError
+from mmspec_widgets.paths import data_dir
+from mmspec_widgets.simulate.campaign import CampaignStore
+from mmspec_widgets.simulate.dataset import (
+    REFERENCE_SPEC,
+    _main_feature,
+    assemble_training_set,
+    assign_split,
+    load_training_set,
+    region_spectrum,
+)
+from mmspec_widgets.simulate.labels import LABELS
+
+STORE = data_dir() / "sim"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_training_set()
+
+
+def test_schema(ds):
+    assert "sample" in ds.dims
+    for edge in EDGE_ORDER:
+        dim = f"energy_{edge}"
+        assert ds[edge].dims == ("sample", dim)
+        np.testing.assert_allclose(ds[dim].values, get_edge(edge).energy)
+        assert ds[dim].attrs["units"] == "eV"
+    for lab in LABELS:
+        assert ds[lab].dims == ("sample",)
+    for c in ("structure_id", "split", "defect", "composition"):
+        assert ds[c].dims == ("sample",)
+    for a in ("engines", "feff_params", "alignment", "git_revision", "date", "history"):
+        assert a in ds.attrs
+    assert "feff10" in json.loads(ds.attrs["engines"])["feff"]
+
+
+def test_counts_and_labels(ds):
+    n = ds.sizes["sample"]
+    assert n >= 1
+    assert len(set(ds["structure_id"].values.tolist())) == n  # one sample per structure
+    assert set(np.unique(ds["split"].values)) <= {"train", "test"}
+    for lab in ("o_vacancy", "antisite"):
+        v = ds[lab].values
+        assert np.issubdtype(v.dtype, np.integer) and v.min() >= 0
+    tm = ds["ni_fraction"] + ds["mn_fraction"] + ds["co_fraction"]
+    np.testing.assert_allclose(tm.values, 1.0, atol=1e-9)
+    assert float(ds["li_content"].min()) >= 0.0 and float(ds["li_content"].max()) <= 1.3
+    ox = ds["ni_oxidation"].values
+    assert np.all((ox[np.isfinite(ox)] >= 2.0) & (ox[np.isfinite(ox)] <= 4.0))
+    # defect labels agree with the defect class of the structure
+    d = ds["defect"].values
+    assert np.all(ds["o_vacancy"].values[d == "none"] == 0)
+    assert np.all(ds["antisite"].values[d == "none"] == 0)
+    assert np.all(ds["o_vacancy"].values[d == "vacancy"] > 0)
+
+
+def test_missing_edges_are_nan_only_where_element_absent(ds):
+    for el in ("Mn", "Co", "Ni"):
+        frac = ds[f"{el.lower()}_fraction"].values
+        for edge in (f"{el}_L23", f"{el}_K"):
+            finite = np.isfinite(ds[edge].values).all(axis=1)
+            assert not np.any(finite & (frac == 0)), f"{edge} present without {el}"
+        # L2,3 multiplets never fail: present whenever the element is
+        assert np.all(np.isfinite(ds[f"{el}_L23"].values).all(axis=1)[frac > 0])
+    for edge in EDGE_ORDER:  # a row is either complete or all NaN
+        y = ds[edge].values
+        assert np.all(np.isfinite(y).all(axis=1) | np.isnan(y).all(axis=1))
+
+
+def test_split_is_stratified_and_stable(ds):
+    manifests = CampaignStore(STORE).structures()
+    split = assign_split(manifests)
+    for sid, s in zip(ds["structure_id"].values, ds["split"].values, strict=True):
+        assert split[sid] == s
+    # every defect class with >= 3 structures has a held-out one; ~20 % overall
+    for d in np.unique(ds["defect"].values):
+        m = ds["defect"].values == d
+        if m.sum() >= 3:
+            assert (ds["split"].values[m] == "test").any()
+    if ds.sizes["sample"] >= 20:
+        assert 0.1 <= np.mean(ds["split"].values == "test") <= 0.3
+    # adding structures never moves an existing one
+    assert assign_split(manifests[: len(manifests) // 2]) == {
+        k: v for k, v in split.items() if k in {m["structure_id"] for m in
+                                                 manifests[: len(manifests) // 2]}}
+
+
+def test_committed_set_reassembles_from_committed_store(ds, tmp_path):
+    again = assemble_training_set(STORE)
+    ids = list(ds["structure_id"].values)
+    pos = {s: i for i, s in enumerate(again["structure_id"].values)}
+    assert all(s in pos for s in ids)
+    idx = [pos[s] for s in ids]
+    for edge in EDGE_ORDER:
+        np.testing.assert_allclose(again[edge].values[idx], ds[edge].values, equal_nan=True,
+                                   atol=1e-9)
+    for lab in LABELS:
+        np.testing.assert_allclose(again[lab].values[idx], ds[lab].values, equal_nan=True)
+
+
+def test_alignment_puts_reference_features_at_table_energies():
+    store = CampaignStore(STORE)
+    align = json.loads((STORE / "alignment.json").read_text())
+    man = json.loads((STORE / "structures" / f"{REFERENCE_SPEC.key}.json").read_text())
+    assert align["reference"] == REFERENCE_SPEC.key
+    for edge, recs in man["sites"].items():
+        e = get_edge(edge)
+        x = np.arange(e.energy[0] - 5, e.energy[-1], 0.05)
+        y = region_spectrum(store, recs, edge, align["shift"][edge],
+                            align["l23_scale"].get(edge, 1.0), grid=x)
+        assert abs(_main_feature(edge, x, y) - e.reference) < 0.1, edge
+        if e.shell == "L23":  # edge step 1 far above, L3 / step as documented
+            assert y[-1] == pytest.approx(1.0, abs=0.05)
+            assert y.max() == pytest.approx(align["l3_to_step"], rel=0.05)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(MMSpecError, match="not found"):
+        load_training_set(tmp_path / "none.nc")
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netcdf")
+    with pytest.raises(MMSpecError, match="netCDF"):
+        load_training_set(bad)
