@@ -166,7 +166,8 @@ def feff_input(nmc, site: int, params: FeffParams | None = None, title: str = ""
     return "\n".join(lines) + "\n"
 
 
-def run_feff(inp: str, workdir: str | Path | None = None, keep: bool = False) -> dict:
+def run_feff(inp: str, workdir: str | Path | None = None, keep: bool = False,
+             stage_timeout: float | None = 1800.0) -> dict:
     """Run FEFF10 on input text ``inp`` and return the XANES.
 
     Parameters
@@ -177,6 +178,8 @@ def run_feff(inp: str, workdir: str | Path | None = None, keep: bool = False) ->
         Scratch folder; a temporary one when None.
     keep : bool
         Keep the scratch folder (default: removed).
+    stage_timeout : float or None
+        Seconds after which a hanging FEFF stage is stopped (a failure).
 
     Returns
     -------
@@ -197,7 +200,9 @@ def run_feff(inp: str, workdir: str | Path | None = None, keep: bool = False) ->
     t0 = time.perf_counter()
     try:
         try:
-            res = feff10.run(inp, str(tmp))
+            cfg = feff10.FeffConfig(str(tmp), feff10.FeffInput.parse(inp),
+                                    stage_timeout=stage_timeout)
+            res = feff10.FeffPipeline(cfg).run()
             table = res.read_xmu()
         except Exception as exc:  # FeffError subclasses, IO errors
             raise FeffRunError(f"FEFF failed: {type(exc).__name__}: {exc}") from exc
