@@ -1,0 +1,179 @@
+"""``mmspec train``, ``mmspec evaluate [--json]``, ``mmspec predict FILE``.
+
+train
+    fit the default fused model on the training split of the simulated set
+    (Optuna search, grouped CV) and save it as a bundle (default
+    ``data/models/default.skops``).
+evaluate
+    held-out scores for every target, single edges and fused edge sets;
+    ``--json`` prints them as
+    ``{"targets": {NAME: {"metric": "r2" | "roc_auc", "by_edges": {...}}}}``;
+    ``--report DIR`` writes ``evaluation.md`` and ``evaluation.png``.
+predict
+    maps from a file of extracted edges (netCDF/HDF5 Dataset as written by
+    ``extract_edges(...).to_netcdf``) or from an instrument file (loaded and
+    cut onto the edge grids with default settings).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import FileFormatError, MMSpecError
+
+__all__ = ["register"]
+
+
+def _edges_arg(values) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        out.extend(p for p in str(v).replace(",", " ").replace("+", " ").split() if p)
+    return out
+
+
+def _cmd_train(args) -> int:
+    from .bundle import save_model
+    from .train import load_training_data, train_model
+
+    ds = load_training_data(args.training_set)
+    model = train_model(ds, n_trials=args.trials, fusion=args.fusion, estimator=args.estimator,
+                        edges=_edges_arg(args.edges), dropout_copies=args.dropout_copies,
+                        augment_copies=args.augment_copies, n_folds=args.folds,
+                        random_state=args.seed, verbose=not args.quiet)
+    path = save_model(model, args.out)
+    print(f"saved {model.model_id} -> {path}")
+    if args.report:
+        from .evaluate import evaluate_model, write_report
+
+        result = evaluate_model(model, ds, details=True)
+        md, png = write_report(result, args.report, model=model)
+        print(f"report: {md}, {png}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .bundle import load_model
+    from .evaluate import evaluate_model, write_report
+    from .train import load_training_data
+
+    model = load_model(args.model)
+    ds = load_training_data(args.training_set)
+    sets = None
+    if args.edge_sets:
+        sets = [_edges_arg([s]) for s in args.edge_sets]
+    result = evaluate_model(model, ds, sets, details=bool(args.report))
+    if args.report:
+        md, png = write_report(result, args.report, model=model)
+        if not args.json:
+            print(f"report: {md}, {png}")
+    if args.json:
+        print(json.dumps({"targets": result["targets"]}, indent=2))
+        return 0
+    targets = result["targets"]
+    keys = list(next(iter(targets.values()))["by_edges"])
+    width = max(len(k) for k in keys) + 2
+    print(f"model {model.model_id}: held-out scores (R2; ROC-AUC for defects)")
+    print(" " * width + "".join(f"{t[:11]:>12}" for t in targets))
+    for k in keys:
+        vals = [targets[t]["by_edges"][k] for t in targets]
+        row = "".join(f"{'–' if v is None else format(v, '.3f'):>12}" for v in vals)
+        print(f"{k:<{width}}{row}")
+    return 0
+
+
+def _read_edges_file(path: Path, edges):
+    import xarray as xr
+
+    if not path.exists():
+        raise FileFormatError(f"{path}: file not found")
+    if path.suffix.lower() in (".nc", ".h5", ".hdf5", ".nc4", ".cdf"):
+        try:
+            return xr.load_dataset(path, engine="h5netcdf")
+        except Exception as exc:
+            raise FileFormatError(f"{path}: not a readable netCDF Dataset of edges ({exc})") \
+                from exc
+    try:
+        from .. import extract, io
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        raise FileFormatError(f"{path}: reading instrument files needs mmspec_widgets.io and "
+                              f".extract ({exc}); pass a netCDF file of extracted edges") from exc
+    si = io.load(path)
+    if edges is None:
+        raise MMSpecError("predict: --edges is required for an instrument file (which edges "
+                          "to cut from the spectrum)")
+    return extract.extract_edges(si, edges=list(edges))
+
+
+def _serialisable_attrs(attrs: dict) -> dict:
+    return {k: (v if isinstance(v, str | int | float) else json.dumps(v, default=str))
+            for k, v in attrs.items()}
+
+
+def _cmd_predict(args) -> int:
+    from .bundle import load_model
+
+    edges = _edges_arg(args.edges)
+    ds = _read_edges_file(Path(args.file), edges)
+    model = load_model(args.model)
+    maps = model.predict(ds, edges=edges)
+    maps.attrs = _serialisable_attrs(maps.attrs)
+    maps.attrs["source_file"] = str(args.file)
+    out = Path(args.out)
+    if out.resolve() == Path(args.file).resolve():
+        raise MMSpecError(f"--out {out}: would overwrite the input file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    maps.to_netcdf(out, engine="h5netcdf")
+    n_ood = int(maps["ood"].values.sum())
+    print(f"{maps.attrs['edge_set']} -> {out} ({maps['ood'].size} pixels, {n_ood} flagged OOD)")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``train``, ``evaluate`` and ``predict`` sub-commands."""
+    p = subparsers.add_parser("train", help="train the default fused model on the simulated set",
+                              description="Train the fused model (grouped CV, Optuna search) "
+                                          "on the training split and save the bundle.")
+    p.add_argument("--training-set", default=None,
+                   help="training set netCDF (default: data/training_set.nc)")
+    p.add_argument("--out", default=None, help="bundle path (default: data/models/default.skops)")
+    p.add_argument("--trials", type=int, default=20, help="Optuna trials (default 20; 0: none)")
+    p.add_argument("--fusion", choices=("early", "late"), default="late")
+    p.add_argument("--estimator", choices=("hgb", "rf"), default="hgb")
+    p.add_argument("--edges", nargs="*", default=None,
+                   help="edges to train on (default: every edge with data)")
+    p.add_argument("--folds", type=int, default=4, help="grouped CV folds (default 4)")
+    p.add_argument("--dropout-copies", type=int, default=3,
+                   help="edge-dropout copies of the training rows (default 3)")
+    p.add_argument("--augment-copies", type=int, default=1,
+                   help="augmented copies of the training spectra (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write the held-out evaluation report into DIR")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="held-out scores for single edges and fused sets",
+                              description="Score the model on the test split for every target "
+                                          "and edge set.")
+    p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
+    p.add_argument("--training-set", default=None,
+                   help="labelled set with a test split (default: data/training_set.nc)")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write evaluation.md and evaluation.png into DIR")
+    p.add_argument("--edge-sets", nargs="*", default=None,
+                   help="edge sets to score, e.g. O_K Ni_K O_K+Ni_L23 (default: singles, "
+                        "named fused sets, all edges)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="maps of structure from a file of spectra",
+                              description="Predict maps (targets, their std, OOD flag).")
+    p.add_argument("file", help="netCDF of extracted edges, or an instrument file")
+    p.add_argument("--edges", nargs="*", default=None,
+                   help="edges to use (default: every model edge in the file)")
+    p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
+    p.add_argument("--out", required=True, help="output netCDF of maps")
+    p.set_defaults(func=_cmd_predict)

@@ -1,0 +1,682 @@
+"""Multimodal fusion models: predict local structure from any subset of edges.
+
+Data enter as an :class:`xarray.Dataset` with one variable per edge (``O_K``,
+``Ni_L23`` ...) on dim ``energy_<edge>`` and any leading dims (``sample``;
+``y, x``; ``scan``; none).  :func:`dataset_to_matrix` joins them into one row
+per sample/pixel, every edge on its standard grid, NaN blocks for edges that
+are missing.
+
+:class:`MultimodalModel` then featurizes each edge
+(:class:`~mmspec_widgets.learn.features.FusedFeaturizer`) and fuses:
+
+``fusion="early"``
+    one gradient-boosting model per target on the joined features of all
+    edges plus per-edge presence indicators;
+``fusion="late"``
+    per-edge models predict every target from one edge each; a stacking
+    model per target combines the per-edge predictions of all targets
+    (out-of-fold during training) and the presence indicators.
+
+Either way the model is trained with *edge dropout*: the training rows are
+repeated with random subsets of their edges hidden (set to NaN, the presence
+indicator cleared), so a single model serves every subset of the edges it was
+trained on.  Each target's final model is an ensemble of grouped-CV fold
+models (structures never shared between folds); their out-of-fold residuals
+train the uncertainty model (see :mod:`mmspec_widgets.learn.uncertainty`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import GroupKFold
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
+from ..errors import DataError, MMSpecError
+from .features import FusedFeaturizer, augment_spectra
+from .uncertainty import Z90, OODDetector, calibrate_scale
+
+__all__ = [
+    "TARGETS",
+    "REGRESSION_TARGETS",
+    "CLASSIFICATION_TARGETS",
+    "dataset_to_matrix",
+    "target_matrix",
+    "make_estimator",
+    "MultimodalModel",
+]
+
+REGRESSION_TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction",
+                      "ni_oxidation", "mn_oxidation", "co_oxidation")
+#: classified as count > 0; the model gives the probability of at least one
+CLASSIFICATION_TARGETS = ("o_vacancy", "antisite")
+TARGETS = REGRESSION_TARGETS + CLASSIFICATION_TARGETS
+
+_UNITS = {"li_content": "Li per formula unit", "ni_fraction": "fraction of TM",
+          "mn_fraction": "fraction of TM", "co_fraction": "fraction of TM",
+          "ni_oxidation": "oxidation state", "mn_oxidation": "oxidation state",
+          "co_oxidation": "oxidation state", "o_vacancy": "probability",
+          "antisite": "probability"}
+
+_HGB_DEFAULTS = {"max_iter": 250, "learning_rate": 0.08, "max_leaf_nodes": 31,
+                 "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 255,
+                 "max_features": 0.5}
+_RF_DEFAULTS = {"n_estimators": 200, "min_samples_leaf": 3, "max_features": 0.3}
+
+
+# --------------------------------------------------------------------------- data in
+
+def _energy_dim(da: xr.DataArray, edge: str) -> str:
+    name = f"energy_{edge}"
+    if name in da.dims:
+        return name
+    cands = [d for d in da.dims if str(d).startswith("energy")]
+    if len(cands) != 1:
+        raise DataError(f"variable {edge!r} has dims {da.dims}; expected one energy dim "
+                        f"named {name!r}")
+    return cands[0]
+
+
+def _on_grid(da: xr.DataArray, edge: str, dim: str, max_missing: float) -> np.ndarray:
+    """Spectra of ``da`` on the edge's standard grid, shape (n_rows, n_grid)."""
+    grid = edge_grid(edge)
+    lead = [d for d in da.dims if d != dim]
+    vals = np.asarray(da.transpose(*lead, dim).values, dtype=float).reshape(-1, da.sizes[dim])
+    if dim in da.coords:
+        e = np.asarray(da[dim].values, dtype=float)
+        if e.size == grid.size and np.allclose(e, grid, atol=1e-3):
+            out = vals
+        else:
+            order = np.argsort(e)
+            e, vals = e[order], vals[:, order]
+            if e[0] > grid[-1] or e[-1] < grid[0]:
+                raise DataError(f"{edge}: energy axis {e[0]:.1f} - {e[-1]:.1f} eV does not "
+                                f"overlap the grid {grid[0]:.1f} - {grid[-1]:.1f} eV")
+            out = np.full((vals.shape[0], grid.size), np.nan)
+            inside = (grid >= e[0]) & (grid <= e[-1])
+            for i, row in enumerate(vals):
+                out[i, inside] = np.interp(grid[inside], e, row)
+    else:
+        if vals.shape[1] != grid.size:
+            raise DataError(f"{edge}: {vals.shape[1]} energies without coordinate; expected "
+                            f"{grid.size} (the standard grid of {edge})")
+        out = vals
+    # partially missing spectra: fill short gaps, drop mostly-empty ones
+    bad = ~np.isfinite(out)
+    partial = bad.any(axis=1) & ~bad.all(axis=1)
+    for i in np.flatnonzero(partial):
+        ok = ~bad[i]
+        if ok.mean() >= 1 - max_missing:
+            out[i] = np.interp(grid, grid[ok], out[i, ok])
+        else:
+            out[i] = np.nan
+    return out
+
+
+def dataset_to_matrix(ds: xr.Dataset, edges: Sequence[str], *, use: Sequence[str] | None = None,
+                      max_missing: float = 0.2) -> tuple[np.ndarray, dict]:
+    """Join the edges of a Dataset into one row per sample or pixel.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One variable per edge, named as in the edge table, each with an energy
+        dim (``energy_<edge>``, eV) and the same leading dims.
+    edges : sequence of str
+        Column blocks, in this order, each on its standard grid.
+    use : sequence of str, optional
+        Edges to read from ``ds``; the other blocks are NaN.  Default: all of
+        ``edges`` found in ``ds``.
+    max_missing : float
+        A spectrum with at most this fraction of NaN (or off-range) points is
+        completed by interpolation; beyond, it counts as missing.
+
+    Returns
+    -------
+    X : ndarray, shape (n_rows, sum of grid sizes)
+        Spectra (eV grids of :func:`~mmspec_widgets.edges.edge_grid`); NaN blocks
+        for missing edges.
+    layout : dict
+        ``dims``, ``shape``, ``coords`` of the leading dims (to rebuild maps) and
+        ``edges`` (those read).
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise MMSpecError(f"expected an xarray.Dataset of edges, got {type(ds).__name__}")
+    edges = [get_edge(e).name for e in edges]
+    use = [e for e in edges if e in ds.data_vars] if use is None else \
+        [get_edge(e).name for e in use]
+    for e in use:
+        if e not in edges:
+            raise MMSpecError(f"edge {e!r} is not one the model was trained on "
+                              f"({', '.join(edges)})")
+        if e not in ds.data_vars:
+            raise DataError(f"edge {e!r} requested but the Dataset has no variable {e!r} "
+                            f"(it has {', '.join(map(str, ds.data_vars))})")
+    if not use:
+        raise DataError(f"the Dataset holds none of the edges {', '.join(edges)} "
+                        f"(variables: {', '.join(map(str, ds.data_vars)) or 'none'})")
+    lead_dims = None
+    for e in use:
+        dims = tuple(d for d in ds[e].dims if d != _energy_dim(ds[e], e))
+        if lead_dims is None:
+            lead_dims = dims
+        elif set(dims) != set(lead_dims):
+            raise DataError(f"edge {e!r} has leading dims {dims}, others {lead_dims}")
+    shape = tuple(ds.sizes[d] for d in lead_dims)
+    n = int(np.prod(shape)) if shape else 1
+    blocks = []
+    for e in edges:
+        if e in use:
+            da = ds[e].transpose(*lead_dims, _energy_dim(ds[e], e))
+            blocks.append(_on_grid(da, e, _energy_dim(ds[e], e), max_missing))
+        else:
+            blocks.append(np.full((n, get_edge(e).n_points), np.nan))
+    coords = {}
+    for name, c in ds.coords.items():
+        if set(c.dims) and set(c.dims) <= set(lead_dims):
+            coords[name] = c.variable
+    return np.concatenate(blocks, axis=1), {"dims": lead_dims, "shape": shape,
+                                            "coords": coords, "edges": use}
+
+
+def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
+    """Labels of ``targets`` as columns; counts of classification targets become 0/1.
+
+    Raises
+    ------
+    DataError
+        If a target variable is missing from ``ds``.
+    """
+    cols = []
+    for t in targets:
+        if t not in ds:
+            raise DataError(f"training set has no label variable {t!r}")
+        v = np.asarray(ds[t].values, dtype=float).ravel()
+        if t in CLASSIFICATION_TARGETS:
+            v = np.where(np.isfinite(v), (v > 0).astype(float), np.nan)
+        cols.append(v)
+    return np.stack(cols, axis=1)
+
+
+def make_estimator(kind: str, task: str, params: dict | None = None, random_state: int = 0):
+    """A fresh tree-ensemble estimator that accepts NaN features.
+
+    Parameters
+    ----------
+    kind : {"hgb", "rf", "xgb"}
+        Histogram gradient boosting (default), random forest, or XGBoost
+        (optional dependency).
+    task : {"regression", "classification"}
+    params : dict, optional
+        Hyperparameters overriding the defaults.
+    random_state : int
+    """
+    params = dict(params or {})
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        cls = HistGradientBoostingRegressor if task == "regression" else \
+            HistGradientBoostingClassifier
+        return cls(**{**_HGB_DEFAULTS, **params}, early_stopping=False, random_state=random_state)
+    if kind == "rf":
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+        cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
+        return cls(**{**_RF_DEFAULTS, **params}, n_jobs=1, random_state=random_state)
+    if kind == "xgb":
+        try:
+            import xgboost
+        except ImportError:
+            raise MMSpecError("estimator 'xgb' needs the optional package xgboost "
+                              "(pip install xgboost-cpu)") from None
+        base = {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 6, "subsample": 0.8,
+                "colsample_bytree": 0.5, "tree_method": "hist", "n_jobs": 2}
+        cls = xgboost.XGBRegressor if task == "regression" else xgboost.XGBClassifier
+        return cls(**{**base, **params}, random_state=random_state)
+    raise MMSpecError(f"estimator={kind!r}: expected 'hgb', 'rf' or 'xgb'")
+
+
+def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
+    if task == "regression":
+        return np.asarray(est.predict(D), dtype=float)
+    proba = est.predict_proba(D)
+    classes = list(est.classes_)
+    return proba[:, classes.index(1.0)] if 1.0 in classes else np.zeros(D.shape[0])
+
+
+def _task(target: str) -> str:
+    return "classification" if target in CLASSIFICATION_TARGETS else "regression"
+
+
+# --------------------------------------------------------------------------- the model
+
+class MultimodalModel(BaseEstimator):
+    """Fused multimodal model: spectra of any subset of edges -> local structure.
+
+    Parameters
+    ----------
+    edges : sequence of str
+        Edges the model is trained on (a subset of the edge table).
+    targets : sequence of str
+        Targets; regression for amounts and oxidation states, probability of
+        ``count > 0`` for ``o_vacancy`` and ``antisite``.
+    kinds : sequence of str
+        Featurizers applied to every edge (see ``features.FEATURIZERS``).
+    settings : dict, optional
+        Featurizer parameters, e.g. ``{"n_points": 40, "n_windows": 6}``.
+    fusion : {"early", "late"}
+        Joined features, or per-edge models stacked (see module docstring).
+    estimator : {"hgb", "rf", "xgb"}
+        Tree ensemble used throughout.
+    params : dict, optional
+        Hyperparameters: either one dict for all targets, or
+        ``{target: dict}`` (e.g. found by :func:`~mmspec_widgets.learn.train.tune`).
+    n_folds : int
+        Grouped cross-validation folds; the fold models form the ensemble.
+    dropout_copies : int
+        Extra copies of the training rows with random edge subsets hidden.
+    augment_copies : int
+        Extra copies of the training spectra perturbed by
+        :func:`~mmspec_widgets.learn.features.augment_spectra`.
+    augment : dict, optional
+        Arguments for the augmentation (``shift`` eV, ``broadening`` eV,
+        ``noise``, ``counts``).
+    ood_quantile : float
+        Training quantile of the OOD threshold.
+    n_jobs : int or None
+        Threads for the tree ensembles (OpenMP/BLAS limit while fitting and
+        predicting); 1 by default, which is fastest on small shared machines.
+        None: no limit.
+    random_state : int
+
+    Attributes
+    ----------
+    featurizer_ : FusedFeaturizer
+    models_ : dict
+        Target -> list of fold estimators (stage 2 for late fusion).
+    edge_models_ : dict
+        Late fusion only: ``"<edge>/<target>"`` -> per-edge estimator.
+    sigma_models_, calibration_ : dict
+        Regression targets: residual model and ``(c1, q90)``.
+    ood_ : OODDetector
+    cv_report_ : dict
+        Grouped-CV scores and calibration numbers measured during fit.
+    metadata_ : dict
+        Provenance (training data hash, sizes, package versions, time).
+    """
+
+    def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
+                 kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
+                 fusion: str = "early", estimator: str = "hgb", params: dict | None = None,
+                 n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
+                 augment: dict | None = None, ood_quantile: float = 0.99,
+                 n_jobs: int | None = 1, random_state: int = 0):
+        self.edges = edges
+        self.targets = targets
+        self.kinds = kinds
+        self.settings = settings
+        self.fusion = fusion
+        self.estimator = estimator
+        self.params = params
+        self.n_folds = n_folds
+        self.dropout_copies = dropout_copies
+        self.augment_copies = augment_copies
+        self.augment = augment
+        self.ood_quantile = ood_quantile
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- helpers
+    def _params_for(self, target: str) -> dict:
+        p = dict(self.params or {})
+        if p and all(k in TARGETS for k in p):
+            return dict(p.get(target, {}))
+        return p
+
+    def _edge_columns(self, feature_edges) -> list[np.ndarray]:
+        fe = np.asarray(feature_edges, dtype=object)
+        return [np.flatnonzero(fe == e) for e in self.edges_]
+
+    def _present(self, F: np.ndarray) -> np.ndarray:
+        return np.stack([np.all(np.isfinite(F[:, c]), axis=1) for c in self.columns_], axis=1)
+
+    def _dropout(self, present: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+        """Row indices and edge masks of the original rows plus dropout copies."""
+        n, k = present.shape
+        idx = [np.arange(n)]
+        masks = [present.copy()]
+        for _ in range(int(self.dropout_copies)):
+            m = np.zeros_like(present)
+            for i in range(n):
+                avail = np.flatnonzero(present[i])
+                if avail.size == 0:
+                    continue
+                size = rng.integers(1, avail.size + 1)
+                m[i, rng.choice(avail, size=size, replace=False)] = True
+            idx.append(np.arange(n))
+            masks.append(m)
+        return np.concatenate(idx), np.concatenate(masks)
+
+    @staticmethod
+    def _mask_blocks(A: np.ndarray, mask: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
+        A = A.copy()
+        for j, cols in enumerate(columns):
+            A[np.ix_(~mask[:, j], cols)] = np.nan
+        return A
+
+    def _design(self, A: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Stage-2 design: masked level-1 values plus presence indicators."""
+        cols = self.columns_ if self.fusion == "early" else self.pred_columns_
+        return np.concatenate([self._mask_blocks(A, mask, cols), mask.astype(float)], axis=1)
+
+    def _level1(self, F: np.ndarray) -> np.ndarray:
+        """Late fusion: per-edge predictions of every target (NaN where the edge is absent)."""
+        present = self._present(F)
+        P = np.full((F.shape[0], len(self.edges_) * len(self.targets_)), np.nan)
+        for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
+            rows = present[:, j]
+            if not rows.any():
+                continue
+            for k, t in enumerate(self.targets_):
+                est = self.edge_models_.get(f"{e}/{t}")
+                if est is not None:
+                    P[rows, j * len(self.targets_) + k] = _predict(est, F[rows][:, cols], _task(t))
+        return P
+
+    # ---------------------------------------------------------------- fit
+    def _threads(self):
+        return threadpool_limits(limits=self.n_jobs) if self.n_jobs else nullcontext()
+
+    def fit(self, ds: xr.Dataset, y=None):
+        """Train on a simulated training set.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Dim ``sample``; per-edge spectra; label variables for every target;
+            coordinate ``structure_id`` (grouping for CV).  Use only the training
+            split (see :func:`mmspec_widgets.learn.train.train_model`).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        with self._threads():
+            return self._fit(ds)
+
+    def _fit(self, ds: xr.Dataset):
+        t0 = time.perf_counter()
+        if self.fusion not in ("early", "late"):
+            raise MMSpecError(f"fusion={self.fusion!r}: expected 'early' or 'late'")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown:
+            raise MMSpecError(f"unknown targets {unknown}: expected some of {', '.join(TARGETS)}")
+        self.edges_ = [get_edge(e).name for e in sorted(set(self.edges), key=EDGE_ORDER.index)]
+        self.targets_ = list(self.targets)
+        if "structure_id" not in ds.coords and "structure_id" not in ds:
+            raise DataError("training set has no 'structure_id' coordinate (needed to group CV)")
+        X, _ = dataset_to_matrix(ds, self.edges_, use=[e for e in self.edges_ if e in ds])
+        Y = target_matrix(ds, self.targets_)
+        groups = np.asarray(ds["structure_id"].values).astype(str).ravel()
+        if np.unique(groups).size < int(self.n_folds):
+            raise DataError(f"training set has {np.unique(groups).size} structures; need at "
+                            f"least n_folds={self.n_folds}")
+        rng = np.random.default_rng(self.random_state)
+        self.grids_ = {e: edge_grid(e) for e in self.edges_}
+
+        # spectral augmentation: extra perturbed copies of every spectrum
+        Xs, Ys, Gs = [X], [Y], [groups]
+        blocks = np.cumsum([0] + [self.grids_[e].size for e in self.edges_])
+        for _ in range(int(self.augment_copies)):
+            Xa = X.copy()
+            for j, e in enumerate(self.edges_):
+                sl = slice(blocks[j], blocks[j + 1])
+                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng,
+                                            **dict(self.augment or {}))
+            Xs.append(Xa)
+            Ys.append(Y)
+            Gs.append(groups)
+        Xall, Yall, Gall = np.concatenate(Xs), np.concatenate(Ys), np.concatenate(Gs)
+
+        self.featurizer_ = FusedFeaturizer(self.edges_, tuple(self.kinds), self.settings).fit(X)
+        F = self.featurizer_.transform(Xall)
+        self.columns_ = self._edge_columns(self.featurizer_.feature_edges_)
+        present = self._present(F)
+        self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
+            F[: X.shape[0]], self.featurizer_.feature_edges_)
+
+        folds = list(GroupKFold(n_splits=int(self.n_folds)).split(F, groups=Gall))
+        fold_of = np.empty(F.shape[0], dtype=int)
+        for k, (_, test) in enumerate(folds):
+            fold_of[test] = k
+
+        if self.fusion == "late":
+            A = self._fit_level1(F, Yall, present, folds)
+            nt = len(self.targets_)
+            self.pred_columns_ = [np.arange(j * nt, (j + 1) * nt) for j in range(len(self.edges_))]
+        else:
+            A = F
+        idx, mask = self._dropout(present, rng)
+        D = self._design(A[idx], mask)
+        fold_rep = fold_of[idx]
+
+        self.models_, self.sigma_models_, self.calibration_ = {}, {}, {}
+        self.cv_report_ = {}
+        for k_t, t in enumerate(self.targets_):
+            task = _task(t)
+            yt = Yall[idx, k_t]
+            ok = np.isfinite(yt)
+            oof = np.full(D.shape[0], np.nan)
+            models = []
+            for k in range(len(folds)):
+                tr = ok & (fold_rep != k)
+                te = ok & (fold_rep == k)
+                if task == "classification" and np.unique(yt[tr]).size < 2:
+                    raise DataError(f"target {t!r}: a training fold has a single class; "
+                                    "need both samples with and without")
+                est = make_estimator(self.estimator, task, self._params_for(t),
+                                     self.random_state + k).fit(D[tr], yt[tr])
+                models.append(est)
+                if te.any():
+                    oof[te] = _predict(est, D[te], task)
+            self.models_[t] = models
+            full = np.zeros(D.shape[0], bool)
+            full[: present.shape[0]] = True  # rows with all available edges
+            self.cv_report_[t] = self._cv_scores(t, yt, oof, ok, full & ok)
+            if task == "regression":
+                r = np.abs(yt - oof)
+                okr = ok & np.isfinite(r)
+                sig = make_estimator("hgb", "regression",
+                                     {"max_iter": 120, "min_samples_leaf": 40,
+                                      "max_leaf_nodes": 15},
+                                     self.random_state).fit(D[okr], r[okr])
+                floor = 1e-3 * float(np.nanstd(yt)) + 1e-9
+                s = np.maximum(sig.predict(D[okr]), floor)
+                c1, q90 = calibrate_scale(r[okr], s)
+                self.sigma_models_[t] = sig
+                self.calibration_[t] = (c1, q90, floor)
+        self.metadata_ = {
+            "n_samples": int(X.shape[0]),
+            "n_structures": int(np.unique(groups).size),
+            "n_training_rows": int(D.shape[0]),
+            "n_features": int(F.shape[1]),
+            "fit_seconds": round(time.perf_counter() - t0, 1),
+            "training_data_sha256": training_data_hash(ds, self.edges_, self.targets_),
+        }
+        return self
+
+    def _fit_level1(self, F, Yall, present, folds) -> np.ndarray:
+        """Late fusion level 1: per-edge models; returns out-of-fold predictions."""
+        nt = len(self.targets_)
+        oof = np.full((F.shape[0], len(self.edges_) * nt), np.nan)
+        self.edge_models_ = {}
+        p = {"max_iter": 150, "max_leaf_nodes": 15, "max_features": 1.0}
+        for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
+            rows = present[:, j]
+            for k_t, t in enumerate(self.targets_):
+                task = _task(t)
+                y = Yall[:, k_t]
+                ok = rows & np.isfinite(y)
+                if ok.sum() < 10 or (task == "classification" and np.unique(y[ok]).size < 2):
+                    continue
+                params = {**p, **self._params_for(t)} if self.estimator == "hgb" else \
+                    self._params_for(t)
+                for k, (tr, te) in enumerate(folds):
+                    tr = tr[ok[tr]]
+                    te = te[ok[te]]
+                    if task == "classification" and np.unique(y[tr]).size < 2:
+                        continue
+                    est = make_estimator(self.estimator, task, params, self.random_state + k)
+                    est.fit(F[tr][:, cols], y[tr])
+                    if te.size:
+                        oof[te, j * nt + k_t] = _predict(est, F[te][:, cols], task)
+                self.edge_models_[f"{e}/{t}"] = make_estimator(
+                    self.estimator, task, params, self.random_state).fit(F[ok][:, cols], y[ok])
+        return oof
+
+    @staticmethod
+    def _cv_scores(t, y, oof, ok, full) -> dict:
+        from sklearn.metrics import r2_score, roc_auc_score
+        out = {}
+        for name, m in (("all_rows", ok & np.isfinite(oof)), ("all_edges", full & np.isfinite(oof))):
+            if m.sum() < 3:
+                out[name] = None
+            elif t in CLASSIFICATION_TARGETS:
+                out[name] = float(roc_auc_score(y[m], oof[m])) if np.unique(y[m]).size > 1 \
+                    else None
+            else:
+                out[name] = float(r2_score(y[m], oof[m]))
+        return out
+
+    # ---------------------------------------------------------------- predict
+    def predict_arrays(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Predictions for joined spectra rows (see :func:`dataset_to_matrix`).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_rows, sum of the model's grid sizes)
+            NaN blocks for absent edges.
+
+        Returns
+        -------
+        dict
+            ``target``, ``target_std`` (target units), ``ood`` (bool),
+            ``ood_score`` (ratio to threshold), each shape (n_rows,).
+        """
+        check_is_fitted(self, "models_")
+        with self._threads():
+            return self._predict_arrays(X)
+
+    def _predict_arrays(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        F = self.featurizer_.transform(X)
+        present = self._present(F)
+        A = self._level1(F) if self.fusion == "late" else F
+        D = self._design(A, present)
+        usable = present.any(axis=1)
+        out: dict[str, np.ndarray] = {}
+        for t in self.targets_:
+            task = _task(t)
+            preds = np.stack([_predict(m, D, task) for m in self.models_[t]])
+            mean = preds.mean(axis=0)
+            if task == "regression":
+                c1, _, floor = self.calibration_[t]
+                std = c1 * np.maximum(self.sigma_models_[t].predict(D), floor)
+            else:
+                std = preds.std(axis=0)
+            mean[~usable] = np.nan
+            std[~usable] = np.nan
+            out[t] = mean
+            out[f"{t}_std"] = std
+        score = self.ood_.score(F)
+        out["ood_score"] = score
+        out["ood"] = (score > 1) | ~usable
+        return out
+
+    def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None) -> xr.Dataset:
+        """Maps of every target, its standard deviation and an OOD flag.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Per-edge spectra as returned by
+            :func:`mmspec_widgets.extract.extract_edges` (or the training set):
+            variables named by edge, energy dims ``energy_<edge>`` (eV), any
+            leading dims (``("y", "x")``, ``("scan",)``, ``("sample",)`` or none).
+        edges : sequence of str, optional
+            Use only these edges (each must be in ``ds`` and in the model);
+            default: every model edge found in ``ds``.
+
+        Returns
+        -------
+        xarray.Dataset
+            Same leading dims and coordinates as ``ds``; variables for each
+            target, ``<target>_std`` (1 standard deviation, calibrated on
+            held-out data), ``ood`` (bool) and ``ood_score``; attrs ``edges``,
+            ``edge_set``, ``model_id``, ``q90`` (90 % interval half-widths in
+            units of std) and ``history``.
+        """
+        check_is_fitted(self, "models_")
+        X, layout = dataset_to_matrix(ds, self.edges_, use=edges)
+        out = self.predict_arrays(X)
+        dims, shape = layout["dims"], layout["shape"]
+        data = {}
+        for name, v in out.items():
+            base = name[:-4] if name.endswith("_std") else name
+            attrs = {"units": _UNITS.get(base, "")}
+            if name.endswith("_std"):
+                attrs["long_name"] = f"standard deviation of {base}"
+            elif name == "ood":
+                attrs = {"long_name": "out of distribution (unlike the training spectra)"}
+            elif name == "ood_score":
+                attrs = {"long_name": "OOD distance / threshold (> 1: out of distribution)"}
+            data[name] = xr.Variable(dims, v.reshape(shape), attrs)
+        maps = xr.Dataset(data, coords=layout["coords"])
+        history = list(ds.attrs.get("history", [])) if isinstance(ds.attrs.get("history"), list) \
+            else []
+        used = layout["edges"]
+        history.append({"step": "learn.predict", "model_id": self.model_id,
+                        "edges": list(used), "fusion": self.fusion})
+        maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
+                      "model_id": self.model_id,
+                      "q90": {t: self.calibration_[t][1] for t in self.calibration_},
+                      "history": history}
+        return maps
+
+    @property
+    def model_id(self) -> str:
+        """Short identifier: fusion, estimator and a hash of training data and settings."""
+        check_is_fitted(self, "models_")
+        h = hashlib.sha256(json.dumps(
+            [self.metadata_.get("training_data_sha256"), self.fusion, self.estimator,
+             list(self.kinds), self.settings or {}, self.params or {}, int(self.n_folds),
+             int(self.dropout_copies), int(self.augment_copies), int(self.random_state)],
+            sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"mmspec-{self.fusion}-{self.estimator}-{h}"
+
+    def q90(self, target: str) -> float:
+        """Half-width of the 90 % interval of ``target`` in units of its std."""
+        check_is_fitted(self, "models_")
+        return self.calibration_[target][1] if target in self.calibration_ else Z90
+
+
+def training_data_hash(ds: xr.Dataset, edges: Sequence[str], targets: Sequence[str]) -> str:
+    """SHA-256 of the spectra, labels and structure ids used for training."""
+    h = hashlib.sha256()
+    for name in list(edges) + list(targets) + ["structure_id"]:
+        if name in ds:
+            v = np.asarray(ds[name].values)
+            h.update(name.encode())
+            if v.dtype.kind in "fc":
+                h.update(np.ascontiguousarray(v, dtype=float).tobytes())
+            else:
+                h.update("\n".join(map(str, v.ravel())).encode())
+    return h.hexdigest()
