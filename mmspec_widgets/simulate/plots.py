@@ -38,7 +38,9 @@ def _half_step(ds, edge):
     """Energy where the spectrum first reaches half its post-edge level (eV)."""
     x = _grid(ds, edge)
     y = np.asarray(ds[edge].values, float)
-    level = np.nanmean(y[:, -20:], axis=1)
+    ok = np.isfinite(y).all(axis=1)
+    level = np.full(y.shape[0], np.nan)
+    level[ok] = y[ok, -20:].mean(axis=1)
     out = np.full(y.shape[0], np.nan)
     for i in range(y.shape[0]):
         if not np.isfinite(level[i]):
