@@ -27,7 +27,6 @@ from ..errors import DataError
 
 __all__ = [
     "SPECTRUM_COLORS",
-    "as_bokeh_widget",
     "check_si",
     "coord_units",
     "energy_label",
@@ -43,13 +42,6 @@ __all__ = [
 SPECTRUM_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
-
-
-def as_bokeh_widget(layout):
-    """Wrap a Bokeh layout in an ipywidget (``jupyter_bokeh.BokehModel``)."""
-    from jupyter_bokeh.widgets import BokehModel
-
-    return BokehModel(layout)
 
 
 def coord_units(da: xr.DataArray, dim: str, default: str) -> str:
@@ -186,15 +178,17 @@ def map_sources(image: xr.DataArray, values: np.ndarray | None = None) -> dict[s
 
 
 def add_pixel_grid(fig, image: xr.DataArray, *, value_name: str = "Counts",
-                   value_format: str = "0.000a"):
+                   value_format: str = "0.000a", source: ColumnDataSource | None = None):
     """Add an invisible, selectable rectangle per pixel (tap / box select / hover).
 
-    Returns the ``ColumnDataSource``; its ``selected.indices`` are the
-    selected pixels in C order.
+    Returns the ``ColumnDataSource`` (``source`` if given, so several maps
+    can share one selection); its ``selected.indices`` are the selected
+    pixels in C order.
     """
     from bokeh.models import BoxSelectTool, TapTool
 
-    source = ColumnDataSource(map_sources(image))
+    if source is None:
+        source = ColumnDataSource(map_sources(image))
     rects = fig.rect("x", "y", "w", "h", source=source, fill_alpha=0.0, line_alpha=0.0,
                      selection_fill_alpha=0.0, selection_line_alpha=0.0,
                      nonselection_fill_alpha=0.0, nonselection_line_alpha=0.0)

@@ -12,6 +12,7 @@ from bokeh.layouts import column, row
 
 from ..errors import DataError
 from . import _plots as P
+from ._base import WidgetBase
 
 __all__ = ["Explorer", "region_spectrum"]
 
@@ -54,20 +55,7 @@ def region_spectrum(si: xr.DataArray, rows: tuple[int, int], cols: tuple[int, in
     return out
 
 
-class _WidgetBase(tl.HasTraits):
-    """Common display plumbing: the ipywidgets tree is ``self.ui``."""
-
-    ui: ipw.Widget
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.ui._repr_mimebundle_(**kwargs)
-
-    def close(self) -> None:
-        """Close the ipywidgets (and the Bokeh document they show)."""
-        self.ui.close_all() if hasattr(self.ui, "close_all") else self.ui.close()
-
-
-class Explorer(_WidgetBase):
+class Explorer(WidgetBase):
     """Look at a spectrum image: survey image, navigator map, linked spectrum.
 
     Click a pixel of the navigator map (or set :attr:`pixel`) to show its
@@ -179,7 +167,7 @@ class Explorer(_WidgetBase):
 
         top = row(*figs)
         self.layout = column(top, self.lin_fig, self.log_fig)
-        self.plot = P.as_bokeh_widget(self.layout)
+        self.plot = self._wrap(self.layout)
 
         lo, hi = self._e_full
         step = float(abs(self.energy[1] - self.energy[0]))

@@ -1,0 +1,556 @@
+"""Maps of the predicted local structure, with uncertainty, OOD mask and explanations."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as ipw
+import numpy as np
+import traitlets as tl
+import xarray as xr
+from bokeh.layouts import column, gridplot, row
+from bokeh.models import LinearAxis, Range1d
+from bokeh.palettes import RdBu11
+
+from ..edges import EDGE_ORDER, get_edge
+from ..errors import DataError, MMSpecError
+from . import _plots as P
+from ._base import WidgetBase
+
+__all__ = ["Inference", "TARGET_LABELS"]
+
+#: Human-readable names of the model targets.
+TARGET_LABELS = {
+    "li_content": "Li content x (LixMO2)",
+    "ni_fraction": "Ni fraction of TM",
+    "mn_fraction": "Mn fraction of TM",
+    "co_fraction": "Co fraction of TM",
+    "ni_oxidation": "Ni oxidation state",
+    "mn_oxidation": "Mn oxidation state",
+    "co_oxidation": "Co oxidation state",
+    "o_vacancy": "O-vacancy probability",
+    "antisite": "Li/Ni antisite probability",
+}
+_PROBABILITY = ("o_vacancy", "antisite")
+_ENERGY_LABEL = "Energy loss (eV)"
+
+
+def _edge_label(name: str) -> str:
+    e = get_edge(name)
+    return f"{e.element} {e.shell.replace('L23', 'L2,3')}"
+
+
+def _spatial(data: xr.Dataset, name: str) -> xr.DataArray:
+    """A (y, x) template carrying the map coordinates of ``data``."""
+    var = data[name]
+    e_dim = f"energy_{name}"
+    plane = var.isel({e_dim: 0}, drop=True) if e_dim in var.dims else var
+    return plane.transpose("y", "x")
+
+
+class Inference(WidgetBase):
+    """Predict local structure maps from per-edge spectra and inspect them.
+
+    Choose the model and the edges it may use (check boxes), or switch to
+    "single edge" to see what one edge alone gives.  Three maps show the
+    prediction of the chosen target, its uncertainty (1 standard deviation,
+    calibrated on held-out simulations) and the out-of-distribution score
+    (> 1: the spectra look unlike any training spectrum; such pixels are
+    hatched on the prediction map).  Click a pixel to see its spectra on
+    each edge's grid, all its predictions, and, with "explain" on, the
+    energies the model relies on for the target (permutation importance on
+    the labelled set, :func:`mmspec_widgets.learn.energy_importance`).
+
+    Parameters
+    ----------
+    data : xarray.Dataset
+        Per-edge spectra of a spectrum image, as returned by
+        :func:`mmspec_widgets.extract.extract_edges`: one variable per edge on
+        dims ``("y", "x", "energy_<edge>")`` (eV).
+    model : MultimodalModel, optional
+        Fitted model; default :func:`mmspec_widgets.learn.load_model`.
+    models : dict, optional
+        Several models to choose from, ``{name: model}``.
+    edges : sequence of str, optional
+        Edges used in fused mode; default all model edges found in ``data``.
+    target : str
+        Target shown (``"li_content"``, ``"o_vacancy"`` ...).
+    mode : {"fused", "single"}
+        Fused: the checked edges together; single: :attr:`single_edge` only.
+    pixel : tuple of int
+        Initial pixel ``(row, col)``.
+    explain_data : xarray.Dataset, optional
+        Labelled set for explanations; default the simulated training set
+        (its ``test`` split is used), loaded when an explanation is asked for.
+    explain_window : float
+        Energy window width (eV) of the permutation importance.
+
+    Attributes
+    ----------
+    result : xarray.Dataset
+        The maps of the current model and edges (``model.predict``).
+    explanation : xarray.Dataset or None
+        Energy importance of the current target and edges, when shown.
+    """
+
+    model_name = tl.Unicode()
+    edges = tl.List(tl.Unicode())
+    mode = tl.Unicode("fused")
+    single_edge = tl.Unicode()
+    target = tl.Unicode("li_content")
+    pixel = tl.Tuple(tl.Int(), tl.Int(), default_value=(0, 0))
+    show_explanation = tl.Bool(False)
+    result = tl.Instance(xr.Dataset, allow_none=True)
+    explanation = tl.Instance(xr.Dataset, allow_none=True)
+
+    def __init__(self, data: xr.Dataset, model=None, *, models: dict | None = None,
+                 edges=None, target: str = "li_content", mode: str = "fused",
+                 pixel: tuple[int, int] = (0, 0), explain_data: xr.Dataset | None = None,
+                 explain_window: float = 2.0) -> None:
+        super().__init__()
+        self.data = self._check_data(data)
+        if models is None:
+            if model is None:
+                from ..learn import load_model
+
+                model = load_model()
+            models = {str(getattr(model, "model_id", "model")): model}
+        elif model is not None:
+            models = {str(getattr(model, "model_id", "model")): model, **dict(models)}
+        if not models:
+            raise MMSpecError("models: expected at least one fitted model")
+        self.models = dict(models)
+        self.explain_data = explain_data
+        self.explain_window = float(explain_window)
+        self._explain_cache: dict = {}
+        self._ready = False
+        self._template = _spatial(self.data, self._data_edges()[0])
+        first = next(iter(self.models))
+        self.set_trait("model_name", first)
+        self._build()
+        self._reset_edge_choice(edges)
+        self.target = target
+        self.mode = mode
+        self.pixel = tuple(pixel)
+        self._ready = True
+        self._predict()
+
+    # ----------------------------------------------------------------- checks
+    @staticmethod
+    def _check_data(data) -> xr.Dataset:
+        if not isinstance(data, xr.Dataset):
+            raise DataError("data: expected an xarray.Dataset of per-edge spectra "
+                            "(mmspec_widgets.extract.extract_edges), got "
+                            f"{type(data).__name__}")
+        names = [v for v in data.data_vars if v in EDGE_ORDER]
+        if not names:
+            raise DataError(f"data: no edge variables found (expected some of "
+                            f"{', '.join(EDGE_ORDER)}; got {', '.join(map(str, data.data_vars))})")
+        for v in names:
+            need = {"y", "x", f"energy_{v}"}
+            if set(data[v].dims) != need:
+                raise DataError(f"data[{v!r}]: expected dims ('y', 'x', 'energy_{v}'), "
+                                f"got {data[v].dims}")
+        return data
+
+    def _data_edges(self) -> list[str]:
+        return [e for e in EDGE_ORDER if e in self.data.data_vars]
+
+    @property
+    def model(self):
+        """The model currently selected."""
+        return self.models[self.model_name]
+
+    def available_edges(self) -> list[str]:
+        """Edges both in the data and in the current model, in table order."""
+        return [e for e in self.model.edges_ if e in self.data.data_vars]
+
+    def active_edges(self) -> list[str]:
+        """Edges the prediction uses now (checked edges, or the single edge)."""
+        if self.mode == "single":
+            return [self.single_edge] if self.single_edge else []
+        return [e for e in self.available_edges() if e in self.edges]
+
+    # ------------------------------------------------------------------ build
+    def _build(self) -> None:
+        tmpl = self._template
+        ny, nx = tmpl.sizes["y"], tmpl.sizes["x"]
+        line_scan = nx >= 3 * ny
+        width = 520 if line_scan else 270
+        self.pred_fig, self.pred_source, self.pred_mapper = P.image_figure(
+            tmpl * 0.0, title="Prediction", colorbar_title="", width=width, max_height=300)
+        self.std_fig, self.std_source, self.std_mapper = P.image_figure(
+            tmpl * 0.0, title="Uncertainty (1 std)", palette="Cividis256",
+            colorbar_title="", width=width, max_height=300)
+        self.ood_fig, self.ood_source, self.ood_mapper = P.image_figure(
+            tmpl * 0.0, title="Out-of-distribution score", palette=tuple(reversed(RdBu11)),
+            colorbar_title="score (> 1: unlike training)", width=width, max_height=300)
+        self.ood_mapper.low, self.ood_mapper.high = 0.0, 2.0
+        for f in (self.std_fig, self.ood_fig):
+            f.x_range = self.pred_fig.x_range
+            f.y_range = self.pred_fig.y_range
+        self.grid_source = P.ColumnDataSource(P.map_sources(tmpl))
+        for f in (self.pred_fig, self.std_fig, self.ood_fig):
+            P.add_pixel_grid(f, tmpl, source=self.grid_source, value_name="prediction",
+                             value_format="0.000")
+        self.hatch_source = P.ColumnDataSource({"x": [], "y": [], "w": [], "h": []})
+        self.pred_fig.rect("x", "y", "w", "h", source=self.hatch_source, fill_alpha=0.0,
+                           line_alpha=0.0, hatch_pattern="/", hatch_color="#444444",
+                           hatch_alpha=0.8, hatch_scale=8.0, legend_label="OOD")
+        self.pred_fig.legend.location = "top_left"
+        self.pred_fig.legend.background_fill_alpha = 0.6
+        self.pred_fig.legend.padding = 2
+        self.pred_fig.legend.margin = 2
+        self.outlines = [P.pixel_outline(f) for f in (self.pred_fig, self.std_fig, self.ood_fig)]
+        self.grid_source.selected.on_change("indices", self._on_select)
+
+        self.spec_figs: dict = {}
+        self.spec_sources: dict = {}
+        self.imp_sources: dict = {}
+        self.imp_ranges: dict = {}
+        for e in self._data_edges():
+            grid = np.asarray(self.data[e][f"energy_{e}"].values, dtype=float)
+            fig = P.spectrum_figure(title=_edge_label(e), x_label=_ENERGY_LABEL,
+                                    y_label="Intensity (a.u.)", width=330, height=230,
+                                    x_range=Range1d(float(grid.min()), float(grid.max())))
+            src = P.ColumnDataSource({"energy": grid, "intensity": np.zeros_like(grid)})
+            imp = P.ColumnDataSource({"energy": grid, "importance": np.zeros_like(grid)})
+            rng = Range1d(0.0, 1.0)
+            fig.extra_y_ranges = {"imp": rng}
+            fig.add_layout(LinearAxis(y_range_name="imp", axis_label="importance (score drop)",
+                                      axis_label_text_color="#CC79A7"), "right")
+            fig.varea(x="energy", y1=0.0, y2="importance", source=imp, y_range_name="imp",
+                      fill_color="#CC79A7", fill_alpha=0.35)
+            fig.line("energy", "intensity", source=src, color=P.SPECTRUM_COLORS[0], line_width=1.6)
+            self.spec_figs[e], self.spec_sources[e] = fig, src
+            self.imp_sources[e], self.imp_ranges[e] = imp, rng
+
+        maps = column(self.pred_fig, self.std_fig, self.ood_fig) if line_scan else \
+            row(self.pred_fig, self.std_fig, self.ood_fig)
+        self.spectra_grid = gridplot(list(self.spec_figs.values()), ncols=3,
+                                     toolbar_location="right")
+        self.layout = column(maps, self.spectra_grid)
+        self.plot = self._wrap(self.layout)
+
+        self.model_select = ipw.Dropdown(options=list(self.models), description="Model:",
+                                         layout=ipw.Layout(width="420px"),
+                                         style={"description_width": "55px"})
+        self.edge_boxes = {e: ipw.Checkbox(value=True, description=_edge_label(e), indent=False,
+                                           layout=ipw.Layout(width="95px"))
+                           for e in self._data_edges()}
+        self.mode_toggle = ipw.ToggleButtons(options=[("Fused edges", "fused"),
+                                                      ("Single edge", "single")],
+                                             style={"button_width": "105px"})
+        self.single_select = ipw.Dropdown(options=[], description="Edge:",
+                                          layout=ipw.Layout(width="170px"),
+                                          style={"description_width": "40px"})
+        self.target_select = ipw.Dropdown(options=[(TARGET_LABELS.get(t, t), t)
+                                                   for t in self.model.targets_],
+                                          description="Map:", layout=ipw.Layout(width="330px"),
+                                          style={"description_width": "40px"})
+        self.explain_box = ipw.Checkbox(value=False, indent=False,
+                                        description="Explain (importance of energies)")
+        self.status = ipw.HTML()
+        self.pixel_table = ipw.HTML()
+        self.model_select.observe(lambda ch: setattr(self, "model_name", ch["new"]), "value")
+        for box in self.edge_boxes.values():
+            box.observe(self._on_checkbox, "value")
+        self.mode_toggle.observe(lambda ch: setattr(self, "mode", ch["new"]), "value")
+        self.single_select.observe(self._on_single_select, "value")
+        self.target_select.observe(lambda ch: setattr(self, "target", ch["new"]), "value")
+        self.explain_box.observe(lambda ch: setattr(self, "show_explanation", ch["new"]),
+                                 "value")
+        row1 = ipw.HBox([self.model_select, self.target_select],
+                        layout=ipw.Layout(flex_flow="row wrap"))
+        row2 = ipw.HBox([self.mode_toggle, ipw.HTML("&nbsp;Edges:&nbsp;"),
+                         *self.edge_boxes.values(), self.single_select],
+                        layout=ipw.Layout(flex_flow="row wrap", align_items="center"))
+        row3 = ipw.HBox([self.explain_box])
+        self.ui = ipw.VBox([row1, row2, row3, self.status,
+                            ipw.HBox([self.plot, self.pixel_table])])
+
+    # ----------------------------------------------------------- validation
+    @tl.validate("model_name")
+    def _valid_model(self, proposal):
+        if proposal["value"] not in self.models:
+            raise MMSpecError(f"model_name={proposal['value']!r}: expected one of "
+                              f"{', '.join(self.models)}")
+        return proposal["value"]
+
+    @tl.validate("mode")
+    def _valid_mode(self, proposal):
+        if proposal["value"] not in ("fused", "single"):
+            raise MMSpecError(f"mode={proposal['value']!r}: expected 'fused' or 'single'")
+        return proposal["value"]
+
+    @tl.validate("edges")
+    def _valid_edges(self, proposal):
+        avail = self.available_edges()
+        out = []
+        for e in proposal["value"]:
+            name = get_edge(e).name
+            if name not in avail:
+                raise DataError(f"edges: {name!r} is not both in the data and in the model "
+                                f"(usable: {', '.join(avail)})")
+            out.append(name)
+        return sorted(set(out), key=EDGE_ORDER.index)
+
+    @tl.validate("single_edge")
+    def _valid_single(self, proposal):
+        e = proposal["value"]
+        if e and e not in self.available_edges():
+            raise DataError(f"single_edge={e!r}: expected one of "
+                            f"{', '.join(self.available_edges())}")
+        return e
+
+    @tl.validate("target")
+    def _valid_target(self, proposal):
+        t = proposal["value"]
+        if t not in self.model.targets_:
+            raise MMSpecError(f"target={t!r}: expected one of {', '.join(self.model.targets_)}")
+        return t
+
+    @tl.validate("pixel")
+    def _valid_pixel(self, proposal):
+        r, c = proposal["value"]
+        ny, nx = self._template.sizes["y"], self._template.sizes["x"]
+        if not (0 <= r < ny and 0 <= c < nx):
+            raise DataError(f"pixel={proposal['value']}: expected (row, col) within "
+                            f"(0..{ny - 1}, 0..{nx - 1})")
+        return (int(r), int(c))
+
+    # ------------------------------------------------------------- observers
+    def _reset_edge_choice(self, edges=None) -> None:
+        avail = self.available_edges()
+        if not avail:
+            raise DataError(f"the model {self.model_name!r} uses {', '.join(self.model.edges_)}"
+                            f" but the data hold {', '.join(self._data_edges())}")
+        self.edges = list(avail if edges is None else edges)
+        self.single_select.options = [(_edge_label(e), e) for e in avail]
+        if self.single_edge not in avail:
+            self.single_edge = avail[0]
+
+    @tl.observe("model_name")
+    def _on_model(self, change) -> None:
+        if not self._ready:
+            return
+        self.model_select.value = change["new"]
+        self._reset_edge_choice()
+        opts = [(TARGET_LABELS.get(t, t), t) for t in self.model.targets_]
+        self.target_select.options = opts
+        if self.target not in self.model.targets_:
+            self.target = self.model.targets_[0]
+        self._predict()
+
+    @tl.observe("edges")
+    def _on_edges(self, change) -> None:
+        for e, box in self.edge_boxes.items():
+            box.value = e in change["new"]
+        self._predict()
+
+    @tl.observe("single_edge")
+    def _on_single(self, change) -> None:
+        if change["new"]:
+            self.single_select.value = change["new"]
+        if self.mode == "single":
+            self._predict()
+
+    @tl.observe("mode")
+    def _on_mode(self, change) -> None:
+        self.mode_toggle.value = change["new"]
+        single = change["new"] == "single"
+        self.single_select.disabled = not single
+        for box in self.edge_boxes.values():
+            box.disabled = single
+        self._predict()
+
+    @tl.observe("target")
+    def _on_target(self, change) -> None:
+        self.target_select.value = change["new"]
+        self._show_maps()
+        self._show_pixel()
+        self._show_explanation()
+
+    @tl.observe("pixel")
+    def _on_pixel(self, change) -> None:
+        self._show_pixel()
+
+    @tl.observe("show_explanation")
+    def _on_explain(self, change) -> None:
+        self.explain_box.value = change["new"]
+        self._show_explanation()
+
+    def _on_checkbox(self, change) -> None:
+        checked = [e for e, box in self.edge_boxes.items()
+                   if box.value and e in self.available_edges()]
+        if not checked:  # keep at least one edge
+            change["owner"].value = True
+            return
+        self.edges = checked
+
+    def _on_single_select(self, change) -> None:
+        if change["new"]:
+            self.single_edge = change["new"]
+
+    def _on_select(self, _attr, _old, new) -> None:
+        if new:
+            k = int(new[-1])
+            self.pixel = (int(self.grid_source.data["iy"][k]), int(self.grid_source.data["ix"][k]))
+
+    # ---------------------------------------------------------------- compute
+    def _predict(self) -> None:
+        if not self._ready:
+            return
+        active = self.active_edges()
+        if not active:
+            return
+        try:
+            self.result = self.model.predict(self.data, edges=active)
+        except MMSpecError as err:
+            self.status.value = f"<span style='color:#b00'>Prediction failed: {html.escape(str(err))}</span>"
+            return
+        n_ood = int(np.asarray(self.result["ood"].values).sum())
+        n = int(np.asarray(self.result["ood"].values).size)
+        label = " + ".join(_edge_label(e) for e in active)
+        how = "fused" if self.mode == "fused" and len(active) > 1 else "single edge" \
+            if len(active) == 1 else "fused"
+        self.status.value = (f"<b>{html.escape(self.model_name)}</b>: {how} prediction from "
+                             f"<b>{label}</b>; {n_ood} of {n} pixels out of distribution "
+                             "(hatched).")
+        self._show_maps()
+        self._show_pixel()
+        self._show_explanation()
+
+    def explain(self) -> xr.Dataset:
+        """Energy importance of the current target for the current edges.
+
+        Calls :func:`mmspec_widgets.learn.energy_importance` on the labelled
+        set restricted to the active edges (so a single-edge explanation is
+        that of the single-edge prediction); results are cached.
+        """
+        from ..learn import energy_importance
+
+        active = tuple(self.active_edges())
+        key = (self.model_name, self.target, active, self.explain_window)
+        if key not in self._explain_cache:
+            if self.explain_data is None:
+                from ..learn.train import load_training_data
+
+                self.explain_data = load_training_data()
+            ds = self.explain_data
+            drop = [e for e in EDGE_ORDER if e in ds.data_vars and e not in active]
+            self._explain_cache[key] = energy_importance(
+                self.model, ds.drop_vars(drop), window=self.explain_window,
+                targets=[self.target], edges=list(active))
+        return self._explain_cache[key]
+
+    # ------------------------------------------------------------------ views
+    def _image(self, name: str) -> np.ndarray:
+        return np.asarray(self.result[name].transpose("y", "x").values, dtype=float)
+
+    def _show_maps(self) -> None:
+        if self.result is None or self.target not in self.result:
+            return
+        t = self.target
+        value, std = self._image(t), self._image(f"{t}_std")
+        ood_score, ood = self._image("ood_score"), self._image("ood") > 0.5
+        self.pred_source.data = dict(self.pred_source.data, image=[value])
+        self.std_source.data = dict(self.std_source.data, image=[std])
+        self.ood_source.data = dict(self.ood_source.data, image=[ood_score])
+        units = str(self.result[t].attrs.get("units", ""))
+        if t in _PROBABILITY:
+            self.pred_mapper.palette = "Inferno256"
+            lo, hi = 0.0, 1.0
+        else:
+            self.pred_mapper.palette = "Viridis256"
+            lo, hi = self._limits(value)
+        self.pred_mapper.low, self.pred_mapper.high = lo, hi
+        s_lo, s_hi = self._limits(std)
+        self.std_mapper.low, self.std_mapper.high = 0.0, max(s_hi, 1e-6)
+        label = TARGET_LABELS.get(t, t)
+        self.pred_fig.title.text = f"{label}"
+        self.std_fig.title.text = f"Uncertainty of {label} (1 std)"
+        self.pred_fig.right[0].title = units
+        self.std_fig.right[0].title = units
+        self.grid_source.data = dict(self.grid_source.data, value=value.ravel())
+        g = self.grid_source.data
+        sel = ood.ravel()
+        self.hatch_source.data = {k: np.asarray(g[k])[sel] for k in ("x", "y", "w", "h")}
+
+    @staticmethod
+    def _limits(values: np.ndarray) -> tuple[float, float]:
+        v = values[np.isfinite(values)]
+        if v.size == 0:
+            return 0.0, 1.0
+        a, b = float(v.min()), float(v.max())
+        return (a, b) if b > a else (a - 0.5, a + 0.5)
+
+    def _show_pixel(self) -> None:
+        if not self._ready or self.result is None:
+            return
+        r, c = self.pixel
+        active = self.active_edges()
+        tmpl = self._template
+        for src in self.outlines:
+            src.data = P.outline_data(tmpl, (r, r + 1), (c, c + 1))
+        for e, fig in self.spec_figs.items():
+            spec = np.asarray(self.data[e].isel(y=r, x=c).values, dtype=float)
+            grid = np.asarray(self.spec_sources[e].data["energy"], dtype=float)
+            self.spec_sources[e].data = dict(self.spec_sources[e].data, intensity=spec)
+            fig.y_range.start, fig.y_range.end = P.visible_y_range(
+                grid, [spec], float(grid.min()), float(grid.max()))
+            used = e in active
+            fig.title.text = f"{_edge_label(e)}" + ("" if used else " (not used)")
+            fig.renderers[-1].glyph.line_alpha = 1.0 if used else 0.3
+        q90 = self.result.attrs.get("q90", {}) or {}
+        rows = []
+        for t in self.model.targets_:
+            if t not in self.result:
+                continue
+            v = float(self.result[t].isel(y=r, x=c))
+            s = float(self.result[f"{t}_std"].isel(y=r, x=c))
+            units = html.escape(str(self.result[t].attrs.get("units", "")))
+            if t in _PROBABILITY:
+                txt = f"{v:.2f}"
+            else:
+                half = float(q90.get(t, 1.645)) * s if np.isfinite(s) else np.nan
+                txt = f"{v:.3f} ± {half:.3f}"
+            bold = " style='font-weight:bold'" if t == self.target else ""
+            rows.append(f"<tr{bold}><td>{html.escape(TARGET_LABELS.get(t, t))}</td>"
+                        f"<td style='text-align:right'>{txt}</td><td>{units}</td></tr>")
+        ood = bool(self.result["ood"].isel(y=r, x=c))
+        score = float(self.result["ood_score"].isel(y=r, x=c))
+        flag = ("<span style='color:#b2182b'><b>out of distribution</b></span>" if ood
+                else "<span style='color:#2166ac'>in distribution</span>")
+        self.pixel_table.value = (
+            f"<div style='padding-left:12px'><b>Pixel (row {r}, col {c})</b><br>"
+            f"OOD score {score:.2f}: {flag}<table style='font-size:12px'>"
+            "<tr><th>target</th><th>value ± 90 %</th><th>units</th></tr>"
+            + "".join(rows) + "</table></div>")
+
+    def _show_explanation(self) -> None:
+        if not self._ready:
+            return
+        if not self.show_explanation:
+            self.explanation = None
+            for src in self.imp_sources.values():
+                src.data = dict(src.data, importance=np.zeros_like(src.data["energy"]))
+            return
+        try:
+            imp = self.explain()
+        except MMSpecError as err:
+            self.status.value = (f"<span style='color:#b00'>Explanation failed: "
+                                 f"{html.escape(str(err))}</span>")
+            return
+        self.explanation = imp
+        for e, src in self.imp_sources.items():
+            grid = np.asarray(src.data["energy"], dtype=float)
+            vals = np.zeros_like(grid)
+            if e in imp.data_vars:
+                da = imp[e].sel(target=self.target)
+                egrid = np.asarray(da[f"energy_{e}"].values, dtype=float)
+                v = np.nan_to_num(np.asarray(da.values, dtype=float), nan=0.0).clip(0, None)
+                vals = np.interp(grid, egrid, v, left=0.0, right=0.0)
+            src.data = dict(src.data, importance=vals)
+            top = float(vals.max()) if vals.size else 0.0
+            self.imp_ranges[e].start, self.imp_ranges[e].end = 0.0, (top * 1.1 if top > 0 else 1.0)
