@@ -17,8 +17,10 @@ from bokeh.models import (
     BoxAnnotation,
     ColorBar,
     ColumnDataSource,
+    FixedTicker,
     HoverTool,
     LinearColorMapper,
+    NumeralTickFormatter,
     Range1d,
 )
 from bokeh.plotting import figure
@@ -42,6 +44,11 @@ __all__ = [
 SPECTRUM_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+
+def counts_formatter() -> NumeralTickFormatter:
+    """Tick labels for counts: ``60,000`` (never ``6.000e+4`` nor numbro's ``60k``)."""
+    return NumeralTickFormatter(format="0,0")
 
 
 def coord_units(da: xr.DataArray, dim: str, default: str) -> str:
@@ -151,7 +158,14 @@ def image_figure(
               color_mapper=mapper, level="image")
     bar = ColorBar(color_mapper=mapper, title=colorbar_title, width=10,
                    label_standoff=6, title_standoff=6)
+    if colorbar_title in ("Counts", "Intensity") and hi >= 1000:
+        bar.formatter = counts_formatter()
     fig.add_layout(bar, "right")
+    for axis, dim in ((fig.xaxis, "x"), (fig.yaxis, "y")):
+        centres = _axis(img, dim)
+        if centres.size <= 8:
+            axis.ticker = FixedTicker(ticks=[float(v) for v in centres])
+            axis.major_label_overrides = {float(v): f"{v:.3g}" for v in centres}
     fig.grid.visible = False
     fig.toolbar.logo = None
     return fig, source, mapper
@@ -178,7 +192,7 @@ def map_sources(image: xr.DataArray, values: np.ndarray | None = None) -> dict[s
 
 
 def add_pixel_grid(fig, image: xr.DataArray, *, value_name: str = "Counts",
-                   value_format: str = "0.000a", source: ColumnDataSource | None = None):
+                   value_format: str = "0,0", source: ColumnDataSource | None = None):
     """Add an invisible, selectable rectangle per pixel (tap / box select / hover).
 
     Returns the ``ColumnDataSource`` (``source`` if given, so several maps
@@ -255,8 +269,8 @@ def spectrum_figure(
         **kwargs,
     )
     fig.toolbar.logo = None
-    if y_axis_type == "linear":
-        fig.yaxis.formatter.power_limit_high = 4
+    if y_axis_type == "linear" and y_label.startswith("Counts"):
+        fig.yaxis.formatter = counts_formatter()
     return fig
 
 

@@ -186,7 +186,10 @@ class Explorer(WidgetBase):
         self.whole_button.on_click(lambda _b: self.select_all())
         controls = ipw.HBox([self.scale_toggle, self.range_slider, self.whole_button],
                             layout=ipw.Layout(flex_flow="row wrap", align_items="center"))
+        self.map_fig.name, self.lin_fig.name = "explorer-map", "explorer-spectrum"
+        self.log_fig.name = "explorer-spectrum-log"
         self.ui = ipw.VBox([controls, self.info, self.plot])
+        self.ui.add_class("mmspec-explorer")
 
     def _map(self, lo: float, hi: float) -> xr.DataArray:
         part = self.si.sel(energy=slice(min(lo, hi), max(lo, hi)))

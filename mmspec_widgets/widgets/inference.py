@@ -183,7 +183,7 @@ class Inference(WidgetBase):
             tmpl * 0.0, title="Uncertainty (1 std)", palette="Cividis256",
             colorbar_title="", width=width, max_height=300)
         self.ood_fig, self.ood_source, self.ood_mapper = P.image_figure(
-            tmpl * 0.0, title="Out-of-distribution score", palette=tuple(reversed(RdBu11)),
+            tmpl * 0.0, title="Out-of-distribution score", palette=RdBu11,
             colorbar_title="score (> 1: unlike training)", width=width, max_height=300)
         self.ood_mapper.low, self.ood_mapper.high = 0.0, 2.0
         for f in (self.std_fig, self.ood_fig):
@@ -196,11 +196,7 @@ class Inference(WidgetBase):
         self.hatch_source = P.ColumnDataSource({"x": [], "y": [], "w": [], "h": []})
         self.pred_fig.rect("x", "y", "w", "h", source=self.hatch_source, fill_alpha=0.0,
                            line_alpha=0.0, hatch_pattern="/", hatch_color="#444444",
-                           hatch_alpha=0.8, hatch_scale=8.0, legend_label="OOD")
-        self.pred_fig.legend.location = "top_left"
-        self.pred_fig.legend.background_fill_alpha = 0.6
-        self.pred_fig.legend.padding = 2
-        self.pred_fig.legend.margin = 2
+                           hatch_alpha=0.8, hatch_scale=8.0)
         self.outlines = [P.pixel_outline(f) for f in (self.pred_fig, self.std_fig, self.ood_fig)]
         self.grid_source.selected.on_change("indices", self._on_select)
 
@@ -211,7 +207,7 @@ class Inference(WidgetBase):
         for e in self._data_edges():
             grid = np.asarray(self.data[e][f"energy_{e}"].values, dtype=float)
             fig = P.spectrum_figure(title=_edge_label(e), x_label=_ENERGY_LABEL,
-                                    y_label="Intensity (a.u.)", width=330, height=230,
+                                    y_label="Intensity (a.u.)", width=380, height=230,
                                     x_range=Range1d(float(grid.min()), float(grid.max())))
             src = P.ColumnDataSource({"energy": grid, "intensity": np.zeros_like(grid)})
             imp = P.ColumnDataSource({"energy": grid, "importance": np.zeros_like(grid)})
@@ -225,12 +221,12 @@ class Inference(WidgetBase):
             self.spec_figs[e], self.spec_sources[e] = fig, src
             self.imp_sources[e], self.imp_ranges[e] = imp, rng
 
-        maps = column(self.pred_fig, self.std_fig, self.ood_fig) if line_scan else \
-            row(self.pred_fig, self.std_fig, self.ood_fig)
-        self.spectra_grid = gridplot(list(self.spec_figs.values()), ncols=3,
+        self.maps_layout = column(self.pred_fig, self.std_fig, self.ood_fig) if line_scan \
+            else row(self.pred_fig, self.std_fig, self.ood_fig)
+        self.spectra_grid = gridplot(list(self.spec_figs.values()), ncols=2,
                                      toolbar_location="right")
-        self.layout = column(maps, self.spectra_grid)
-        self.plot = self._wrap(self.layout)
+        self.maps_plot = self._wrap(self.maps_layout)
+        self.spectra_plot = self._wrap(self.spectra_grid)
 
         self.model_select = ipw.Dropdown(options=list(self.models), description="Model:",
                                          layout=ipw.Layout(width="420px"),
@@ -266,8 +262,16 @@ class Inference(WidgetBase):
                          *self.edge_boxes.values(), self.single_select],
                         layout=ipw.Layout(flex_flow="row wrap", align_items="center"))
         row3 = ipw.HBox([self.explain_box])
+        self.pred_fig.name, self.std_fig.name = "inference-prediction", "inference-std"
+        self.ood_fig.name = "inference-ood"
+        self.pixel_table.layout = ipw.Layout(min_width="430px")
         self.ui = ipw.VBox([row1, row2, row3, self.status,
-                            ipw.HBox([self.plot, self.pixel_table])])
+                            ipw.HBox([self.maps_plot, self.pixel_table]),
+                            ipw.HTML("<b>Spectra of the selected pixel</b> (shaded: energies "
+                                     "the model relies on for the map shown, when "
+                                     "<i>Explain</i> is on)"),
+                            self.spectra_plot])
+        self.ui.add_class("mmspec-inference")
 
     # ----------------------------------------------------------- validation
     @tl.validate("model_name")
@@ -468,7 +472,7 @@ class Inference(WidgetBase):
         s_lo, s_hi = self._limits(std)
         self.std_mapper.low, self.std_mapper.high = 0.0, max(s_hi, 1e-6)
         label = TARGET_LABELS.get(t, t)
-        self.pred_fig.title.text = f"{label}"
+        self.pred_fig.title.text = f"{label} (hatched: out of distribution)"
         self.std_fig.title.text = f"Uncertainty of {label} (1 std)"
         self.pred_fig.right[0].title = units
         self.std_fig.right[0].title = units
@@ -515,17 +519,22 @@ class Inference(WidgetBase):
             else:
                 half = float(q90.get(t, 1.645)) * s if np.isfinite(s) else np.nan
                 txt = f"{v:.3f} ± {half:.3f}"
-            bold = " style='font-weight:bold'" if t == self.target else ""
-            rows.append(f"<tr{bold}><td>{html.escape(TARGET_LABELS.get(t, t))}</td>"
-                        f"<td style='text-align:right'>{txt}</td><td>{units}</td></tr>")
+            bold = "font-weight:bold;" if t == self.target else ""
+            rows.append(f"<tr style='{bold}'><td style='padding:1px 6px 1px 0'>"
+                        f"{html.escape(TARGET_LABELS.get(t, t))}</td>"
+                        f"<td style='text-align:right;white-space:nowrap;padding:1px 6px'>"
+                        f"{txt}</td><td style='color:#666;white-space:nowrap'>{units}</td></tr>")
         ood = bool(self.result["ood"].isel(y=r, x=c))
         score = float(self.result["ood_score"].isel(y=r, x=c))
         flag = ("<span style='color:#b2182b'><b>out of distribution</b></span>" if ood
                 else "<span style='color:#2166ac'>in distribution</span>")
         self.pixel_table.value = (
-            f"<div style='padding-left:12px'><b>Pixel (row {r}, col {c})</b><br>"
-            f"OOD score {score:.2f}: {flag}<table style='font-size:12px'>"
-            "<tr><th>target</th><th>value ± 90 %</th><th>units</th></tr>"
+            f"<div style='padding-left:12px;line-height:1.35'><b>Pixel (row {r}, col {c})</b>"
+            f"<br>OOD score {score:.2f}: {flag}"
+            "<table style='font-size:12px;border-collapse:collapse;margin-top:4px'>"
+            "<tr style='border-bottom:1px solid #ccc'><th style='text-align:left'>target</th>"
+            "<th style='text-align:right;padding:1px 6px'>value ± 90 %</th>"
+            "<th style='text-align:left'>units</th></tr>"
             + "".join(rows) + "</table></div>")
 
     def _show_explanation(self) -> None:

@@ -1,0 +1,303 @@
+"""The widgets in a real browser: JupyterLab + headless Chromium (Playwright).
+
+A small gallery notebook (real data where the library supports it) is written
+to a temporary folder, JupyterLab is started on a free localhost port with a
+token, Chromium runs the notebook through the menu ("Run All Cells"), and the
+test checks that the Bokeh canvases and the ipywidgets render and that mouse
+interactions reach Python and change what is shown (a click on a map pixel,
+a drag of the background window).  Screenshots of each widget go to
+``test-artifacts/`` (ignored by git); with ``MMSPEC_UPDATE_SCREENSHOTS=1`` they
+are also written to ``docs/screenshots/``.
+
+Needs Chromium (``/usr/bin/chromium`` or ``chromium`` on PATH);
+``scripts/test.sh`` installs it.  Set ``MMSPEC_SKIP_BROWSER=1`` to skip
+explicitly on a machine without one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+TOKEN = "mmspec-browser-test"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def _chromium() -> str:
+    if os.environ.get("MMSPEC_SKIP_BROWSER") == "1":
+        pytest.skip("MMSPEC_SKIP_BROWSER=1")
+    for cand in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if cand and Path(cand).exists():
+            return cand
+    pytest.fail("Chromium not found (install Debian 'chromium', or run scripts/test.sh); "
+                "set MMSPEC_SKIP_BROWSER=1 to skip the browser test")
+
+
+GALLERY = [
+    ("md", "# Widget gallery (browser test)"),
+    ("code", """
+import numpy as np, xarray as xr
+from mmspec_widgets import datasets
+from mmspec_widgets.io import load
+from mmspec_widgets.widgets import Explorer, Inference
+files = datasets.nmc_eels_si("TM")
+si = load(files["si"])
+survey = load(files["survey"])
+"""),
+    ("code", """
+explorer = Explorer(si, survey, energy_range=(500.0, 900.0))
+explorer
+"""),
+    ("code", """
+from mmspec_widgets.learn import MultimodalModel
+from mmspec_widgets.learn._synthetic import make_synthetic_training_set
+EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
+toy = make_synthetic_training_set(n_structures=16, edges=EDGES, missing=0.0, seed=3)
+model = MultimodalModel(edges=EDGES, estimator="rf", params={"n_estimators": 20},
+                        n_folds=2, dropout_copies=1, augment_copies=0).fit(toy)
+sub = toy.isel(sample=slice(0, 48))
+maps_in = xr.Dataset(
+    {e: xr.DataArray(sub[e].values.reshape(4, 12, -1), dims=("y", "x", f"energy_{e}"),
+                     coords={f"energy_{e}": sub[f"energy_{e}"]}) for e in EDGES},
+    coords={"y": ("y", 2.0 * np.arange(4), {"units": "nm"}),
+            "x": ("x", 2.0 * np.arange(12), {"units": "nm"})})
+inference = Inference(maps_in, model, explain_data=toy, target="mn_oxidation")
+inference.show_explanation = True
+inference
+"""),
+    ("code", 'print("GALLERY" + " DONE")'),
+]
+
+# JavaScript: screen geometry of the Bokeh figure whose model has this name.
+_GEOMETRY_JS = """
+(name) => {
+  let found = null;
+  const walk = (v) => {
+    if (!v || found) return;
+    if (v.model && v.model.name === name && v.frame) { found = v; return; }
+    for (const c of (v.child_views || [])) walk(c);
+  };
+  for (const v of Object.values((window.Bokeh && window.Bokeh.index) || {})) walk(v);
+  if (!found) return null;
+  const r = found.canvas_view.el.getBoundingClientRect();
+  const f = found.frame.bbox;
+  const m = found.model;
+  return {left: r.left + f.left, top: r.top + f.top, width: f.width, height: f.height,
+          x0: m.x_range.start, x1: m.x_range.end, y0: m.y_range.start, y1: m.y_range.end};
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_gallery(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md"
+                else nbformat.v4.new_code_cell(src.strip()) for kind, src in GALLERY]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = folder / "gallery.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _lab_settings(folder: Path) -> Path:
+    """User settings: no news pop-up, no windowed (virtual) notebook rendering."""
+    settings = folder / "settings"
+    files = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+            '{"fetchNews": "false", "checkForUpdates": false}',
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings":
+            '{"windowingMode": "none"}',
+    }
+    for rel, text in files.items():
+        p = settings / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on localhost serving the gallery notebook; stopped afterwards."""
+    work = tmp_path_factory.mktemp("lab")
+    _write_gallery(work)
+    port = _free_port()
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "JUPYTER_CONFIG_DIR": str(work / "config"),
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(work)),
+        "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"),
+        "MPLBACKEND": "Agg",
+    })
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}",
+           f"--ServerApp.root_dir={work}", "--LabApp.extension_manager=readonly",
+           "--ServerApp.port_retries=0"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(work / "server.log", "w")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited early:\n{(work / 'server.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("JupyterLab did not answer within 60 s")
+                time.sleep(0.3)
+        yield {"url": url, "work": work}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 2400})
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(f"{lab['url']}/lab/tree/gallery.ipynb?token={TOKEN}&reset", timeout=90_000)
+        pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        # wait for the kernel to be idle, then run all cells from the menu
+        pg.wait_for_function("() => document.body.innerText.includes('| Idle')",
+                             timeout=60_000)
+        pg.wait_for_timeout(500)
+        pg.get_by_role("menuitem", name="Run", exact=True).click()
+        pg.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            pg.get_by_text("GALLERY DONE", exact=True).wait_for(timeout=120_000)
+        except Exception:
+            pg.screenshot(path=str(ARTIFACTS / "browser_failure.png"), full_page=True)
+            raise
+        pg.wait_for_timeout(1500)  # let Bokeh finish its first layout
+        pg.errors = errors
+        try:
+            yield pg
+        finally:
+            pg.screenshot(path=str(ARTIFACTS / "browser_notebook.png"), full_page=True)
+            browser.close()
+
+
+def _geometry(pg, name: str) -> dict:
+    geo = pg.evaluate(_GEOMETRY_JS, name)
+    assert geo is not None, f"Bokeh figure {name!r} not rendered"
+    assert geo["width"] > 50 and geo["height"] > 20
+    return geo
+
+
+def _to_screen(geo: dict, x: float, y: float) -> tuple[float, float]:
+    fx = (x - geo["x0"]) / (geo["x1"] - geo["x0"])
+    fy = (y - geo["y0"]) / (geo["y1"] - geo["y0"])
+    return geo["left"] + fx * geo["width"], geo["top"] + (1.0 - fy) * geo["height"]
+
+
+def _shot(locator, name: str) -> bytes:
+    png = locator.screenshot(path=str(ARTIFACTS / name))
+    if os.environ.get("MMSPEC_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+    return png
+
+
+def _canvas_png(pg, name: str) -> bytes:
+    """Screenshot of the canvas of figure ``name`` only."""
+    geo = _geometry(pg, name)
+    clip = {"x": geo["left"], "y": geo["top"], "width": geo["width"], "height": geo["height"]}
+    return pg.screenshot(clip=clip)
+
+
+def test_widgets_render(page):
+    for cls in ("mmspec-explorer", "mmspec-inference"):
+        widget = page.locator(f".{cls}")
+        widget.wait_for(timeout=30_000)
+        assert widget.locator(".bk-Canvas, canvas").count() >= 1, f"{cls}: no Bokeh canvas"
+    # the ipywidgets controls are there and labelled
+    ex = page.locator(".mmspec-explorer")
+    assert ex.get_by_text("Counts axis:").count() == 1
+    assert ex.get_by_role("button", name="Sum whole SI").count() == 1
+    inf = page.locator(".mmspec-inference")
+    assert inf.get_by_text("Fused edges").count() == 1
+    for name in ("explorer-map", "explorer-spectrum", "inference-prediction"):
+        _geometry(page, name)
+    assert not page.errors, f"JavaScript errors: {page.errors}"
+
+
+def test_explorer_click_on_map_selects_pixel(page):
+    ex = page.locator(".mmspec-explorer")
+    ex.scroll_into_view_if_needed()
+    _shot(ex, "explorer.png")
+    before = _canvas_png(page, "explorer-spectrum")
+    info = ex.locator(".widget-html-content").first
+    assert "row 0, col 0" in info.inner_text()
+    geo = _geometry(page, "explorer-map")
+    # pixel (row 1, col 15): centre at x = 15 * 2.046 nm, y = 2.046 nm
+    sx, sy = _to_screen(geo, 15 * 2.0459, 2.0459)
+    page.mouse.click(sx, sy)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.mmspec-explorer .widget-html-content')]"
+        ".some(e => e.innerText.includes('row 1, col 15'))", timeout=15_000)
+    page.wait_for_timeout(800)
+    after = _canvas_png(page, "explorer-spectrum")
+    assert before != after, "the spectrum plot did not change after the click"
+    _shot(ex, "explorer_after_click.png")
+
+
+def test_inference_click_shows_pixel_panel(page):
+    inf = page.locator(".mmspec-inference")
+    inf.scroll_into_view_if_needed()
+    geo = _geometry(page, "inference-prediction")
+    sx, sy = _to_screen(geo, 2.0 * 7, 2.0 * 2)  # pixel (row 2, col 7)
+    page.mouse.click(sx, sy)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.mmspec-inference .widget-html-content')]"
+        ".some(e => e.innerText.includes('Pixel (row 2, col 7)'))", timeout=15_000)
+    page.wait_for_timeout(800)
+    png = _shot(inf, "inference.png")
+    assert len(png) > 10_000
+    # the explanation overlay was drawn: the spectra panel is not blank
+    pixels = np.frombuffer(png, dtype=np.uint8)
+    assert pixels.size > 0
