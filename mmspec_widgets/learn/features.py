@@ -5,9 +5,10 @@ spectra, one row per spectrum, one column per energy of the edge's standard
 grid (eV), and returns a 2-D array of features.  Parameters are set in
 ``__init__`` and never changed there; learned state ends with ``_``.
 
-Each featurizer normalises its input itself (pre-edge level removed, then unit
-area or unit maximum), so that simulated and experimental spectra reach the
-model the same way whatever normalisation was applied upstream.
+Each featurizer normalises its input itself (unit area by default, or unit
+maximum; optionally a baseline removed first), so that simulated and
+experimental spectra reach the model the same way whatever normalisation was
+applied upstream.
 
 A row containing NaN is a *missing* spectrum (the edge was not measured for
 that sample or pixel): its features are NaN.  Fusion models read NaN blocks as
@@ -67,10 +68,11 @@ __all__ = [
 
 _MIN_POINTS = 2
 _NORMALIZATIONS = ("area", "max", "none")
+_BASELINES = ("none", "pre_edge", "min")
 
 
 def normalize_spectra(X: np.ndarray, energy: np.ndarray, method: str = "area",
-                      pre_edge: float = 0.05) -> np.ndarray:
+                      baseline: str = "none") -> np.ndarray:
     """Normalise spectra row by row.
 
     Parameters
@@ -83,26 +85,30 @@ def normalize_spectra(X: np.ndarray, energy: np.ndarray, method: str = "area",
         ``"area"``: unit integral of the absolute value over the grid
         (eV^-1 units); ``"max"``: unit maximum absolute value;
         ``"none"``: unchanged.
-    pre_edge : float
-        Fraction of the grid, from its low-energy end, whose mean is taken as
-        the pre-edge level and subtracted first (0 disables).
+    baseline : {"none", "pre_edge", "min"}
+        Level subtracted first: nothing (spectra arrive background-subtracted,
+        the usual case: the standard grids start at or just below the edge, so
+        they hold little or no pre-edge), the mean of the lowest 5 % of the
+        grid, or each spectrum's minimum.
 
     Returns
     -------
     ndarray, shape (n_spectra, n_energy)
-        Normalised spectra; rows that cannot be normalised (zero or negative
-        area, NaN) are NaN.
+        Normalised spectra; rows that cannot be normalised (zero area, NaN)
+        are NaN.
     """
     if method not in _NORMALIZATIONS:
         raise MMSpecError(f"normalize={method!r}: expected one of {_NORMALIZATIONS}")
-    X = np.asarray(X, dtype=float)
+    if baseline not in _BASELINES:
+        raise MMSpecError(f"baseline={baseline!r}: expected one of {_BASELINES}")
+    X = np.array(X, dtype=float)
+    if baseline == "pre_edge":
+        k = max(1, int(round(0.05 * X.shape[1])))
+        X -= X[:, :k].mean(axis=1, keepdims=True)
+    elif baseline == "min":
+        X -= X.min(axis=1, keepdims=True)
     if method == "none":
-        return X.copy()
-    if pre_edge > 0:
-        k = max(1, int(round(pre_edge * X.shape[1])))
-        X = X - X[:, :k].mean(axis=1, keepdims=True)
-    else:
-        X = X.copy()
+        return X
     if method == "area":
         step = np.gradient(np.asarray(energy, float)) if X.shape[1] > 1 else np.ones(1)
         scale = (np.abs(X) * step).sum(axis=1)
@@ -150,7 +156,7 @@ class _SpectrumTransformer(TransformerMixin, BaseEstimator):
 
     def _normalized(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised copy of X and the mask of usable (complete) rows."""
-        Z = normalize_spectra(X, self.energy_, self.normalize)
+        Z = normalize_spectra(X, self.energy_, self.normalize, self.baseline)
         valid = np.all(np.isfinite(Z), axis=1)
         return Z, valid
 
@@ -168,8 +174,7 @@ class _SpectrumTransformer(TransformerMixin, BaseEstimator):
         self
         """
         X = self._validate(X, reset=True)
-        if self.normalize not in _NORMALIZATIONS:
-            raise MMSpecError(f"normalize={self.normalize!r}: expected one of {_NORMALIZATIONS}")
+        normalize_spectra(X[:1], self._grid(X.shape[1]), self.normalize, self.baseline)
         self.energy_ = self._grid(X.shape[1])
         Z, valid = self._normalized(X)
         self._fit_state(Z[valid])
@@ -217,14 +222,17 @@ class GridFeaturizer(_SpectrumTransformer):
         Number of adjacent grid points averaged into one feature (1: none).
     normalize : {"area", "max", "none"}
         Per-spectrum normalisation, see :func:`normalize_spectra`.
+    baseline : {"none", "pre_edge", "min"}
+        Level subtracted before normalising, see :func:`normalize_spectra`.
     """
 
     def __init__(self, edge: str | None = None, energy=None, bin: int = 1,
-                 normalize: str = "area"):
+                 normalize: str = "area", baseline: str = "none"):
         self.edge = edge
         self.energy = energy
         self.bin = bin
         self.normalize = normalize
+        self.baseline = baseline
 
     def _fit_state(self, Z):
         b = int(self.bin)
@@ -251,7 +259,7 @@ class GridFeaturizer(_SpectrumTransformer):
 class CDFFeaturizer(_SpectrumTransformer):
     """Cumulative distribution function of the normalised spectrum.
 
-    The spectrum (pre-edge level removed, negative values clipped to zero) is
+    The normalised spectrum (negative values clipped to zero) is
     integrated along energy and divided by its total, giving a curve rising
     from 0 to 1; it is sampled at ``n_points`` equally spaced energies.  A
     shift of the spectrum by ``dE`` changes the CDF by at most about
@@ -268,14 +276,17 @@ class CDFFeaturizer(_SpectrumTransformer):
         Number of energies at which the CDF is sampled.
     normalize : {"area", "max", "none"}
         Per-spectrum normalisation before integration.
+    baseline : {"none", "pre_edge", "min"}
+        Level subtracted first, see :func:`normalize_spectra`.
     """
 
     def __init__(self, edge: str | None = None, energy=None, n_points: int = 40,
-                 normalize: str = "area"):
+                 normalize: str = "area", baseline: str = "none"):
         self.edge = edge
         self.energy = energy
         self.n_points = n_points
         self.normalize = normalize
+        self.baseline = baseline
 
     def _fit_state(self, Z):
         if int(self.n_points) < 2:
@@ -317,7 +328,7 @@ class PolynomialFeaturizer(_SpectrumTransformer):
 
     Parameters
     ----------
-    edge, energy, normalize
+    edge, energy, normalize, baseline
         As for :class:`GridFeaturizer`.
     n_windows : int
         Number of windows.
@@ -326,12 +337,13 @@ class PolynomialFeaturizer(_SpectrumTransformer):
     """
 
     def __init__(self, edge: str | None = None, energy=None, n_windows: int = 6,
-                 degree: int = 3, normalize: str = "area"):
+                 degree: int = 3, normalize: str = "area", baseline: str = "none"):
         self.edge = edge
         self.energy = energy
         self.n_windows = n_windows
         self.degree = degree
         self.normalize = normalize
+        self.baseline = baseline
 
     def _fit_state(self, Z):
         n = len(self.energy_)
@@ -373,7 +385,7 @@ class PeakFeaturizer(_SpectrumTransformer):
 
     Parameters
     ----------
-    edge, energy, normalize
+    edge, energy, normalize, baseline
         As for :class:`GridFeaturizer`.
     n_peaks : int
         Number of peaks reported.
@@ -385,13 +397,14 @@ class PeakFeaturizer(_SpectrumTransformer):
 
     def __init__(self, edge: str | None = None, energy=None, n_peaks: int = 3,
                  smooth: float = 0.4, min_prominence: float = 0.05,
-                 normalize: str = "area"):
+                 normalize: str = "area", baseline: str = "none"):
         self.edge = edge
         self.energy = energy
         self.n_peaks = n_peaks
         self.smooth = smooth
         self.min_prominence = min_prominence
         self.normalize = normalize
+        self.baseline = baseline
 
     def _fit_state(self, Z):
         if int(self.n_peaks) < 1:
@@ -432,18 +445,19 @@ class PCAFeaturizer(_SpectrumTransformer):
 
     Parameters
     ----------
-    edge, energy, normalize
+    edge, energy, normalize, baseline
         As for :class:`GridFeaturizer`.
     n_components : int
         Number of components kept (capped by the number of spectra and energies).
     """
 
     def __init__(self, edge: str | None = None, energy=None, n_components: int = 8,
-                 normalize: str = "area"):
+                 normalize: str = "area", baseline: str = "none"):
         self.edge = edge
         self.energy = energy
         self.n_components = n_components
         self.normalize = normalize
+        self.baseline = baseline
 
     def _fit_state(self, Z):
         if Z.shape[0] < 2:
@@ -667,7 +681,8 @@ def augment_spectra(X: np.ndarray, energy: np.ndarray, *, rng: np.random.Generat
             k = kg[i] if shapes[i] else kl[i]
             padded = np.pad(X[i], half, mode="edge")
             X[i] = np.convolve(padded, k, mode="valid")
-    scale = np.nanmax(np.abs(X), axis=1, keepdims=True) if m else np.ones((n, 1))
+    with np.errstate(invalid="ignore"):
+        scale = np.max(np.abs(X), axis=1, keepdims=True) if m else np.ones((n, 1))
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     if counts is not None and counts > 0:
         lam = np.clip(X / scale, 0, None) * counts

@@ -20,9 +20,11 @@ are missing.
 Either way the model is trained with *edge dropout*: the training rows are
 repeated with random subsets of their edges hidden (set to NaN, the presence
 indicator cleared), so a single model serves every subset of the edges it was
-trained on.  Each target's final model is an ensemble of grouped-CV fold
-models (structures never shared between folds); their out-of-fold residuals
-train the uncertainty model (see :mod:`mmspec_widgets.learn.uncertainty`).
+trained on.  Grouped-CV fold models (structures never shared between folds)
+give out-of-fold predictions: their residuals train the uncertainty model of
+each regression target (see :mod:`mmspec_widgets.learn.uncertainty`), and for
+the defect classifiers the fold models form the ensemble whose spread is the
+probability's standard deviation.
 """
 
 from __future__ import annotations
@@ -67,9 +69,16 @@ _UNITS = {"li_content": "Li per formula unit", "ni_fraction": "fraction of TM",
           "co_oxidation": "oxidation state", "o_vacancy": "probability",
           "antisite": "probability"}
 
-_HGB_DEFAULTS = {"max_iter": 250, "learning_rate": 0.08, "max_leaf_nodes": 31,
-                 "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 255,
+_HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
+                 "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 128,
                  "max_features": 0.5}
+#: per-edge (level-1) models of late fusion: small and fixed
+_EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15,
+                      "min_samples_leaf": 10, "max_features": 1.0}
+#: fewest complete spectra for an edge to be used in training
+_MIN_SPECTRA = 4
+#: probability that an edge-dropout copy keeps a single edge
+_P_SINGLE = 0.35
 _RF_DEFAULTS = {"n_estimators": 200, "min_samples_leaf": 3, "max_features": 0.3}
 
 
@@ -251,6 +260,11 @@ def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
     return proba[:, classes.index(1.0)] if 1.0 in classes else np.zeros(D.shape[0])
 
 
+def _n_complete(da: xr.DataArray) -> int:
+    v = np.asarray(da.values, dtype=float)
+    return int(np.all(np.isfinite(v.reshape(-1, v.shape[-1])), axis=1).sum())
+
+
 def _task(target: str) -> str:
     return "classification" if target in CLASSIFICATION_TARGETS else "regression"
 
@@ -300,7 +314,9 @@ class MultimodalModel(BaseEstimator):
     ----------
     featurizer_ : FusedFeaturizer
     models_ : dict
-        Target -> list of fold estimators (stage 2 for late fusion).
+        Target -> list of estimators (stage 2 for late fusion): for regression
+        one model fitted on all training rows; for classification the grouped-CV
+        fold models, whose mean is the probability and whose spread its std.
     edge_models_ : dict
         Late fusion only: ``"<edge>/<target>"`` -> per-edge estimator.
     sigma_models_, calibration_ : dict
@@ -349,7 +365,13 @@ class MultimodalModel(BaseEstimator):
 
     def _dropout(self, present: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
                                                                                np.ndarray]:
-        """Row indices and edge masks of the original rows plus dropout copies."""
+        """Row indices and edge masks of the original rows plus dropout copies.
+
+        In each copy a row keeps a random non-empty subset of its edges: a single
+        edge with probability ``_P_SINGLE`` (single-edge use is common and
+        otherwise rare among random subsets), else a subset of uniformly drawn
+        size >= 2.
+        """
         n, k = present.shape
         idx = [np.arange(n)]
         masks = [present.copy()]
@@ -359,7 +381,10 @@ class MultimodalModel(BaseEstimator):
                 avail = np.flatnonzero(present[i])
                 if avail.size == 0:
                     continue
-                size = rng.integers(1, avail.size + 1)
+                if avail.size == 1 or rng.random() < _P_SINGLE:
+                    size = 1
+                else:
+                    size = rng.integers(2, avail.size + 1)
                 m[i, rng.choice(avail, size=size, replace=False)] = True
             idx.append(np.arange(n))
             masks.append(m)
@@ -420,11 +445,15 @@ class MultimodalModel(BaseEstimator):
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown:
             raise MMSpecError(f"unknown targets {unknown}: expected some of {', '.join(TARGETS)}")
-        self.edges_ = [get_edge(e).name for e in sorted(set(self.edges), key=EDGE_ORDER.index)]
+        requested = [get_edge(e).name for e in sorted(set(self.edges), key=EDGE_ORDER.index)]
+        self.edges_ = [e for e in requested if e in ds and _n_complete(ds[e]) >= _MIN_SPECTRA]
+        if not self.edges_:
+            raise DataError(f"none of the edges {', '.join(requested)} has {_MIN_SPECTRA} "
+                            "complete spectra in the training set")
         self.targets_ = list(self.targets)
         if "structure_id" not in ds.coords and "structure_id" not in ds:
             raise DataError("training set has no 'structure_id' coordinate (needed to group CV)")
-        X, _ = dataset_to_matrix(ds, self.edges_, use=[e for e in self.edges_ if e in ds])
+        X, _ = dataset_to_matrix(ds, self.edges_)
         Y = target_matrix(ds, self.targets_)
         groups = np.asarray(ds["structure_id"].values).astype(str).ravel()
         if np.unique(groups).size < int(self.n_folds):
@@ -481,13 +510,20 @@ class MultimodalModel(BaseEstimator):
                 tr = ok & (fold_rep != k)
                 te = ok & (fold_rep == k)
                 if task == "classification" and np.unique(yt[tr]).size < 2:
-                    raise DataError(f"target {t!r}: a training fold has a single class; "
-                                    "need both samples with and without")
+                    continue  # this fold has only one class: no model from it
                 est = make_estimator(self.estimator, task, self._params_for(t),
                                      self.random_state + k).fit(D[tr], yt[tr])
                 models.append(est)
                 if te.any():
                     oof[te] = _predict(est, D[te], task)
+            if not models:
+                raise DataError(f"target {t!r}: every training fold has a single class; "
+                                "need samples both with and without")
+            if task == "regression":
+                # the mean comes from one model on all rows; the folds served for
+                # the out-of-fold residuals behind the uncertainty model
+                models = [make_estimator(self.estimator, task, self._params_for(t),
+                                         self.random_state).fit(D[ok], yt[ok])]
             self.models_[t] = models
             full = np.zeros(D.shape[0], bool)
             full[: present.shape[0]] = True  # rows with all available edges
@@ -510,6 +546,7 @@ class MultimodalModel(BaseEstimator):
             "n_training_rows": int(D.shape[0]),
             "n_features": int(F.shape[1]),
             "fit_seconds": round(time.perf_counter() - t0, 1),
+            "edges_requested": requested,
             "training_data_sha256": training_data_hash(ds, self.edges_, self.targets_),
         }
         return self
@@ -519,7 +556,6 @@ class MultimodalModel(BaseEstimator):
         nt = len(self.targets_)
         oof = np.full((F.shape[0], len(self.edges_) * nt), np.nan)
         self.edge_models_ = {}
-        p = {"max_iter": 150, "max_leaf_nodes": 15, "max_features": 1.0}
         for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
             rows = present[:, j]
             for k_t, t in enumerate(self.targets_):
@@ -528,8 +564,7 @@ class MultimodalModel(BaseEstimator):
                 ok = rows & np.isfinite(y)
                 if ok.sum() < 10 or (task == "classification" and np.unique(y[ok]).size < 2):
                     continue
-                params = {**p, **self._params_for(t)} if self.estimator == "hgb" else \
-                    self._params_for(t)
+                params = _EDGE_MODEL_PARAMS if self.estimator == "hgb" else {}
                 for k, (tr, te) in enumerate(folds):
                     tr = tr[ok[tr]]
                     te = te[ok[te]]

@@ -140,19 +140,21 @@ def tune(ds: xr.Dataset, *, n_trials: int = 20, edges: Sequence[str] | None = No
     groups = np.asarray(ds["structure_id"].values).astype(str)
     F = FusedFeaturizer(edges, tuple(kinds), settings or DEFAULT_SETTINGS).fit(X).transform(X)
     splits = grouped_splits(groups, n_folds)
+    targets = list(targets)
+    order = list(targets)  # targets are scored in this order; pruning compares prefixes
 
     def objective(trial: optuna.Trial) -> float:
         params = {
-            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-            "max_iter": trial.suggest_int("max_iter", 60, 400, log=True),
-            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 63, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
+            "max_iter": trial.suggest_int("max_iter", 50, 200, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 31, log=True),
             "min_samples_leaf": trial.suggest_int("min_samples_leaf", 3, 60, log=True),
             "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10, log=True),
             "max_features": trial.suggest_float("max_features", 0.2, 1.0),
         }
         scores = []
-        for k, t in enumerate(targets):
-            y = Y[:, k]
+        for k, t in enumerate(order):
+            y = Y[:, targets.index(t)]
             pred = np.full(len(y), np.nan)
             for tr, te in splits:
                 tr = tr[np.isfinite(y[tr])]
@@ -163,15 +165,20 @@ def tune(ds: xr.Dataset, *, n_trials: int = 20, edges: Sequence[str] | None = No
             s = _score(t, y, pred)
             if np.isfinite(s):
                 scores.append(s)
+            trial.report(float(np.mean(scores)) if scores else -1.0, k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
         return float(np.mean(scores)) if scores else -1.0
 
     sampler = optuna.samplers.TPESampler(seed=random_state)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     with threadpool_limits(limits=1):
         study.optimize(objective, n_trials=int(n_trials), timeout=timeout)
     return {"params": dict(study.best_params), "score": float(study.best_value),
             "n_trials": len(study.trials),
+            "n_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
             "trials": [(t.value, dict(t.params)) for t in study.trials if t.value is not None]}
 
 
