@@ -144,3 +144,15 @@ def test_cli_simulate_writes_readable_dataset(tmp_path):
     assert np.isnan(ds["Ni_K"].values).all()  # not simulated -> NaN
     assert json.loads(ds.attrs["alignment"])["shift"]["O_K"] == -4.0
     assert main(["simulate", "--out", str(out)]) == 2  # --structures missing
+
+
+def test_existing_scheduler_address(tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        s = run_campaign([SPEC], edges=["Ni_L23"], out=tmp_path / "store",
+                         scheduler=cluster.scheduler_address, progress=False)
+    assert s["failed"] == 0 and s["done"] >= 1
+    store = CampaignStore(tmp_path / "store")
+    assert all(store.has(r["key"]) for r in store.structures()[0]["sites"]["Ni_L23"])
