@@ -481,7 +481,7 @@ class MultimodalModel(BaseEstimator):
         self.columns_ = self._edge_columns(self.featurizer_.feature_edges_)
         present = self._present(F)
         self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
-            F[: X.shape[0]], self.featurizer_.feature_edges_)
+            F[: X.shape[0]], self.featurizer_.feature_edges_, groups=groups)
 
         folds = list(GroupKFold(n_splits=int(self.n_folds)).split(F, groups=Gall))
         fold_of = np.empty(F.shape[0], dtype=int)

@@ -12,8 +12,8 @@ standard deviation is the spread of the cross-validation fold models.
 
 :class:`OODDetector` flags spectra unlike the training spectra: per edge, the
 Mahalanobis distance of the standardised features in PCA space plus the PCA
-reconstruction residual, thresholded at a quantile of the training distances
-(corrected for the number of edges tested together).
+reconstruction residual, thresholded at a quantile (99 % by default) of the
+held-out training distances, corrected for the number of edges tested together.
 """
 
 from __future__ import annotations
@@ -87,37 +87,55 @@ def interval_coverage(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray,
             "within_90": float(np.mean(err <= q90 * std[m])), "mean_std": float(std[m].mean())}
 
 
-_LEVELS = np.concatenate([np.linspace(0.5, 0.99, 50), 1 - np.logspace(-2.05, -4, 12)])
-
-
 class OODDetector(BaseEstimator):
     """Per-edge Mahalanobis distance in PCA feature space.
+
+    For each edge the features are standardised, projected on ``n_components``
+    principal components, and the distance is the Mahalanobis norm of the scores
+    plus the reconstruction residual (relative to its training mean).  The
+    threshold comes from the distances of training samples *held out* from the
+    PCA fit (``n_splits``-fold cross-fitting, grouped when groups are given),
+    to which a log-normal law is fitted, so that rare quantiles are smooth even
+    for small training sets.
 
     Parameters
     ----------
     quantile : float
-        Training quantile used as threshold: about ``1 - quantile`` of the
-        training samples are flagged whatever the number of edges, because with
-        ``k`` edges present each edge is tested at ``1 - (1 - quantile) / k``.
+        Training quantile used as threshold: about ``1 - quantile`` of
+        in-distribution samples are flagged whatever the number of edges,
+        because with ``k`` edges present each edge is tested at
+        ``1 - (1 - quantile) / k``.
     n_components : int
         PCA components per edge.
+    n_splits : int
+        Cross-fitting folds for the threshold.
 
     Attributes
     ----------
     edges_ : list of str
     scalers_, pcas_ : dict
-        Per edge, fitted on the training features of that edge.
+        Per edge, fitted on all training features of that edge.
     resid_scale_ : dict
         Per edge, mean squared reconstruction residual of the training rows.
-    levels_, quantiles_ : ndarray, dict
-        Quantile levels and, per edge, the training distance at each level.
+    log_mean_, log_std_ : dict
+        Per edge, log-normal law of the held-out training distances.
     """
 
-    def __init__(self, quantile: float = 0.99, n_components: int = 8):
+    def __init__(self, quantile: float = 0.99, n_components: int = 8, n_splits: int = 5):
         self.quantile = quantile
         self.n_components = n_components
+        self.n_splits = n_splits
 
-    def fit(self, F: np.ndarray, feature_edges: Sequence[str]):
+    @staticmethod
+    def _fit_edge(block: np.ndarray, n_components: int):
+        sc = StandardScaler().fit(block)
+        Z = sc.transform(block)
+        k = max(1, min(int(n_components), Z.shape[0] - 1, Z.shape[1]))
+        pca = PCA(n_components=k).fit(Z)
+        resid = ((Z - pca.inverse_transform(pca.transform(Z))) ** 2).sum(axis=1)
+        return sc, pca, float(max(resid.mean(), 1e-12))
+
+    def fit(self, F: np.ndarray, feature_edges: Sequence[str], groups=None):
         """Learn per-edge distance distributions.
 
         Parameters
@@ -126,39 +144,61 @@ class OODDetector(BaseEstimator):
             Training features; NaN blocks are absent edges.
         feature_edges : sequence of str
             Edge of each column of ``F``.
+        groups : sequence, optional
+            Group (structure) per row, kept together in the cross-fitting.
 
         Returns
         -------
         self
         """
+        from sklearn.model_selection import GroupKFold, KFold
+
         feature_edges = np.asarray(feature_edges, dtype=object)
         self.edges_ = list(dict.fromkeys(feature_edges))
         self.columns_ = {e: np.flatnonzero(feature_edges == e) for e in self.edges_}
-        self.scalers_, self.pcas_, self.resid_scale_, self.quantiles_ = {}, {}, {}, {}
-        self.levels_ = _LEVELS.copy()
+        self.scalers_, self.pcas_, self.resid_scale_ = {}, {}, {}
+        self.log_mean_, self.log_std_ = {}, {}
         for e, cols in self.columns_.items():
-            block = F[:, cols]
-            rows = np.all(np.isfinite(block), axis=1)
-            if rows.sum() < 3:
+            rows = np.flatnonzero(np.all(np.isfinite(F[:, cols]), axis=1))
+            if rows.size < 6:
                 continue
-            sc = StandardScaler().fit(block[rows])
-            Z = sc.transform(block[rows])
-            k = max(1, min(int(self.n_components), Z.shape[0] - 1, Z.shape[1]))
-            pca = PCA(n_components=k).fit(Z)
-            self.scalers_[e], self.pcas_[e] = sc, pca
-            resid = ((Z - pca.inverse_transform(pca.transform(Z))) ** 2).sum(axis=1)
-            self.resid_scale_[e] = float(max(resid.mean(), 1e-12))
-            d = self._distance(e, block[rows])
-            self.quantiles_[e] = np.quantile(d, self.levels_)
+            block = F[rows][:, cols]
+            g = None if groups is None else np.asarray(groups)[rows]
+            n_splits = min(int(self.n_splits), rows.size // 3,
+                           rows.size if g is None else np.unique(g).size)
+            d = []
+            if n_splits >= 2:
+                cv = KFold(n_splits, shuffle=True, random_state=0) if g is None else \
+                    GroupKFold(n_splits)
+                for tr, te in cv.split(block, groups=g):
+                    fitted = self._fit_edge(block[tr], self.n_components)
+                    d.append(self._distance_with(fitted, block[te]))
+            self.scalers_[e], self.pcas_[e], self.resid_scale_[e] = \
+                self._fit_edge(block, self.n_components)
+            d = np.concatenate(d) if d else self._distance(e, block)
+            logd = np.log(np.maximum(d, 1e-12))
+            self.log_mean_[e] = float(logd.mean())
+            self.log_std_[e] = float(max(logd.std(), 1e-3))
         return self
 
-    def _distance(self, e: str, block: np.ndarray) -> np.ndarray:
-        sc, pca = self.scalers_[e], self.pcas_[e]
+    @staticmethod
+    def _distance_with(fitted, block: np.ndarray) -> np.ndarray:
+        sc, pca, resid_scale = fitted
         Z = sc.transform(block)
         S = pca.transform(Z)
         maha = (S ** 2 / np.maximum(pca.explained_variance_, 1e-12)).sum(axis=1)
-        resid = ((Z - pca.inverse_transform(S)) ** 2).sum(axis=1) / self.resid_scale_[e]
+        resid = ((Z - pca.inverse_transform(S)) ** 2).sum(axis=1) / resid_scale
         return np.sqrt(maha + resid)
+
+    def threshold(self, edge: str, level: np.ndarray | float) -> np.ndarray:
+        """Distance threshold of ``edge`` at quantile ``level`` of the held-out law."""
+        from scipy.stats import norm
+
+        return np.exp(self.log_mean_[edge] + self.log_std_[edge] * norm.ppf(level))
+
+    def _distance(self, e: str, block: np.ndarray) -> np.ndarray:
+        return self._distance_with((self.scalers_[e], self.pcas_[e], self.resid_scale_[e]),
+                                   block)
 
     def score(self, F: np.ndarray) -> np.ndarray:
         """OOD score per row: largest ratio distance / threshold over present edges.
@@ -174,10 +214,10 @@ class OODDetector(BaseEstimator):
         -------
         ndarray, shape (n_samples,)
         """
-        check_is_fitted(self, "quantiles_")
+        check_is_fitted(self, "log_mean_")
         n = F.shape[0]
         present = {e: np.all(np.isfinite(F[:, c]), axis=1) for e, c in self.columns_.items()
-                   if e in self.quantiles_}
+                   if e in self.log_mean_}
         k = np.sum([p for p in present.values()], axis=0) if present else np.zeros(n)
         k = np.maximum(k, 1)
         level = 1 - (1 - float(self.quantile)) / k
@@ -186,7 +226,7 @@ class OODDetector(BaseEstimator):
             if not rows.any():
                 continue
             d = self._distance(e, F[rows][:, self.columns_[e]])
-            thr = np.interp(level[rows], self.levels_, self.quantiles_[e])
+            thr = self.threshold(e, level[rows])
             out[rows] = np.maximum(out[rows], d / thr)
         out[~np.isfinite(out)] = np.inf
         return out

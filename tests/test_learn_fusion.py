@@ -1,0 +1,233 @@
+"""Fused multimodal model: any subset of edges, any leading dims, uncertainty, OOD.
+
+Runs on the toy Dataset of ``mmspec_widgets.learn._synthetic`` (same schema as
+the simulated training set, not simulated data) with small models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import clone
+from sklearn.metrics import r2_score
+
+from mmspec_widgets.edges import edge_grid
+from mmspec_widgets.errors import DataError, MMSpecError
+from mmspec_widgets.learn._synthetic import make_synthetic_training_set
+from mmspec_widgets.learn.fusion import TARGETS, MultimodalModel, dataset_to_matrix
+from mmspec_widgets.learn.uncertainty import Z90, calibrate_scale, interval_coverage
+
+SMALL = dict(params={"max_iter": 80, "min_samples_leaf": 5, "max_leaf_nodes": 7},
+             settings={"n_points": 16, "n_windows": 3, "n_peaks": 2}, n_folds=3,
+             dropout_copies=3, augment_copies=0)
+EELS = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
+
+
+@pytest.fixture(scope="module")
+def toy() -> xr.Dataset:
+    return make_synthetic_training_set(n_structures=30, sites=4, seed=3, missing=0.03)
+
+
+@pytest.fixture(scope="module")
+def split(toy):
+    tr = toy.isel(sample=np.flatnonzero(toy.split.values == "train"))
+    te = toy.isel(sample=np.flatnonzero(toy.split.values == "test"))
+    return tr, te
+
+
+@pytest.fixture(scope="module")
+def model(split):
+    return MultimodalModel(**SMALL).fit(split[0])
+
+
+def _r2(y, p):
+    m = np.isfinite(y) & np.isfinite(p)
+    return r2_score(y[m], p[m])
+
+
+def as_image(ds: xr.Dataset, ny: int, nx: int) -> xr.Dataset:
+    """Samples -> a (y, x) spectrum-image-like Dataset with nm coordinates."""
+    edges = [e for e in ds.data_vars if str(e) in TARGETS or "_K" in str(e) or "_L23" in str(e)]
+    sub = ds[[e for e in edges if e not in TARGETS]].isel(sample=slice(0, ny * nx))
+    sub = sub.drop_vars(["structure_id", "split"])
+    idx = xr.Coordinates.from_pandas_multiindex(
+        __import__("pandas").MultiIndex.from_product([np.arange(ny), np.arange(nx)],
+                                                     names=["y", "x"]), "sample")
+    img = sub.assign_coords(idx).unstack("sample")
+    img = img.assign_coords(y=("y", 2.0 * np.arange(ny), {"units": "nm"}),
+                            x=("x", 2.0 * np.arange(nx), {"units": "nm"}))
+    return img
+
+
+def test_model_is_a_sklearn_estimator(model):
+    params = model.get_params()
+    assert params["fusion"] == "early" and params["n_folds"] == 3
+    twin = clone(model)
+    assert twin.get_params()["settings"] == SMALL["settings"]
+    assert not hasattr(twin, "models_")
+
+
+def test_predict_keeps_leading_dims_yx_scan_and_none(model, split):
+    te = split[1]
+    img = as_image(te, 3, 4)
+    maps = model.predict(img)
+    assert maps["li_content"].dims == ("y", "x") and maps.sizes == {"y": 3, "x": 4}
+    assert maps["x"].attrs["units"] == "nm"
+    for t in TARGETS:
+        assert t in maps and f"{t}_std" in maps
+    assert maps["ood"].dtype == bool and maps["ood"].dims == ("y", "x")
+    assert maps.attrs["edge_set"] == "+".join(model.edges_)
+    assert maps.attrs["model_id"] == model.model_id
+    assert maps.attrs["history"][-1]["step"] == "learn.predict"
+
+    # the same pixels as a (scan,) series and one by one (no leading dims)
+    flat = img.stack(scan=("y", "x")).reset_index("scan", drop=True)
+    flat = flat.drop_vars(["y", "x"], errors="ignore").transpose("scan", ...)
+    scan = model.predict(flat)
+    assert scan["li_content"].dims == ("scan",) and scan.sizes["scan"] == 12
+    np.testing.assert_allclose(scan["li_content"].values, maps["li_content"].values.ravel())
+    single = model.predict(flat.isel(scan=5))
+    assert single["li_content"].dims == () and single["ood"].dims == ()
+    np.testing.assert_allclose(float(single["li_content"]), scan["li_content"].values[5])
+    np.testing.assert_allclose(float(single["li_content_std"]),
+                               scan["li_content_std"].values[5])
+
+
+def test_fused_prediction_is_accurate_and_uses_what_it_is_given(model, split):
+    te = split[1]
+    full = model.predict(te)
+    assert _r2(te.li_content.values, full.li_content.values) > 0.7
+    assert _r2(te.ni_oxidation.values, full.ni_oxidation.values) > 0.8
+    p = full["o_vacancy"].values
+    assert np.nanmin(p) >= 0 and np.nanmax(p) <= 1
+
+    sub = model.predict(te, edges=["O_K", "Ni_L23"])
+    assert sub.attrs["edges"] == ["O_K", "Ni_L23"] and sub.attrs["edge_set"] == "O_K+Ni_L23"
+    # restricting the edges changes the answer (the other edges were really ignored) ...
+    assert not np.allclose(sub.li_content.values, full.li_content.values, equal_nan=True)
+    # ... and equals predicting from a Dataset that only holds those edges
+    only = model.predict(te[["O_K", "Ni_L23"]])
+    np.testing.assert_allclose(only.li_content.values, sub.li_content.values)
+
+
+def test_only_ni_k_xas_predicts_ni_oxidation_and_li_content(model, split):
+    te = split[1]
+    scans = te[["Ni_K"]].rename(sample="scan")
+    maps = model.predict(scans)
+    assert maps.attrs["edge_set"] == "Ni_K" and maps["ni_oxidation"].dims == ("scan",)
+    ok = np.isfinite(te.Ni_K.values).all(axis=1)
+    assert np.isfinite(maps.ni_oxidation.values[ok]).all()
+    assert _r2(te.ni_oxidation.values, maps.ni_oxidation.values) > 0.7
+    assert _r2(te.li_content.values, maps.li_content.values) > 0.2
+    assert np.all(maps.ni_oxidation_std.values[ok] > 0)
+
+
+def test_model_without_k_edges_works_with_them_absent(split):
+    tr, te = split
+    eels = MultimodalModel(edges=EELS + ("Li_K",), **SMALL).fit(tr)
+    assert "Ni_K" not in eels.edges_
+    maps = eels.predict(te)  # the Dataset has K edges; the model ignores them
+    assert maps.attrs["edges"] == ["O_K", "Li_K", "Mn_L23", "Co_L23", "Ni_L23"]
+    assert _r2(te.li_content.values, maps.li_content.values) > 0.7
+    no_k = te.drop_vars(["Mn_K", "Co_K", "Ni_K"])
+    np.testing.assert_allclose(eels.predict(no_k).li_content.values, maps.li_content.values)
+    with pytest.raises(MMSpecError, match="not one the model was trained on"):
+        eels.predict(te, edges=["Ni_K"])
+
+
+def test_bad_inputs_raise_clear_errors(model, split):
+    te = split[1]
+    with pytest.raises(MMSpecError, match="unknown edge"):
+        model.predict(te, edges=["Fe_L23"])
+    with pytest.raises(DataError, match="holds none of the edges"):
+        model.predict(te[["li_content"]])
+    with pytest.raises(DataError, match="requested"):
+        model.predict(te[["O_K"]], edges=["O_K", "Ni_L23"])
+    bad = xr.Dataset({"O_K": (("sample", "energy_O_K"), np.ones((2, 10)))})
+    with pytest.raises(DataError, match="standard grid"):
+        model.predict(bad)
+    with pytest.raises(MMSpecError, match="Dataset"):
+        model.predict(te["O_K"])
+    with pytest.raises(MMSpecError, match="fusion"):
+        MultimodalModel(fusion="middle").fit(split[0])
+
+
+def test_spectra_on_another_energy_grid_are_interpolated(model, split):
+    te = split[1].isel(sample=slice(0, 6))
+    e = edge_grid("O_K")
+    fine = np.arange(e[0] - 2, e[-1] + 2, 0.1)
+    resampled = xr.Dataset({"O_K": (("sample", "energy_O_K"),
+                                    np.stack([np.interp(fine, e, r) for r in te.O_K.values]))},
+                           coords={"energy_O_K": fine})
+    a = model.predict(te[["O_K"]]).li_content.values
+    b = model.predict(resampled).li_content.values
+    np.testing.assert_allclose(a, b, atol=0.05)
+    X, layout = dataset_to_matrix(resampled, ["O_K", "Ni_L23"])
+    assert X.shape == (6, e.size + edge_grid("Ni_L23").size) and layout["edges"] == ["O_K"]
+    assert np.isnan(X[:, e.size:]).all()
+
+
+def test_missing_pixels_give_nan_and_ood(model, split):
+    te = split[1].isel(sample=slice(0, 4)).copy(deep=True)
+    for e in model.edges_:
+        te[e][1] = np.nan
+    maps = model.predict(te)
+    assert np.isnan(maps.li_content.values[1]) and bool(maps.ood.values[1])
+    assert np.isfinite(maps.li_content.values[[0, 2, 3]]).all()
+
+
+def test_ood_flags_unlike_spectra_but_not_training_ones(model, split):
+    tr, te = split
+    train_flags = model.predict(tr).ood.values
+    assert train_flags.mean() < 0.05
+    assert model.predict(te).ood.values.mean() < 0.15  # unseen structures, same physics
+    weird = te.isel(sample=slice(0, 8)).copy(deep=True)
+    rng = np.random.default_rng(0)
+    for e in model.edges_:
+        weird[e][:] = rng.random(weird[e].shape)  # noise, nothing like an edge
+    assert model.predict(weird).ood.values.all()
+    shifted = te[["Ni_L23"]].isel(sample=slice(0, 8)).copy(deep=True)
+    shifted["Ni_L23"][:] = np.roll(shifted.Ni_L23.values, 40, axis=1)  # 8 eV off
+    res = model.predict(shifted)
+    assert res.ood.values.mean() > 0.5
+    assert (res.ood_score.values > 1).sum() == res.ood.values.sum()
+
+
+def test_uncertainty_is_calibrated_on_held_out_residuals(model, split):
+    te = split[1]
+    maps = model.predict(te)
+    for t in ("li_content", "ni_oxidation"):
+        c = interval_coverage(te[t].values, maps[t].values, maps[f"{t}_std"].values,
+                              model.q90(t))
+        assert c["n"] > 20
+        assert 0.4 <= c["within_1std"] <= 0.95
+        assert c["within_90"] >= c["within_1std"]
+    # fewer edges -> larger stated uncertainty, on average
+    ni = model.predict(te, edges=["Ni_L23"])
+    assert np.nanmean(ni.li_content_std) > np.nanmean(maps.li_content_std)
+    # defect probabilities carry the fold-ensemble spread
+    assert np.nanmax(maps.o_vacancy_std.values) > 0
+    assert model.cv_report_["li_content"]["all_edges"] > 0.5
+
+
+def test_calibrate_scale_recovers_gaussian_quantiles():
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(0.5, 2.0, 20000)
+    r = np.abs(rng.normal(0, sigma))
+    c1, q90 = calibrate_scale(r, 2 * sigma)  # raw spreads twice too large
+    assert c1 == pytest.approx(0.5, rel=0.03)
+    assert q90 == pytest.approx(Z90, rel=0.03)
+    with pytest.raises(MMSpecError, match="residuals"):
+        calibrate_scale(r[:5], sigma[:5])
+
+
+def test_late_fusion_predicts_from_subsets(split):
+    tr, te = split
+    late = MultimodalModel(fusion="late", edges=("O_K", "Li_K", "Ni_L23", "Ni_K"), **SMALL)
+    late.fit(tr)
+    assert set(late.edge_models_) >= {"O_K/li_content", "Ni_K/ni_oxidation"}
+    full = late.predict(te)
+    assert _r2(te.li_content.values, full.li_content.values) > 0.7
+    ni = late.predict(te, edges=["Ni_K"])
+    assert _r2(te.ni_oxidation.values, ni.ni_oxidation.values) > 0.7
