@@ -224,7 +224,8 @@ def test_calibrate_scale_recovers_gaussian_quantiles():
 
 def test_late_fusion_predicts_from_subsets(split):
     tr, te = split
-    late = MultimodalModel(fusion="late", edges=("O_K", "Li_K", "Ni_L23", "Ni_K"), **SMALL)
+    late = MultimodalModel(fusion="late", edges=("O_K", "Li_K", "Ni_L23", "Ni_K"),
+                           edge_params={"max_iter": 40, "max_leaf_nodes": 7}, **SMALL)
     late.fit(tr)
     assert set(late.edge_models_) >= {"O_K/li_content", "Ni_K/ni_oxidation"}
     full = late.predict(te)

@@ -292,8 +292,11 @@ class MultimodalModel(BaseEstimator):
     params : dict, optional
         Hyperparameters: either one dict for all targets, or
         ``{target: dict}`` (e.g. found by :func:`~mmspec_widgets.learn.train.tune`).
+    edge_params : dict, optional
+        Late fusion: hyperparameters of the per-edge models (default: small
+        fixed boosting models, ``_EDGE_MODEL_PARAMS``).
     n_folds : int
-        Grouped cross-validation folds; the fold models form the ensemble.
+        Grouped cross-validation folds.
     dropout_copies : int
         Extra copies of the training rows with random edge subsets hidden.
     augment_copies : int
@@ -331,6 +334,7 @@ class MultimodalModel(BaseEstimator):
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
                  fusion: str = "early", estimator: str = "hgb", params: dict | None = None,
+                 edge_params: dict | None = None,
                  n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
                  augment: dict | None = None, ood_quantile: float = 0.99,
                  n_jobs: int | None = 1, random_state: int = 0):
@@ -341,6 +345,7 @@ class MultimodalModel(BaseEstimator):
         self.fusion = fusion
         self.estimator = estimator
         self.params = params
+        self.edge_params = edge_params
         self.n_folds = n_folds
         self.dropout_copies = dropout_copies
         self.augment_copies = augment_copies
@@ -564,7 +569,8 @@ class MultimodalModel(BaseEstimator):
                 ok = rows & np.isfinite(y)
                 if ok.sum() < 10 or (task == "classification" and np.unique(y[ok]).size < 2):
                     continue
-                params = _EDGE_MODEL_PARAMS if self.estimator == "hgb" else {}
+                params = dict(self.edge_params if self.edge_params is not None else
+                              _EDGE_MODEL_PARAMS if self.estimator == "hgb" else {})
                 for k, (tr, te) in enumerate(folds):
                     tr = tr[ok[tr]]
                     te = te[ok[te]]

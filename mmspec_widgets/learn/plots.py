@@ -48,8 +48,7 @@ def plot_evaluation(result: dict, *, ax=None):
                                constrained_layout=True)
     else:
         fig = ax.figure
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
     im = ax.imshow(np.clip(C, 0, 1), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     for i in range(len(names)):
         for j in range(len(keys)):

@@ -1,0 +1,176 @@
+"""Held-out evaluation, the CLI (train / evaluate --json / predict), explanation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mmspec_widgets import cli
+from mmspec_widgets.edges import edge_set_key
+from mmspec_widgets.learn._synthetic import make_synthetic_training_set
+from mmspec_widgets.learn.bundle import save_model
+from mmspec_widgets.learn.evaluate import default_edge_sets, evaluate_model, write_report
+from mmspec_widgets.learn.explain import edge_importance, energy_importance
+from mmspec_widgets.learn.fusion import TARGETS, MultimodalModel
+from mmspec_widgets.learn.plots import plot_importance
+
+EDGES = ("O_K", "Li_K", "Mn_L23", "Co_L23", "Ni_L23", "Mn_K", "Co_K", "Ni_K")
+SMALL = dict(params={"max_iter": 30, "min_samples_leaf": 5, "max_leaf_nodes": 7},
+             settings={"n_points": 10, "n_windows": 2, "n_peaks": 1}, n_folds=3,
+             dropout_copies=2, augment_copies=0)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_synthetic_training_set(n_structures=20, sites=4, seed=11, missing=0.02)
+
+
+@pytest.fixture(scope="module")
+def model(toy):
+    train = toy.isel(sample=np.flatnonzero(toy.split.values == "train"))
+    return MultimodalModel(**SMALL).fit(train)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, toy, model):
+    d = tmp_path_factory.mktemp("learn-cli")
+    ts = d / "training_set.nc"
+    toy.to_netcdf(ts, engine="h5netcdf")
+    bundle = save_model(model, d / "model.skops")
+    return d, ts, bundle
+
+
+def test_default_edge_sets_cover_singles_named_sets_and_all():
+    keys = [edge_set_key(s) for s in default_edge_sets(EDGES)]
+    assert keys[:8] == list(EDGES)
+    for must in ("O_K+Mn_L23+Co_L23+Ni_L23", "O_K+Li_K+Mn_L23+Co_L23+Ni_L23",
+                 "Mn_K+Co_K+Ni_K", "+".join(EDGES)):
+        assert must in keys
+    assert len(keys) == len(set(keys))
+    small = [edge_set_key(s) for s in default_edge_sets(["Ni_K", "O_K"])]
+    assert small == ["O_K", "Ni_K", "O_K+Ni_K"]
+
+
+def test_evaluate_model_schema_and_values(model, toy):
+    res = evaluate_model(model, toy, details=True)
+    assert set(res["targets"]) == set(TARGETS)
+    for t, r in res["targets"].items():
+        assert r["metric"] == ("roc_auc" if t in ("o_vacancy", "antisite") else "r2")
+        assert list(r["by_edges"]) == [edge_set_key(s) for s in default_edge_sets(EDGES)]
+        for v in r["by_edges"].values():
+            assert v is None or (np.isfinite(v) and v <= 1.0)
+    li = res["targets"]["li_content"]["by_edges"]
+    assert li["+".join(EDGES)] > 0.6
+    n = res["details"]["n_test"]
+    assert n["O_K"] >= n["+".join(EDGES)] > 10
+    cov = res["details"]["coverage"]["+".join(EDGES)]["li_content"]
+    assert 0 < cov["within_1std"] <= cov["within_90"] <= 1
+    # a set with no test samples scores None rather than failing
+    empty = toy.copy(deep=True)
+    empty["Co_K"][:] = np.nan
+    res2 = evaluate_model(model, empty, [("Co_K",), ("O_K",)])
+    assert res2["targets"]["li_content"]["by_edges"]["Co_K"] is None
+    assert res2["targets"]["li_content"]["by_edges"]["O_K"] is not None
+
+
+def test_cli_evaluate_json_schema(files, capsys):
+    d, ts, bundle = files
+    assert cli.main(["evaluate", "--json", "--model", str(bundle),
+                     "--training-set", str(ts)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["targets"]
+    assert set(out["targets"]) == set(TARGETS)
+    for r in out["targets"].values():
+        assert set(r) == {"metric", "by_edges"} and r["metric"] in ("r2", "roc_auc")
+        assert "O_K+Mn_L23+Co_L23+Ni_L23" in r["by_edges"] and "Ni_K" in r["by_edges"]
+        assert all(isinstance(v, float) or v is None for v in r["by_edges"].values())
+    assert cli.main(["evaluate", "--json", "--model", str(bundle), "--training-set", str(ts),
+                     "--edge-sets", "Ni_L23+O_K", "Ni_K"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["targets"]["li_content"]["by_edges"]) == ["O_K+Ni_L23", "Ni_K"]
+
+
+def test_cli_evaluate_report_writes_markdown_and_figure(files, tmp_path, capsys):
+    d, ts, bundle = files
+    assert cli.main(["evaluate", "--model", str(bundle), "--training-set", str(ts),
+                     "--report", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "li_content" in text and "O_K+Ni_L23" in text
+    md = (tmp_path / "evaluation.md").read_text()
+    assert "| li_content | r2 |" in md and "evaluation.png" in md
+    assert "within 1 std" in md and "best single edge" in md
+    png = (tmp_path / "evaluation.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_cli_predict_writes_maps(files, toy, tmp_path, capsys):
+    d, ts, bundle = files
+    te = toy.isel(sample=slice(0, 6))[["O_K", "Ni_L23", "Ni_K"]]
+    te = te.drop_vars(["structure_id", "split"]).rename(sample="scan")
+    src = tmp_path / "edges.nc"
+    te.to_netcdf(src, engine="h5netcdf")
+    before = src.read_bytes()
+    out = tmp_path / "maps.nc"
+    assert cli.main(["predict", str(src), "--edges", "O_K", "Ni_L23", "--model", str(bundle),
+                     "--out", str(out)]) == 0
+    assert "O_K+Ni_L23" in capsys.readouterr().out
+    maps = xr.load_dataset(out, engine="h5netcdf")
+    assert maps["li_content"].dims == ("scan",) and maps.sizes["scan"] == 6
+    assert maps.attrs["edge_set"] == "O_K+Ni_L23"
+    assert json.loads(maps.attrs["history"])[-1]["edges"] == ["O_K", "Ni_L23"]
+    assert src.read_bytes() == before  # the input file is untouched
+    assert cli.main(["predict", str(tmp_path / "nope.nc"), "--model", str(bundle),
+                     "--out", str(out)]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["predict", str(src), "--edges", "Fe_L23", "--model", str(bundle),
+                     "--out", str(out)]) == 1
+    assert "unknown edge" in capsys.readouterr().err
+
+
+def test_cli_train_reproduces_a_bundle(files, tmp_path, capsys):
+    d, ts, _ = files
+    out = tmp_path / "trained.skops"
+    assert cli.main(["train", "--training-set", str(ts), "--out", str(out), "--trials", "0",
+                     "--fusion", "early", "--edges", "O_K", "Ni_K", "--folds", "3",
+                     "--dropout-copies", "1", "--augment-copies", "0", "--quiet"]) == 0
+    assert out.exists() and out.with_suffix(".json").exists()
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["edges"] == ["O_K", "Ni_K"] and info["params"]["fusion"] == "early"
+    assert "saved" in capsys.readouterr().out
+
+
+def test_edge_and_energy_importance(toy):
+    train = toy.isel(sample=np.flatnonzero(toy.split.values == "train"))
+    m = MultimodalModel(edges=("Mn_L23", "Co_L23"), targets=("mn_oxidation", "co_oxidation"),
+                        **SMALL).fit(train)
+    imp = edge_importance(m, toy, n_repeats=2)
+    assert imp.dims == ("target", "edge") and list(imp.edge.values) == ["Mn_L23", "Co_L23"]
+    assert float(imp.sel(target="mn_oxidation", edge="Mn_L23")) > \
+        float(imp.sel(target="mn_oxidation", edge="Co_L23")) + 0.2
+    assert float(imp.sel(target="co_oxidation", edge="Co_L23")) > \
+        float(imp.sel(target="co_oxidation", edge="Mn_L23"))
+    en = energy_importance(m, toy, window=5.0, targets=["mn_oxidation"])
+    assert set(en.data_vars) == {"Mn_L23", "Co_L23"}
+    mn = en["Mn_L23"].sel(target="mn_oxidation")
+    assert mn.dims == ("energy_Mn_L23",) and mn.sizes["energy_Mn_L23"] == 201
+    # the importance lies around the L3 white line (about 640 - 647 eV in the toy spectra)
+    e = mn["energy_Mn_L23"].values
+    assert float(mn[(e > 637) & (e < 648)].mean()) > float(mn[e > 660].mean())
+    fig = plot_importance(en, "mn_oxidation", spectra=toy)
+    assert len(fig.axes) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    with pytest.raises(Exception, match="no target"):
+        plot_importance(en, "li_content")
+
+
+def test_write_report_from_result(model, toy, tmp_path):
+    res = evaluate_model(model, toy, [("O_K",), ("Ni_K",), ("O_K", "Ni_K")], details=True)
+    md, png = write_report(res, tmp_path, model=model)
+    text = md.read_text()
+    assert text.count("\n| ") >= 9
+    assert model.model_id in text
