@@ -39,6 +39,10 @@ _SUBMODULES = {"edges", "errors", "io", "calibrate", "background", "extract",
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
+# ``calibrate`` is both a submodule and its main function; bind the function
+# now so that importing the submodule later cannot shadow it.
+from .calibrate import calibrate  # noqa: E402, F401
+
 
 def __getattr__(name: str):
     if name in _LAZY:

@@ -1,0 +1,380 @@
+"""Energy calibration: zero-loss alignment, reference-feature correction of
+the energy axis (offset and dispersion), and shift alignment of XAS scans.
+
+A recorded EELS axis is usually wrong in two ways: the zero-loss peak is not at
+0 eV (and drifts from pixel to pixel), and the dispersion is slightly off, so
+edges far apart are off by different amounts. :func:`calibrate` fixes the
+first with the zero-loss SI of the same scan (per pixel) and the second with
+two or more reference features located automatically on the
+background-subtracted summed spectrum: ``E_true = offset + scale * E``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from .background import _window_indices, append_history, check_spectra, mask_low_counts
+from .edges import FEATURES
+from .errors import DataError, MMSpecError
+
+__all__ = [
+    "zero_loss_positions",
+    "align_zero_loss",
+    "locate_feature",
+    "fit_calibration",
+    "apply_calibration",
+    "calibrate",
+    "align_scans",
+]
+
+
+# --------------------------------------------------------------------------
+# zero loss
+
+
+def _peak_positions(y: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Sub-channel maximum position (eV) of every spectrum, 3-point parabola."""
+    i = np.argmax(y, axis=-1)
+    i = np.clip(i, 1, e.size - 2)
+    ym = np.take_along_axis(y, (i - 1)[..., None], -1)[..., 0].astype(float)
+    y0 = np.take_along_axis(y, i[..., None], -1)[..., 0].astype(float)
+    yp = np.take_along_axis(y, (i + 1)[..., None], -1)[..., 0].astype(float)
+    den = ym - 2 * y0 + yp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(den < 0, 0.5 * (ym - yp) / den, 0.0)
+    d = np.clip(d, -0.5, 0.5)
+    de = np.gradient(e)[i]
+    return e[i] + d * de
+
+
+def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray:
+    """Position (eV) of the zero-loss peak in every pixel of a zero-loss SI.
+
+    The maximum within ``window`` (eV on the recorded axis), refined to a
+    fraction of a channel with a parabola through the three top channels.
+    """
+    zlp = check_spectra(zlp, "zlp")
+    e = np.asarray(zlp["energy"].values, float)
+    lo, hi = max(window[0], e[0]), min(window[1], e[-1])
+    i1, i2 = _window_indices(e, (lo, hi), "window")
+    sub = zlp.isel(energy=slice(i1, i2))
+    pos = xr.apply_ufunc(_peak_positions, sub, kwargs={"e": e[i1:i2]},
+                         input_core_dims=[["energy"]], dask="parallelized",
+                         output_dtypes=[float])
+    pos.attrs = {"units": "eV", "long_name": "zero-loss position"}
+    return pos.rename("zlp_position")
+
+
+def _shift_resample(y: np.ndarray, shift_ch: np.ndarray) -> np.ndarray:
+    """y_out[..., i] = y[..., i + shift] by linear interpolation (vectorised).
+
+    Channels that would need data beyond the ends take the end value.
+    """
+    n = y.shape[-1]
+    idx = np.arange(n, dtype=np.float64) + shift_ch[..., None]
+    idx = np.clip(idx, 0.0, n - 1.0)
+    i0 = np.floor(idx).astype(np.intp)
+    i0 = np.minimum(i0, n - 2)
+    w = (idx - i0).astype(y.dtype if y.dtype == np.float32 else np.float64)
+    y0 = np.take_along_axis(y, i0, -1)
+    y1 = np.take_along_axis(y, i0 + 1, -1)
+    return y0 + w * (y1 - y0)
+
+
+def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
+                    positions: xr.DataArray | None = None) -> xr.DataArray:
+    """Shift every pixel so that its zero-loss peak sits at 0 eV.
+
+    Parameters
+    ----------
+    si : xarray.DataArray
+        Core-loss SI ``(..., energy)``.
+    zlp : xarray.DataArray
+        Zero-loss SI of the same scan (same navigation shape).
+    positions : xarray.DataArray, optional
+        Precomputed zero-loss positions (eV), instead of ``zlp``.
+
+    Returns
+    -------
+    xarray.DataArray
+        The SI resampled (linear interpolation) onto one common axis, the
+        recorded axis minus the median zero-loss position; attrs record the
+        median and spread of the zero-loss positions.
+    """
+    si = check_spectra(si, "si")
+    if positions is None:
+        if zlp is None:
+            raise MMSpecError("align_zero_loss: give zlp (a zero-loss SI) or positions")
+        zlp = check_spectra(zlp, "zlp")
+        nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
+        nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
+        if nav_si != nav_z:
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
+                            "expected the zero-loss SI of the same scan")
+        positions = zero_loss_positions(zlp)
+    pos = np.asarray(positions.values, float)
+    if pos.shape != si.shape[:-1]:
+        raise DataError(f"positions: expected shape {si.shape[:-1]}, got {pos.shape}")
+    e = np.asarray(si["energy"].values, float)
+    de = float(np.median(np.diff(e)))
+    z_med = float(np.median(pos))
+    shift_ch = xr.DataArray((pos - z_med) / de, dims=si.dims[:-1])
+    out = xr.apply_ufunc(_shift_resample, si, shift_ch, input_core_dims=[["energy"], []],
+                         output_core_dims=[["energy"]], dask="parallelized",
+                         output_dtypes=[si.dtype if si.dtype == np.float32 else np.float64],
+                         keep_attrs=True)
+    out = out.assign_coords(energy=("energy", e - z_med, dict(si["energy"].attrs)))
+    out.attrs = {**si.attrs, "zlp_position_median_eV": z_med,
+                 "zlp_position_std_eV": float(np.std(pos))}
+    return append_history(out, "align_zero_loss", median_eV=z_med,
+                          spread_eV=float(np.ptp(pos)))
+
+
+# --------------------------------------------------------------------------
+# reference features
+
+
+def _smooth(y: np.ndarray, sigma_ch: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(y, sigma_ch, mode="nearest") if sigma_ch > 0 else y
+
+
+def _powerlaw_fit_sub(e: np.ndarray, y: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    m = (e >= lo) & (e <= hi) & (y > 0)
+    if m.sum() < 5:
+        raise DataError(f"background window ({lo:.1f}, {hi:.1f}) eV: too few positive channels")
+    p = np.polyfit(np.log(e[m]), np.log(y[m]), 1)
+    return y - np.exp(np.polyval(p, np.log(e)))
+
+
+def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | None = None,
+                   search: float = 20.0, min_fraction: float = 0.3) -> float:
+    """Energy (eV, on the spectrum's axis) of a named reference feature.
+
+    The spectrum is background-subtracted with a power law fitted 15 - 45 eV
+    below the expected position, lightly smoothed, and the feature is the
+    first local maximum within ``expected +- search`` whose height is at least
+    ``min_fraction`` of the largest value there, refined by a parabola.
+
+    Parameters
+    ----------
+    spectrum : xarray.DataArray
+        One spectrum ``("energy",)`` (e.g. the SI summed over particle pixels).
+    feature : str
+        A name of :data:`mmspec_widgets.edges.FEATURES` (``"O_K"``,
+        ``"Ni_L3"`` ...).
+    expected : float, optional
+        Where to look (eV); default the feature's reference energy.
+    search : float
+        Half-width of the search window (eV).
+    """
+    if feature not in FEATURES:
+        raise MMSpecError(f"references: unknown feature {feature!r}; expected one of "
+                          f"{', '.join(FEATURES)}")
+    spectrum = check_spectra(spectrum, "spectrum")
+    if spectrum.ndim != 1:
+        raise DataError(f"spectrum: expected one spectrum ('energy',), got dims {spectrum.dims}")
+    e = np.asarray(spectrum["energy"].values, float)
+    y = np.asarray(spectrum.values, float)
+    x0 = float(FEATURES[feature]["energy"] if expected is None else expected)
+    if x0 - search < e[0] or x0 + search > e[-1]:
+        raise DataError(f"references: feature {feature!r} near {x0:.1f} eV lies outside the "
+                        f"spectrum's range {e[0]:.1f} - {e[-1]:.1f} eV")
+    lo_b, hi_b = max(e[0], x0 - search - 33.0), x0 - search - 3.0
+    sig = _powerlaw_fit_sub(e, y, lo_b, hi_b) if hi_b - lo_b > 5 else y - y.min()
+    de = float(np.median(np.diff(e)))
+    sm = _smooth(sig, 0.5 / de)
+    m = np.flatnonzero((e >= x0 - search) & (e <= x0 + search))
+    seg = sm[m]
+    top = seg.max()
+    if not top > 0:
+        raise DataError(f"references: no {feature!r} feature found near {x0:.1f} eV "
+                        "(no signal above the background)")
+    cand = [k for k in range(1, seg.size - 1)
+            if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
+    k = cand[0] if cand else int(np.argmax(seg))
+    k = int(np.clip(k, 1, seg.size - 2))
+    ym, y0, yp = seg[k - 1], seg[k], seg[k + 1]
+    den = ym - 2 * y0 + yp
+    d = 0.5 * (ym - yp) / den if den < 0 else 0.0
+    return float(e[m[k]] + np.clip(d, -0.5, 0.5) * de)
+
+
+def fit_calibration(spectrum: xr.DataArray, references: Mapping[str, float], *,
+                    search: float = 20.0) -> dict:
+    """Fit ``E_true = offset + scale * E`` from reference features.
+
+    Parameters
+    ----------
+    spectrum : xarray.DataArray
+        A summed spectrum ``("energy",)``.
+    references : mapping
+        Feature name -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``.
+        One reference fixes the offset only (scale 1).
+
+    Returns
+    -------
+    dict
+        ``offset_eV``, ``scale``, and per reference ``measured_eV``,
+        ``target_eV``, ``residual_eV`` (meaningful with three or more).
+    """
+    if not isinstance(references, Mapping) or len(references) == 0:
+        raise MMSpecError(f"references={references!r}: expected a mapping of feature names to "
+                          f"energies, e.g. {{'O_K': 530.0, 'Ni_L3': 853.5}}; names: "
+                          f"{', '.join(FEATURES)}")
+    names = list(references)
+    for n in names:
+        if n not in FEATURES:
+            raise MMSpecError(f"references: unknown feature {n!r}; expected one of "
+                              f"{', '.join(FEATURES)}")
+    targets = np.array([float(references[n]) for n in names])
+    measured = np.array([locate_feature(spectrum, n, expected=t, search=search)
+                         for n, t in zip(names, targets, strict=True)])
+    if len(names) == 1:
+        scale, offset = 1.0, float(targets[0] - measured[0])
+    else:
+        if np.ptp(measured) < 1.0:
+            raise DataError("references: the features are less than 1 eV apart; expected "
+                            "features far apart in energy to fit the dispersion")
+        scale, offset = np.polyfit(measured, targets, 1)
+    resid = targets - (offset + scale * measured)
+    return {
+        "offset_eV": float(offset),
+        "scale": float(scale),
+        "references": {n: {"measured_eV": float(m), "target_eV": float(t),
+                           "residual_eV": float(r)}
+                       for n, m, t, r in zip(names, measured, targets, resid, strict=True)},
+    }
+
+
+def apply_calibration(si: xr.DataArray, calibration: Mapping) -> xr.DataArray:
+    """Relabel the energy axis with ``offset + scale * E`` (no resampling)."""
+    si = check_spectra(si, "si", finite=False)
+    e = np.asarray(si["energy"].values, float)
+    new = calibration["offset_eV"] + calibration["scale"] * e
+    out = si.assign_coords(energy=("energy", new, dict(si["energy"].attrs)))
+    out.attrs = {**si.attrs,
+                 "calibration_offset_eV": float(calibration["offset_eV"]),
+                 "calibration_scale": float(calibration["scale"]),
+                 "calibration_references": {k: dict(v) for k, v in
+                                            calibration.get("references", {}).items()}}
+    return append_history(out, "apply_calibration", offset_eV=calibration["offset_eV"],
+                          scale=calibration["scale"],
+                          references=calibration.get("references", {}))
+
+
+def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
+              references: Mapping[str, float] | None = None, *, search: float = 20.0,
+              mask: xr.DataArray | None = None) -> xr.DataArray:
+    """Calibrate the energy axis of a spectrum image.
+
+    1. With ``zlp`` (the zero-loss SI of the same scan): per-pixel zero-loss
+       alignment (:func:`align_zero_loss`).
+    2. With ``references``: each feature is located on the SI summed over its
+       usable (non-vacuum) pixels, after a local power-law background, and the
+       axis is corrected as ``E_true = offset + scale * E``
+       (:func:`fit_calibration`).
+
+    Parameters
+    ----------
+    si : xarray.DataArray
+        Core-loss SI or spectrum, counts, energy in eV.
+    zlp : xarray.DataArray, optional
+        Zero-loss SI with the same navigation shape.
+    references : mapping, optional
+        Feature -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``;
+        names from :data:`mmspec_widgets.edges.FEATURES`.
+    search : float
+        Half-width (eV) of the window where each feature is looked for, around
+        its true energy on the (zero-loss aligned) axis.
+    mask : xarray.DataArray, optional
+        Pixels to sum for locating features; default :func:`mask_low_counts`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Calibrated copy; attrs ``calibration_offset_eV``, ``calibration_scale``,
+        ``calibration_references`` (measured / target / residual per feature)
+        and a history entry per step.
+    """
+    si = check_spectra(si, "si")
+    out = si if zlp is None else align_zero_loss(si, zlp)
+    if references is None:
+        return out
+    if mask is None and out.ndim > 1:
+        mask = mask_low_counts(out)
+    summed = out.where(mask).sum(tuple(out.dims[:-1])) if out.ndim > 1 else out
+    cal = fit_calibration(summed.compute(), references, search=search)
+    return apply_calibration(out, cal)
+
+
+# --------------------------------------------------------------------------
+# XAS scans
+
+
+def align_scans(scans, reference: xr.DataArray | None = None, *, max_shift: float = 10.0):
+    """Shift XAS scans onto a reference spectrum by cross-correlation.
+
+    The derivative of each scan (interpolated onto the reference grid) is
+    cross-correlated with the reference's; the best shift is refined to a
+    fraction of a step with a parabola.
+
+    Parameters
+    ----------
+    scans : xarray.DataArray or list of DataArray
+        ``("scan", "energy")`` or a list of ``("energy",)`` spectra.
+    reference : xarray.DataArray, optional
+        ``("energy",)``; default the first scan.
+    max_shift : float
+        Largest shift considered (eV).
+
+    Returns
+    -------
+    (aligned, shifts) : (xarray.DataArray, xarray.DataArray)
+        Scans on the reference grid, ``("scan", "energy")``, and the shift
+        (eV) added to each scan's energy axis.
+    """
+    if isinstance(scans, xr.DataArray):
+        scans = check_spectra(scans, "scans")
+        items = [scans] if scans.ndim == 1 else [scans.isel(scan=i) for i in range(scans.sizes["scan"])]
+    else:
+        items = [check_spectra(s, f"scans[{i}]") for i, s in enumerate(scans)]
+    if not items:
+        raise DataError("scans: expected at least one scan")
+    ref = check_spectra(reference, "reference") if reference is not None else items[0]
+    e = np.asarray(ref["energy"].values, float)
+    de = float(np.median(np.diff(e)))
+    grid = np.arange(e[0], e[-1] + de / 2, de)
+    r = np.gradient(np.interp(grid, e, np.asarray(ref.values, float)))
+    r = (r - r.mean()) / (r.std() + 1e-30)
+    nmax = int(round(max_shift / de))
+    shifts, aligned = [], []
+    for s in items:
+        es = np.asarray(s["energy"].values, float)
+        ys = np.asarray(s.values, float)
+        best, score = 0.0, []
+        lags = np.arange(-nmax, nmax + 1)
+        for lag in lags:
+            y = np.gradient(np.interp(grid - lag * de, es, ys))
+            y = (y - y.mean()) / (y.std() + 1e-30)
+            score.append(float(np.dot(y, r)))
+        score = np.array(score)
+        k = int(np.argmax(score))
+        if 0 < k < score.size - 1:
+            den = score[k - 1] - 2 * score[k] + score[k + 1]
+            frac = 0.5 * (score[k - 1] - score[k + 1]) / den if den < 0 else 0.0
+        else:
+            frac = 0.0
+        best = -(lags[k] + frac) * de  # add to the scan's axis
+        shifts.append(best)
+        aligned.append(np.interp(e, es + best, ys))
+    out = xr.DataArray(np.array(aligned), dims=("scan", "energy"),
+                       coords={"energy": ("energy", e, dict(ref["energy"].attrs))},
+                       attrs=dict(items[0].attrs))
+    out = append_history(out, "align_scans", shifts_eV=[float(x) for x in shifts])
+    return out, xr.DataArray(np.array(shifts), dims=("scan",), name="shift",
+                             attrs={"units": "eV"})
