@@ -369,7 +369,7 @@ def align_scans(scans, reference: xr.DataArray | None = None, *, max_shift: floa
             frac = 0.5 * (score[k - 1] - score[k + 1]) / den if den < 0 else 0.0
         else:
             frac = 0.0
-        best = -(lags[k] + frac) * de  # add to the scan's axis
+        best = (lags[k] + frac) * de  # add to the scan's axis
         shifts.append(best)
         aligned.append(np.interp(e, es + best, ys))
     out = xr.DataArray(np.array(aligned), dims=("scan", "energy"),

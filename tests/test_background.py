@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets.background import fit_background
+from tests._synth import eels_si
+
+
+@pytest.mark.parametrize("method", ["two_area", "lstsq"])
+def test_powerlaw_recovers_known_background(method):
+    si, bkg, edge = eels_si(noise=False, dtype=np.float64)
+    out = mm.subtract_background(si, window=(560.0, 630.0), method=method)
+    e = si.energy.values
+    m = (e > 600) & (e < 700)
+    # what remains after the background is the edge (to 0.5 % of the edge)
+    err = np.abs(out.values[..., m] - edge[m]).max()
+    assert err < 0.005 * edge[m].max()
+    p = fit_background(si, (560.0, 630.0), method=method)
+    np.testing.assert_allclose(p.sel(param="r").values, 3.0, atol=2e-3)
+
+
+def test_polynomial_and_exponential_models():
+    e = np.linspace(100, 200, 501)
+    poly = 5 + 0.1 * e - 2e-4 * e**2
+    da = xr.DataArray(np.tile(poly, (2, 1)), dims=("scan", "energy"), coords={"energy": e})
+    out = mm.subtract_background(da, window=(100, 150), model="polynomial", order=2)
+    np.testing.assert_allclose(out.values, 0.0, atol=1e-8)
+    expo = 1e4 * np.exp(-e / 37.0)
+    da = xr.DataArray(expo, dims=("energy",), coords={"energy": e})
+    out = mm.subtract_background(da, window=(100, 150), model="exponential")
+    np.testing.assert_allclose(out.values, 0.0, atol=1e-6 * expo.max())
+
+
+def test_vectorised_equals_pixel_by_pixel_and_dask():
+    si, _, _ = eels_si(ny=4, nx=5)
+    full = mm.subtract_background(si, window=(560.0, 630.0))
+    one = mm.subtract_background(si.isel(y=2, x=3), window=(560.0, 630.0))
+    np.testing.assert_allclose(full.isel(y=2, x=3).values, one.values, rtol=1e-5, atol=1e-2)
+    lazy = si.copy(data=dsa.from_array(si.values, chunks=(2, 2, -1)))
+    out = mm.subtract_background(lazy, window=(560.0, 630.0))
+    assert isinstance(out.data, dsa.Array)
+    np.testing.assert_allclose(out.values, full.values, rtol=1e-5, atol=1e-2)
+
+
+def test_history_and_input_untouched():
+    si, _, _ = eels_si()
+    before = si.values.copy()
+    out = mm.subtract_background(si, window=(560.0, 630.0), return_background=True)
+    assert set(out) == {"signal", "background", "params"}
+    assert out["signal"].attrs["history"][-1]["step"] == "subtract_background"
+    assert out["signal"].attrs["history"][-1]["params"]["window"] == [560.0, 630.0]
+    assert si.attrs["history"] == []
+    np.testing.assert_array_equal(si.values, before)
+
+
+def test_spikes_removed_edges_kept():
+    si, _, edge = eels_si(seed=3)
+    spiky = si.copy(data=si.values.copy())
+    rng = np.random.default_rng(1)
+    pos = rng.integers(50, 2000, size=(si.sizes["y"], si.sizes["x"]))
+    for (iy, ix), c in np.ndenumerate(pos):
+        spiky.values[iy, ix, c] += 30 * np.sqrt(spiky.values[iy, ix, c]) + 500
+    clean = mm.remove_spikes(spiky)
+    for (iy, ix), c in np.ndenumerate(pos):
+        assert abs(clean.values[iy, ix, c] - si.values[iy, ix, c]) < 6 * np.sqrt(si.values[iy, ix, c])
+    # the white line (2 eV wide) is no spike: the edge region is nearly untouched
+    e = si.energy.values
+    m = (e > 630) & (e < 660)
+    changed = (clean.values[..., m] != spiky.values[..., m]).mean()
+    assert changed < 0.01
+    assert clean.attrs["history"][-1]["params"]["n_replaced"] >= pos.size
+
+
+def test_low_count_mask_flags_vacuum_and_zero_pixels():
+    si, _, _ = eels_si(ny=2, nx=5)
+    d = si.values.copy()
+    d[0, 0] *= 0.01  # vacuum
+    d[1, 4] = 0  # all zero
+    si = si.copy(data=d)
+    mask = mm.mask_low_counts(si)
+    assert not mask.values[0, 0] and not mask.values[1, 4]
+    assert mask.values.sum() == 8
+    with pytest.warns(UserWarning, match="fit failed"):
+        out = mm.subtract_background(si, window=(560.0, 630.0))
+    assert np.isnan(out.values[1, 4]).all()
+    out = mm.subtract_background(si, window=(560.0, 630.0), mask=mask)
+    assert np.isnan(out.values[0, 0]).all() and np.isfinite(out.values[1, 1]).all()
+
+
+def test_xas_normalisation_gives_unit_step():
+    e = np.linspace(8200, 8500, 601)
+    mu = 0.2 + 1e-4 * (e - 8200) + 1.7 * (0.5 + np.arctan((e - 8340) / 2) / np.pi)
+    scans = xr.DataArray(np.stack([mu, 2 * mu]), dims=("scan", "energy"), coords={"energy": e})
+    out = mm.normalize_xas(scans)
+    assert out.attrs["e0"] == pytest.approx([8340.0, 8340.0], abs=1.0)
+    post = out.sel(energy=slice(8420, 8480)).values
+    np.testing.assert_allclose(post, 1.0, atol=0.02)
+    pre = out.sel(energy=slice(8210, 8300)).values
+    np.testing.assert_allclose(pre, 0.0, atol=0.02)

@@ -1,0 +1,84 @@
+"""Bad input to the processing functions: clear errors naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets.errors import DataError, MMSpecError
+from tests._synth import eels_si
+
+
+@pytest.fixture
+def si():
+    return eels_si(ny=2, nx=3)[0]
+
+
+def test_window_outside_data(si):
+    with pytest.raises(DataError, match=r"window=\(100, 200\) eV lies outside .*440"):
+        mm.subtract_background(si, window=(100, 200))
+    with pytest.raises(DataError, match="window"):
+        mm.subtract_background(si, window=(630, 600))
+    with pytest.raises(DataError, match="window"):
+        mm.subtract_background(si, window=(600, 600.5))
+    with pytest.raises(DataError, match="window"):
+        mm.subtract_background(si, window="600-630")
+
+
+def test_nan_and_inf_rejected(si):
+    d = si.values.copy()
+    d[0, 1, 100] = np.nan
+    d[1, 1, 5] = np.inf
+    with pytest.raises(DataError, match=r"si: holds 2 NaN/inf"):
+        mm.subtract_background(si.copy(data=d), window=(560, 630))
+    with pytest.raises(DataError, match="NaN/inf"):
+        mm.calibrate(si.copy(data=d), references={"O_K": 530.0, "Ni_L3": 853.5})
+
+
+def test_all_zero_pixels_give_nan_not_garbage(si):
+    d = si.values.copy()
+    d[1, 2] = 0
+    with pytest.warns(UserWarning, match="1 pixel"):
+        out = mm.subtract_background(si.copy(data=d), window=(560, 630))
+    assert np.isnan(out.values[1, 2]).all()
+    ds = mm.extract_edges(si.copy(data=d), edges=["Mn_L23"])
+    assert np.isnan(ds["Mn_L23"].values[1, 2]).all()
+    assert np.isfinite(ds["Mn_L23"].values[0, 0]).all()
+
+
+def test_mismatched_zero_loss_shape(si):
+    zlp = xr.DataArray(np.ones((3, 3, 100)), dims=("y", "x", "energy"),
+                       coords={"energy": np.linspace(-10, 20, 100)})
+    with pytest.raises(DataError, match=r"zlp: navigation shape .*'y': 3.* does not match .*'y': 2"):
+        mm.calibrate(si, zlp=zlp)
+
+
+def test_unknown_reference_and_edge(si):
+    with pytest.raises(MMSpecError, match="unknown feature 'Fe_L3'"):
+        mm.calibrate(si, references={"O_K": 530.0, "Fe_L3": 708.0})
+    with pytest.raises(MMSpecError, match="unknown edge 'Fe_L23'"):
+        mm.extract_edges(si, edges=["Fe_L23"])
+    with pytest.raises(MMSpecError, match="references"):
+        mm.calibrate(si, references={})
+
+
+def test_not_a_dataarray_or_no_energy():
+    with pytest.raises(DataError, match="expected an xarray.DataArray"):
+        mm.subtract_background(np.ones((3, 100)), window=(1, 2))
+    da = xr.DataArray(np.ones((3, 4)), dims=("y", "x"))
+    with pytest.raises(DataError, match="'energy' dimension"):
+        mm.remove_spikes(da)
+
+
+def test_grid_not_covered(si):
+    with pytest.raises(DataError, match=r"energy_Ni_K: the standard grid 8325.*not covered"):
+        mm.extract_edges(si, edges=["Ni_K"], background=None)
+
+
+def test_bad_model_and_parameters(si):
+    with pytest.raises(MMSpecError, match="model='gauss'"):
+        mm.subtract_background(si, window=(560, 630), model="gauss")
+    with pytest.raises(MMSpecError, match="threshold"):
+        mm.remove_spikes(si, threshold=-1)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets.calibrate import fit_calibration, zero_loss_positions
+
+
+def _zlp_si(positions, e0=-60.0, de=0.3, n=400):
+    e = e0 + de * np.arange(n)
+    pos = np.asarray(positions, float)
+    data = 1e5 * np.exp(-0.5 * ((e - pos[..., None]) / 0.45) ** 2) + 10
+    return xr.DataArray(data, dims=("y", "x", "energy"), coords={"energy": e})
+
+
+def _edges_spectrum(true_to_rec, e0=440.0, de=0.3, n=2048):
+    """Spectrum whose features sit at the recorded energies of true 530 / 642.5 / 853.5."""
+    e = e0 + de * np.arange(n)
+    y = 4e12 * e ** -3.0
+    for true, h in ((530.0, 3000), (541.0, 5000), (642.5, 9000), (853.5, 2000)):
+        rec = true_to_rec(true)
+        y = y + h * np.exp(-0.5 * ((e - rec) / 0.7) ** 2) + 0.3 * h * (e > rec)
+    return xr.DataArray(y, dims=("energy",), coords={"energy": e})
+
+
+def test_zero_loss_positions_subchannel():
+    truth = np.array([[-3.1, -2.95, -3.02], [-3.3, -2.8, -3.0]])
+    pos = zero_loss_positions(_zlp_si(truth))
+    np.testing.assert_allclose(pos.values, truth, atol=0.03)
+
+
+def test_align_zero_loss_removes_pixel_jitter():
+    jitter = np.array([[0.0, 0.3, -0.3], [0.15, -0.15, 0.45]])
+    zlp = _zlp_si(-3.0 + jitter)
+    # core-loss: a sharp peak at true 100 eV, recorded at 100 - 3 + jitter
+    e = 40.0 + 0.3 * np.arange(300)
+    si = xr.DataArray(np.exp(-0.5 * ((e - (97.0 + jitter[..., None])) / 0.6) ** 2),
+                      dims=("y", "x", "energy"), coords={"energy": e})
+    out = mm.align_zero_loss(si, zlp)
+    peak = out["energy"].values[out.argmax("energy").values]
+    # all pixels aligned to within 0.05 eV, and near the true position
+    assert np.ptp(peak) < 0.31
+    com = (out * out["energy"]).sum("energy") / out.sum("energy")
+    assert np.ptp(com.values) < 0.05
+    np.testing.assert_allclose(com.values, 100.0 + np.median(jitter) - np.median(jitter), atol=0.2)
+
+
+@pytest.mark.parametrize("offset,scale", [(3.0, 0.995), (-4.0, 1.02)])
+def test_fit_calibration_recovers_offset_and_dispersion(offset, scale):
+    # recorded = (true - offset) / scale
+    spec = _edges_spectrum(lambda t: (t - offset) / scale)
+    cal = fit_calibration(spec, {"O_K": 530.0, "Ni_L3": 853.5})
+    assert cal["scale"] == pytest.approx(scale, abs=1e-3)
+    assert cal["offset_eV"] == pytest.approx(offset, abs=0.6)
+    out = mm.calibrate(spec, references={"O_K": 530.0, "Ni_L3": 853.5})
+    # Mn L3, not used as reference, lands where it should
+    sub = out.sel(energy=slice(635, 650))
+    assert float(sub["energy"][int(sub.argmax())]) == pytest.approx(642.5, abs=0.3)
+    cal3 = fit_calibration(spec, {"O_K": 530.0, "Mn_L3": 642.5, "Ni_L3": 853.5})
+    assert max(abs(r["residual_eV"]) for r in cal3["references"].values()) < 0.3
+
+
+def test_align_scans_recovers_shifts():
+    e = np.linspace(8300, 8400, 501)
+    base = lambda s: 0.5 + np.arctan((e - 8340 - s) / 1.5) / np.pi + 0.3 * np.exp(-0.5 * ((e - 8350 - s) / 2) ** 2)  # noqa: E731
+    scans = xr.DataArray(np.stack([base(0), base(1.3), base(-0.7)]), dims=("scan", "energy"),
+                         coords={"energy": e})
+    aligned, shifts = mm.align_scans(scans)
+    np.testing.assert_allclose(shifts.values, [0.0, -1.3, 0.7], atol=0.05)
+    for row in aligned.values[1:]:
+        np.testing.assert_allclose(row[50:-50], aligned.values[0, 50:-50], atol=0.02)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets.edges import edge_grid
+from mmspec_widgets.extract import normalize_edge, resample_to_grid
+from tests._synth import eels_si
+
+
+def test_extract_layout_grid_and_normalisation():
+    si, _, _ = eels_si(ny=2, nx=3, edge_at=640.0)
+    ds = mm.extract_edges(si, edges=["Mn_L23", "O_K"])
+    assert list(ds.data_vars) == ["O_K", "Mn_L23"]  # edge-table order
+    assert ds["Mn_L23"].dims == ("y", "x", "energy_Mn_L23")
+    np.testing.assert_allclose(ds["energy_Mn_L23"].values, edge_grid("Mn_L23"))
+    assert ds["energy_Mn_L23"].attrs["units"] == "eV"
+    v = ds["Mn_L23"].values
+    n = v.shape[-1]
+    np.testing.assert_allclose(v[..., n - n // 10:].mean(-1), 1.0, rtol=1e-5)
+    # white line ~ 4x the step, at 642 eV
+    e = ds["energy_Mn_L23"].values
+    assert abs(e[v[0, 0].argmax()] - 642.0) < 0.5
+    assert ds.attrs["history"][-1]["step"] == "extract_edges"
+    assert ds.attrs["edges"] == ["O_K", "Mn_L23"]
+
+
+def test_leading_dims_scan_and_single():
+    si, _, _ = eels_si(ny=1, nx=3)
+    scans = si.isel(y=0).rename(x="scan")
+    ds = mm.extract_edges(scans, edges=["Mn_L23"], mask=False)
+    assert ds["Mn_L23"].dims == ("scan", "energy_Mn_L23")
+    one = mm.extract_edges(si.isel(y=0, x=1), edges=["Mn_L23"])
+    assert one["Mn_L23"].dims == ("energy_Mn_L23",)
+    np.testing.assert_allclose(one["Mn_L23"].values, ds["Mn_L23"].values[1], rtol=1e-5)
+
+
+def test_resample_is_linear_interpolation():
+    e = np.linspace(600, 700, 201)
+    da = xr.DataArray(np.stack([e, 2 * e]), dims=("scan", "energy"), coords={"energy": e})
+    out = resample_to_grid(da, edge_grid("Mn_L23"), "energy_Mn_L23")
+    np.testing.assert_allclose(out.values[1], 2 * edge_grid("Mn_L23"), rtol=1e-12)
+
+
+def test_normalize_methods():
+    g = edge_grid("O_K")
+    da = xr.DataArray(np.linspace(1, 3, g.size), dims=("energy_O_K",), coords={"energy_O_K": g})
+    assert float(normalize_edge(da, "O_K", "max").max()) == pytest.approx(1.0)
+    assert float(normalize_edge(da, "O_K", "area").mean()) == pytest.approx(1.0)
+    with pytest.raises(mm.MMSpecError, match="normalize"):
+        normalize_edge(da, "O_K", "l2")
