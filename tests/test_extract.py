@@ -51,3 +51,12 @@ def test_normalize_methods():
     assert float(normalize_edge(da, "O_K", "area").mean()) == pytest.approx(1.0)
     with pytest.raises(mm.MMSpecError, match="normalize"):
         normalize_edge(da, "O_K", "l2")
+
+
+def test_accessor_is_the_same_chain():
+    si, _, _ = eels_si(ny=2, nx=2)
+    a = si.mmspec.subtract_background((560, 630))
+    b = mm.subtract_background(si, window=(560, 630))
+    xr.testing.assert_identical(a, b)
+    ds = si.mmspec.remove_spikes().mmspec.extract_edges(["Mn_L23"])
+    assert [h["step"] for h in ds.attrs["history"]] == ["remove_spikes", "extract_edges"]
