@@ -41,8 +41,8 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 # ``calibrate`` is both a submodule and its main function; bind the function
 # now so that importing the submodule later cannot shadow it.
-from .calibrate import calibrate  # noqa: E402, F401
 from . import accessor  # noqa: E402, F401  (registers da.mmspec)
+from .calibrate import calibrate  # noqa: E402, F401
 
 
 def __getattr__(name: str):
