@@ -35,7 +35,7 @@ TRUSTED_TYPES = frozenset({
     "mmspec_widgets.learn.features.PeakFeaturizer",
     "mmspec_widgets.learn.features.PCAFeaturizer",
     "mmspec_widgets.learn.uncertainty.OODDetector",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "mmspec_widgets.learn.trees.CompactBoosting",
 })
 
 DEFAULT_NAME = "default.skops"
@@ -109,35 +109,10 @@ def save_model(model, path: str | Path | None = None) -> Path:
     model.metadata_["versions"] = _versions()
     model.metadata_["featurizer"] = {"kinds": list(model.kinds),
                                      "settings": dict(model.settings or {})}
-    _compact(model)
     sio.dump(model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     info = bundle_info(model)
     path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
     return path
-
-
-def _estimators(model):
-    for models in model.models_.values():
-        yield from models
-    yield from getattr(model, "sigma_models_", {}).values()
-    yield from getattr(model, "edge_models_", {}).values()
-
-
-def _compact(model) -> None:
-    """Drop what histogram gradient boosting needs only while fitting.
-
-    The bin edges of numerical features (``_bin_mapper.bin_thresholds_``) are
-    used to bin training data; prediction compares raw values with the
-    thresholds stored in the trees and reads bin edges of categorical features
-    only.  Our features are all numerical, so the edges are replaced by empty
-    arrays, which shrinks a bundle several-fold; predictions are unchanged
-    (``tests/test_learn_bundle.py`` checks the round trip).
-    """
-    for est in _estimators(model):
-        mapper = getattr(est, "_bin_mapper", None)
-        if mapper is None or np.any(getattr(mapper, "is_categorical_", [True])):
-            continue
-        mapper.bin_thresholds_ = [np.empty(0) for _ in mapper.bin_thresholds_]
 
 
 def _json_default(o):

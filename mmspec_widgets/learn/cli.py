@@ -66,7 +66,15 @@ def _cmd_evaluate(args) -> int:
         sets = [_edges_arg([s]) for s in args.edge_sets]
     result = evaluate_model(model, ds, sets, details=bool(args.report))
     if args.report:
-        md, png = write_report(result, args.report, model=model)
+        extra = {}
+        if args.explain is not None:
+            from .explain import edge_importance, energy_importance
+
+            targets = args.explain or ["li_content", "o_vacancy", "antisite"]
+            extra["edge_imp"] = edge_importance(model, ds, n_repeats=3)
+            extra["energy_imp"] = energy_importance(model, ds, window=2.0, targets=targets)
+            extra["spectra"] = ds
+        md, png = write_report(result, args.report, model=model, **extra)
         if not args.json:
             print(f"report: {md}, {png}")
     if args.json:
@@ -164,6 +172,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write evaluation.md and evaluation.png into DIR")
+    p.add_argument("--explain", nargs="*", default=None, metavar="TARGET",
+                   help="with --report: add permutation importance by edge (table) and by "
+                        "energy window for these targets (importance.png; default "
+                        "li_content o_vacancy antisite)")
     p.add_argument("--edge-sets", nargs="*", default=None,
                    help="edge sets to score, e.g. O_K Ni_K O_K+Ni_L23 (default: singles, "
                         "named fused sets, all edges)")

@@ -139,7 +139,8 @@ def _fmt(v) -> str:
 
 
 def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
-                 title: str = "Held-out evaluation") -> tuple[Path, Path]:
+                 title: str = "Held-out evaluation", edge_imp=None,
+                 energy_imp=None, spectra=None) -> tuple[Path, Path]:
     """Write ``evaluation.md`` and ``evaluation.png`` from :func:`evaluate_model` output.
 
     Parameters
@@ -151,6 +152,13 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
     model : MultimodalModel, optional
         Adds the model's id, edges, grouped-CV scores and provenance.
     title : str
+    edge_imp : xarray.DataArray, optional
+        :func:`~mmspec_widgets.learn.explain.edge_importance` output: a table.
+    energy_imp : xarray.Dataset, optional
+        :func:`~mmspec_widgets.learn.explain.energy_importance` output: a
+        figure ``importance.png`` (one row per target, one panel per edge).
+    spectra : xarray.Dataset, optional
+        Spectra whose mean is drawn in the importance figure.
 
     Returns
     -------
@@ -227,6 +235,32 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
                   "", "| target | all edges | with dropout copies |", "|---|---|---|"]
         for t, c in model.cv_report_.items():
             lines.append(f"| {t} | {_fmt(c.get('all_edges'))} | {_fmt(c.get('all_rows'))} |")
+    if edge_imp is not None:
+        edges = [str(e) for e in edge_imp.edge.values]
+        lines += ["", "## Which edges matter: permutation importance", "",
+                  "Drop of the held-out score when one edge's spectra are shuffled between "
+                  "test samples (all edges given).", "",
+                  "| target | " + " | ".join(edges) + " |", "|---|" + "---|" * len(edges)]
+        for t in edge_imp.target.values:
+            vals = edge_imp.sel(target=t).values
+            lines.append(f"| {t} | " + " | ".join(
+                "–" if not np.isfinite(v) else f"{v:.2f}" for v in vals) + " |")
+    if energy_imp is not None:
+        from .plots import plot_importance
+
+        targets_e = [str(t) for t in energy_imp.target.values]
+        edges_e = [str(e) for e in energy_imp.data_vars]
+        fig, axes = plt.subplots(len(targets_e), len(edges_e),
+                                 figsize=(2.6 * len(edges_e), 2.1 * len(targets_e)),
+                                 constrained_layout=True, squeeze=False)
+        for row, t in zip(axes, targets_e, strict=True):
+            plot_importance(energy_imp, t, spectra=spectra, edges=edges_e, axes=list(row))
+        fig.savefig(out_dir / "importance.png", dpi=100)
+        plt.close(fig)
+        lines += ["", "## Which energies matter", "",
+                  f"Score drop when a {energy_imp.attrs.get('window_eV', 2.0):g} eV window of "
+                  "one edge is shuffled between test samples (orange), under the mean test "
+                  "spectrum (black).", "", "![energy-resolved importance](importance.png)"]
     md_path = out_dir / "evaluation.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, png

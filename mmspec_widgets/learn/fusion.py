@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_limits
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
 from .features import FusedFeaturizer, augment_spectra
+from .trees import compact
 from .uncertainty import Z90, OODDetector, calibrate_scale
 
 __all__ = [
@@ -545,6 +546,11 @@ class MultimodalModel(BaseEstimator):
                 c1, q90 = calibrate_scale(r[okr], s)
                 self.sigma_models_[t] = sig
                 self.calibration_[t] = (c1, q90, floor)
+        # prediction-only compact trees: small bundles, identical predictions
+        self.models_ = {t: [compact(m) for m in ms] for t, ms in self.models_.items()}
+        self.sigma_models_ = {t: compact(m) for t, m in self.sigma_models_.items()}
+        if self.fusion == "late":
+            self.edge_models_ = {k: compact(m) for k, m in self.edge_models_.items()}
         self.metadata_ = {
             "n_samples": int(X.shape[0]),
             "n_structures": int(np.unique(groups).size),
@@ -697,9 +703,8 @@ class MultimodalModel(BaseEstimator):
         """Short identifier: fusion, estimator and a hash of training data and settings."""
         check_is_fitted(self, "models_")
         h = hashlib.sha256(json.dumps(
-            [self.metadata_.get("training_data_sha256"), self.fusion, self.estimator,
-             list(self.kinds), self.settings or {}, self.params or {}, int(self.n_folds),
-             int(self.dropout_copies), int(self.augment_copies), int(self.random_state)],
+            [self.metadata_.get("training_data_sha256"), self.edges_,
+             {k: v for k, v in self.get_params().items() if k != "n_jobs"}],
             sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"mmspec-{self.fusion}-{self.estimator}-{h}"
 

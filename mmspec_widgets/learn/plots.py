@@ -107,6 +107,7 @@ def plot_importance(importance: xr.Dataset, target: str, *, spectra: xr.Dataset 
         energy = imp[dim].values
         ax.fill_between(energy, 0, np.clip(imp.values, 0, None), color="tab:orange", alpha=0.6,
                         step="mid", label="importance")
+        ax.set_ylim(bottom=0, top=max(1e-3, 1.1 * float(np.nanmax(np.r_[imp.values, 0]))))
         ax.set_xlabel(f"{e} energy (eV)", fontsize=8)
         ax.set_ylabel("score drop", fontsize=8)
         ax.tick_params(labelsize=7)
