@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import warnings
 
 import ipywidgets as ipw
@@ -356,8 +357,14 @@ class BackgroundSubtraction(WidgetBase):
                 try:
                     self.window = (box.left, box.right)
                 except MMSpecError as err:
-                    self.status.value = f"<span style='color:#b00'>{err}</span>"
-                    self._on_window({"new": self.window})
+                    self._busy = True  # snap the band back, keep the preview as it was
+                    try:
+                        for b in self.boxes:
+                            b.left, b.right = self.window
+                    finally:
+                        self._busy = False
+                    self.status.value = (f"<span style='color:#b00'>Window not moved: "
+                                         f"{html.escape(str(err))}</span>")
                 return
 
     def _on_slider(self, change) -> None:
@@ -402,7 +409,7 @@ class BackgroundSubtraction(WidgetBase):
                 self.progress.value = i + 1
         except MMSpecError as err:
             self.progress.bar_style = "danger"
-            self.status.value = f"<span style='color:#b00'>Apply failed: {err}</span>"
+            self.status.value = f"<span style='color:#b00'>Apply failed: {html.escape(str(err))}</span>"
             raise
         finally:
             self.apply_button.disabled = False
@@ -468,7 +475,7 @@ class BackgroundSubtraction(WidgetBase):
                 self.sum_source.data = cols
         except MMSpecError as err:
             self._error = str(err)
-            self.status.value = f"<span style='color:#b00'>Fit failed: {err}</span>"
+            self.status.value = f"<span style='color:#b00'>Fit failed: {html.escape(str(err))}</span>"
             return
         self._error = None
         self.outline_source.data = P.outline_data(self._sum_map(), (r, r + 1), (c, c + 1))
