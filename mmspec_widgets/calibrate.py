@@ -16,7 +16,13 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-from .background import _window_indices, append_history, check_spectra, mask_low_counts
+from .background import (
+    _window_indices,
+    append_history,
+    check_spectra,
+    mask_low_counts,
+    remove_spikes,
+)
 from .edges import FEATURES
 from .errors import DataError, MMSpecError
 
@@ -275,7 +281,7 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
     1. With ``zlp`` (the zero-loss SI of the same scan): per-pixel zero-loss
        alignment (:func:`align_zero_loss`).
     2. With ``references``: each feature is located on the SI summed over its
-       usable (non-vacuum) pixels, after a local power-law background, and the
+       usable (non-vacuum) pixels (despiked), after a local power-law background, and the
        axis is corrected as ``E_true = offset + scale * E``
        (:func:`fit_calibration`).
 
@@ -308,7 +314,10 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
     if mask is None and out.ndim > 1:
         mask = mask_low_counts(out)
     summed = out.where(mask).sum(tuple(out.dims[:-1])) if out.ndim > 1 else out
-    cal = fit_calibration(summed.compute(), references, search=search)
+    # a cosmic-ray spike in one pixel survives in the sum as a one-channel
+    # bump that could outshine a weak edge: despike the sum before searching
+    summed = remove_spikes(summed.compute())
+    cal = fit_calibration(summed, references, search=search)
     return apply_calibration(out, cal)
 
 

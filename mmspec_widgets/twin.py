@@ -12,7 +12,7 @@ real ``TM/`` SI: 440 eV + 0.3 eV x 2048 channels)::
 
 - ``S_edge`` is the simulated spectrum (O K, Mn/Co/Ni L2,3) of the held-out
   sample assigned to that pixel, scaled so its post-edge level is 1, continued
-  beyond its grid by a slowly decaying continuum;
+  beyond its grid by a continuum decaying like the background;
 - ``n_edge`` is the amount of that element per formula unit in the sample
   (O: 2 less the vacancy share; TM: its fraction);
 - ``A``, ``r`` (power-law background) and the edge-jump ratios ``k_edge`` are
@@ -153,9 +153,12 @@ def _pools(ts: xr.Dataset) -> dict[int, np.ndarray]:
 # spectra
 
 
-def _edge_shape(grid: np.ndarray, spec: np.ndarray, energy: np.ndarray) -> np.ndarray:
+def _edge_shape(grid: np.ndarray, spec: np.ndarray, energy: np.ndarray,
+                tail_r: float = 3.0) -> np.ndarray:
     """Edge spectrum on ``energy`` (true eV): post-edge level 1, continued
-    beyond the grid by a continuum decaying as (E / E_end)^-1.5, zero below."""
+    beyond the grid by a continuum decaying as (E / E_end)^-tail_r (as the
+    background does, so that the next edge's background stays a power law),
+    zero below."""
     spec = np.nan_to_num(np.asarray(spec, float), nan=0.0)
     spec = np.clip(spec, 0.0, None)
     n_tail = max(3, grid.size // 10)
@@ -165,7 +168,7 @@ def _edge_shape(grid: np.ndarray, spec: np.ndarray, energy: np.ndarray) -> np.nd
     shape = spec / level
     out = np.interp(energy, grid, shape, left=0.0, right=0.0)
     above = energy > grid[-1]
-    out[above] = (energy[above] / grid[-1]) ** -1.5
+    out[above] = (energy[above] / grid[-1]) ** -tail_r
     return out
 
 
@@ -273,7 +276,7 @@ def build_digital_twin(
                     onset = grids[e][0]
                     bkg_at_onset = (onset / 500.0) ** (-phys["background_r"])
                     sig += (phys["jump_ratio"][e] * amounts[e] * bkg_at_onset
-                            * _edge_shape(grids[e], spec, e_true))
+                            * _edge_shape(grids[e], spec, e_true, phys["background_r"]))
             data[iy, ix] = a0 * thick[iy, ix] * (bkg + sig) * dispersion
     counts = rng.poisson(data).astype(np.float32)
 
@@ -339,6 +342,49 @@ def build_digital_twin(
 
 
 # --------------------------------------------------------------------------
+# physics from the real SI
+
+
+def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
+                    assumed_amounts: dict | None = None) -> dict:
+    """Background exponent, count level and edge-jump ratios of a real SI.
+
+    The SI is calibrated (zero loss + O K / Ni L3 references) and summed over
+    its particle pixels; a power law is fitted in each edge's pre-edge
+    window; the edge jump is the background-subtracted post-edge level at the
+    end of the edge's grid. Jump ratios are divided by ``assumed_amounts``
+    (atoms per formula unit; default NMC111: O 2, Mn = Co = Ni = 1/3) since
+    the real particle's composition is not known.
+    """
+    from .background import fit_background, mask_low_counts, subtract_background
+    from .calibrate import calibrate
+
+    amounts = {"O_K": 2.0, "Mn_L23": 1 / 3, "Co_L23": 1 / 3, "Ni_L23": 1 / 3}
+    amounts.update(assumed_amounts or {})
+    cal = calibrate(si, zlp=zlp, references={"O_K": 530.0, "Ni_L3": 853.5})
+    mask = mask_low_counts(cal)
+    n_pix = int(mask.sum())
+    summed = cal.where(mask).sum(("y", "x")) / n_pix
+    e = summed["energy"].values
+    r = float(fit_background(summed, get_edge("O_K").pre_edge).sel(param="r"))
+    level = float(summed.sel(energy=500.0, method="nearest"))
+    ratios = {}
+    for name in TWIN_EDGES:
+        edge = get_edge(name)
+        sub = subtract_background(summed, window=edge.pre_edge)
+        g = edge.energy
+        post = float(sub.sel(energy=slice(g[-1] - 0.1 * (g[-1] - g[0]), g[-1])).mean())
+        bkg_onset = float((summed - sub).sel(energy=g[0], method="nearest"))
+        ratios[name] = round(max(post, 0.0) / bkg_onset / amounts[name], 4)
+    return {"background_r": round(r, 3),
+            "counts_per_channel_at_500eV": round(level, 1),
+            "jump_ratio": ratios,
+            "measured_on": str(si.attrs.get("source_file", "")),
+            "assumed_amounts": amounts,
+            "energy_range_eV": [float(e[0]), float(e[-1])]}
+
+
+# --------------------------------------------------------------------------
 # files
 
 
@@ -392,3 +438,35 @@ def load_digital_twin(folder: str | Path | None = None, *, lazy: bool = False) -
     truth = xr.load_dataset(folder / "truth.nc", engine="h5netcdf")
     prov = json.loads((folder / "provenance.json").read_text())
     return DigitalTwin(si=si, zlp=zl, truth=truth, provenance=prov)
+
+
+def main(argv=None) -> int:
+    """``python -m mmspec_widgets.twin --out data/digital_twin``: rebuild the twin
+    from the held-out part of the simulated set and the real SI's physics."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mmspec_widgets.twin", description=main.__doc__)
+    p.add_argument("--out", default=str(data_dir() / "digital_twin"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", default="12x24", help="ny x nx pixels (default 12x24)")
+    p.add_argument("--no-real", action="store_true",
+                   help="use DEFAULT_PHYSICS instead of measuring the real SI")
+    args = p.parse_args(argv)
+    ny, nx = (int(v) for v in args.shape.lower().split("x"))
+    physics = None
+    if not args.no_real:
+        from . import datasets
+        from .io import load
+
+        files = datasets.nmc_eels_si("TM")
+        zfiles = datasets.nmc_eels_si("ZLP")
+        physics = measure_physics(load(files["si"]), load(zfiles["si"]))
+        print("physics measured on the real SI:", json.dumps(physics))
+    twin = build_digital_twin(shape=(ny, nx), seed=args.seed, physics=physics)
+    out = save_digital_twin(twin, args.out)
+    print(f"digital twin written to {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
