@@ -174,3 +174,19 @@ def test_write_report_from_result(model, toy, tmp_path):
     text = md.read_text()
     assert text.count("\n| ") >= 9
     assert model.model_id in text
+
+
+def test_cross_validate_pools_out_of_fold_predictions(toy, tmp_path):
+    from mmspec_widgets.learn.evaluate import cross_validate
+
+    res = cross_validate(toy, [("Ni_K",), ("O_K", "Ni_K")], cv_folds=3,
+                         edges=("O_K", "Ni_K"), targets=("li_content", "antisite"), **SMALL)
+    assert set(res["targets"]) == {"li_content", "antisite"}
+    assert res["targets"]["antisite"]["metric"] == "roc_auc"
+    n_train = int((toy.split.values == "train").sum())
+    n = res["details"]["n_test"]
+    assert n_train - 5 <= n["O_K+Ni_K"] <= n["Ni_K"] <= n_train  # every train sample once
+    assert res["targets"]["li_content"]["by_edges"]["O_K+Ni_K"] > 0.3
+    md, _ = write_report(res, tmp_path, cv_result=res)
+    assert "Grouped cross-validation per edge set" in md.read_text()
+    assert (tmp_path / "evaluation_cv.png").exists()

@@ -74,6 +74,12 @@ def _cmd_evaluate(args) -> int:
             extra["edge_imp"] = edge_importance(model, ds, n_repeats=3)
             extra["energy_imp"] = energy_importance(model, ds, window=2.0, targets=targets)
             extra["spectra"] = ds
+        if args.cv:
+            from .evaluate import cross_validate
+
+            params = {k: v for k, v in model.get_params().items() if k != "edges"}
+            extra["cv_result"] = cross_validate(ds, edges=model.edges_, cv_folds=args.cv,
+                                                **params)
         md, png = write_report(result, args.report, model=model, **extra)
         if not args.json:
             print(f"report: {md}, {png}")
@@ -172,6 +178,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write evaluation.md and evaluation.png into DIR")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="with --report: add K-fold grouped cross-validation per edge set on "
+                        "the training split (retrains K models)")
     p.add_argument("--explain", nargs="*", default=None, metavar="TARGET",
                    help="with --report: add permutation importance by edge (table) and by "
                         "energy window for these targets (importance.png; default "
