@@ -60,7 +60,8 @@ def spectral_descriptors(ds: xr.Dataset) -> dict[str, np.ndarray]:
     -------
     dict
         ``O_K_preedge`` (mean intensity 528.9 - 531.5 eV over mean 535 - 545
-        eV), ``Ni_L3_centroid`` / ``Mn_L3_centroid`` / ``Co_L3_centroid``
+        eV), ``O_K_preedge_centroid`` (first moment over 528.9 - 531.5 eV),
+        ``Ni_L3_centroid`` / ``Mn_L3_centroid`` / ``Co_L3_centroid``
         (first moment of the L3 region, eV), ``<TM>_K_edge`` (half-step
         energy, eV), ``Li_K_peak`` (energy of the Li K maximum, eV).
     """
@@ -68,6 +69,7 @@ def spectral_descriptors(ds: xr.Dataset) -> dict[str, np.ndarray]:
     if "O_K" in ds:
         out["O_K_preedge"] = _window_mean(ds, "O_K", 528.9, 531.5) / _window_mean(
             ds, "O_K", 535.0, 545.0)
+        out["O_K_preedge_centroid"] = _centroid(ds, "O_K", 528.9, 531.5)
     for el, (lo, hi) in {"Mn": (638.0, 648.0), "Co": (776.0, 786.0),
                          "Ni": (851.0, 860.0)}.items():
         if f"{el}_L23" in ds:
@@ -95,6 +97,7 @@ def _spearman(a, b):
 #: (descriptor, label, sign expected from physics)
 EXPECTED = [
     ("O_K_preedge", "li_content", -1),   # holes on O 2p - TM 3d on delithiation
+    ("O_K_preedge_centroid", "li_content", +1),  # new low-energy pre-edge when charged
     ("O_K_preedge", "ni_oxidation", +1),
     ("O_K_preedge", "o_vacancy", -1),    # fewer TM-O bonds, reduced TMs
     ("Ni_L3_centroid", "ni_oxidation", +1),
@@ -214,8 +217,8 @@ def plot_trends(ds: xr.Dataset, fig=None):
     ox_bins = [1.9, 2.4, 2.8, 3.2, 3.6, 4.1]
     lines(axs[0, 0], "O_K", "li_content", li_bins, "O K by local Li content")
     split(axs[0, 1], "O_K", "o_vacancy", "O K with / without O vacancies")
-    scatter(axs[0, 2], "O_K_preedge", "li_content", "O K pre-edge vs Li content",
-            "pre-edge / main (528.9-531.5 / 535-545 eV)")
+    scatter(axs[0, 2], "O_K_preedge_centroid", "li_content",
+            "O K pre-edge position vs Li content", "centroid 528.9-531.5 eV (eV)")
     lines(axs[1, 0], "Ni_L23", "ni_oxidation", ox_bins, "Ni L2,3 by mean Ni oxidation state")
     scatter(axs[1, 1], "Ni_L3_centroid", "ni_oxidation", "Ni L3 centroid vs Ni oxidation",
             "L3 centroid (eV)")
