@@ -190,3 +190,20 @@ def test_cross_validate_pools_out_of_fold_predictions(toy, tmp_path):
     md, _ = write_report(res, tmp_path, cv_result=res)
     assert "Grouped cross-validation per edge set" in md.read_text()
     assert (tmp_path / "evaluation_cv.png").exists()
+
+
+def test_summarize_and_compare_configs(toy, model):
+    from mmspec_widgets.learn.evaluate import compare_configs, summarize
+
+    res = evaluate_model(model, toy)
+    s = summarize(res)
+    li = s["li_content"]
+    singles = [v for k, v in res["targets"]["li_content"]["by_edges"].items()
+               if "+" not in k and v is not None]
+    assert li["single_best"] == max(singles)
+    assert li["single_mean"] == pytest.approx(np.mean(singles))
+    assert li["all"] == res["targets"]["li_content"]["by_edges"]["+".join(EDGES)]
+    cmp = compare_configs(toy, {"cdf only": {"kinds": ("cdf",)}}, cv_folds=3,
+                          edges=("O_K", "Ni_K"), targets=("li_content",),
+                          **{k: v for k, v in SMALL.items() if k != "n_folds"})
+    assert list(cmp) == ["cdf only"] and cmp["cdf only"]["li_content"]["all"] is not None

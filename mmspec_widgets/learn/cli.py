@@ -80,6 +80,13 @@ def _cmd_evaluate(args) -> int:
             params = {k: v for k, v in model.get_params().items() if k != "edges"}
             extra["cv_result"] = cross_validate(ds, edges=model.edges_, cv_folds=args.cv,
                                                 **params)
+        if args.compare:
+            from .evaluate import compare_configs
+
+            common = {k: v for k, v in model.get_params().items()
+                      if k not in ("fusion", "kinds", "dropout_copies")}
+            common["edges"] = model.edges_
+            extra["comparison"] = compare_configs(ds, cv_folds=args.cv or 5, **common)
         md, png = write_report(result, args.report, model=model, **extra)
         if not args.json:
             print(f"report: {md}, {png}")
@@ -181,6 +188,9 @@ def register(subparsers) -> None:
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="with --report: add K-fold grouped cross-validation per edge set on "
                         "the training split (retrains K models)")
+    p.add_argument("--compare", action="store_true",
+                   help="with --report: compare fusion variants by grouped CV (retrains "
+                        "K models per variant)")
     p.add_argument("--explain", nargs="*", default=None, metavar="TARGET",
                    help="with --report: add permutation importance by edge (table) and by "
                         "energy window for these targets (importance.png; default "

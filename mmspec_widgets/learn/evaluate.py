@@ -24,8 +24,16 @@ from ..errors import DataError
 from .fusion import CLASSIFICATION_TARGETS, dataset_to_matrix
 from .uncertainty import interval_coverage
 
-__all__ = ["default_edge_sets", "evaluate_model", "cross_validate", "write_report",
-           "NAMED_SETS"]
+__all__ = ["default_edge_sets", "evaluate_model", "cross_validate", "compare_configs",
+           "summarize", "write_report", "NAMED_SETS", "FUSION_VARIANTS"]
+
+#: model variants compared by :func:`compare_configs` (``mmspec evaluate --compare``)
+FUSION_VARIANTS = {
+    "early fusion, CDF + cubic + peaks": {"fusion": "early"},
+    "late fusion, CDF + cubic + peaks": {"fusion": "late"},
+    "early fusion, CDF only": {"fusion": "early", "kinds": ("cdf",)},
+    "early fusion, no edge dropout": {"fusion": "early", "dropout_copies": 0},
+}
 
 #: named fused sets: (label, edges)
 NAMED_SETS = (
@@ -209,14 +217,68 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
     return {"targets": result, "details": {"n_test": n}}
 
 
+def summarize(result: dict) -> dict:
+    """Per target: mean and best single-edge score, EELS-set score, all-edges score.
+
+    Parameters
+    ----------
+    result : dict
+        Output of :func:`evaluate_model` or :func:`cross_validate`.
+
+    Returns
+    -------
+    dict
+        ``{target: {"single_mean", "single_best", "single_best_edge", "eels", "all"}}``
+        (``None`` where not scored).
+    """
+    out = {}
+    for t, r in result["targets"].items():
+        by = r["by_edges"]
+        keys = list(by)
+        singles = {k: v for k, v in by.items() if "+" not in k and v is not None}
+        best = max(singles, key=singles.get) if singles else None
+        eels = edge_set_key(("O_K", "Mn_L23", "Co_L23", "Ni_L23"))
+        out[t] = {"single_mean": float(np.mean(list(singles.values()))) if singles else None,
+                  "single_best": singles.get(best) if best else None,
+                  "single_best_edge": best, "eels": by.get(eels),
+                  "all": by.get(keys[-1]) if "+" in keys[-1] else None}
+    return out
+
+
+def compare_configs(ds: xr.Dataset, configs: dict | None = None, *, cv_folds: int = 5,
+                    split: str | None = "train", **common) -> dict:
+    """Grouped-CV comparison of model variants (fusion strategy, featurizers ...).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Labelled set.
+    configs : dict, optional
+        Name -> MultimodalModel parameters; default :data:`FUSION_VARIANTS`.
+    cv_folds : int
+    split : str or None
+    **common
+        Parameters shared by all variants (e.g. ``edges``, ``params``).
+
+    Returns
+    -------
+    dict
+        Name -> :func:`summarize` of its :func:`cross_validate` result.
+    """
+    configs = dict(FUSION_VARIANTS if configs is None else configs)
+    return {name: summarize(cross_validate(ds, split=split, cv_folds=cv_folds,
+                                           **{**common, **params}))
+            for name, params in configs.items()}
+
+
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
 def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
                  title: str = "Held-out evaluation", edge_imp=None,
-                 energy_imp=None, spectra=None, cv_result: dict | None = None
-                 ) -> tuple[Path, Path]:
+                 energy_imp=None, spectra=None, cv_result: dict | None = None,
+                 comparison: dict | None = None) -> tuple[Path, Path]:
     """Write ``evaluation.md`` and ``evaluation.png`` from :func:`evaluate_model` output.
 
     Parameters
@@ -238,6 +300,8 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
     cv_result : dict, optional
         :func:`cross_validate` output: a second table (and heat map
         ``evaluation_cv.png``) of grouped-CV scores on the training split.
+    comparison : dict, optional
+        :func:`compare_configs` output: a table of model variants.
 
     Returns
     -------
@@ -335,6 +399,19 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
         for t, r in ct.items():
             lines.append(f"| {t} | {r['metric']} | " + " | ".join(
                 _fmt(r["by_edges"][k]) for k in ckeys) + " |")
+    if comparison:
+        lines += ["", "## Fusion strategies compared (grouped CV, training split)", "",
+                  "Per target: mean and best single-edge score, the EELS set "
+                  "(O_K+Mn_L23+Co_L23+Ni_L23) and all edges, each variant retrained in every "
+                  "fold.", "",
+                  "| variant | target | single mean | best single | EELS | all edges |",
+                  "|---|---|---|---|---|---|"]
+        for name, summ in comparison.items():
+            for t, v in summ.items():
+                best = "–" if v["single_best"] is None else \
+                    f"{v['single_best']:.2f} ({v['single_best_edge']})"
+                lines.append(f"| {name} | {t} | {_fmt(v['single_mean'])} | {best} | "
+                             f"{_fmt(v['eels'])} | {_fmt(v['all'])} |")
     if edge_imp is not None:
         edges = [str(e) for e in edge_imp.edge.values]
         lines += ["", "## Which edges matter: permutation importance", "",

@@ -18,6 +18,7 @@ held-out training distances, corrected for the number of edges tested together.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -131,7 +132,10 @@ class OODDetector(BaseEstimator):
         sc = StandardScaler().fit(block)
         Z = sc.transform(block)
         k = max(1, min(int(n_components), Z.shape[0] - 1, Z.shape[1]))
-        pca = PCA(n_components=k).fit(Z)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            # identical spectra (a constant block) leave no variance to explain
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pca = PCA(n_components=k).fit(Z)
         resid = ((Z - pca.inverse_transform(pca.transform(Z))) ** 2).sum(axis=1)
         return sc, pca, float(max(resid.mean(), 1e-12))
 
