@@ -94,6 +94,20 @@ def test_predict_keeps_leading_dims_yx_scan_and_none(model, split):
                                scan["li_content_std"].values[5])
 
 
+def test_large_images_are_predicted_in_blocks_with_the_same_result(model, split, monkeypatch):
+    from mmspec_widgets.learn import fusion
+
+    img = as_image(split[1], 4, 5)
+    img.attrs["history"] = '[{"step": "extract_edges"}]'  # as read back from netCDF
+    whole = model.predict(img)
+    monkeypatch.setattr(fusion, "_CHUNK_ROWS", 3)
+    blocks = model.predict(img.chunk({"y": 2}))  # dask-backed, 7 blocks of pixels
+    for name in whole.data_vars:  # equal up to floating-point summation order
+        np.testing.assert_allclose(whole[name].values, blocks[name].values, rtol=1e-9,
+                                   atol=1e-12)
+    assert [h["step"] for h in blocks.attrs["history"]] == ["extract_edges", "learn.predict"]
+
+
 def test_fused_prediction_is_accurate_and_uses_what_it_is_given(model, split):
     te = split[1]
     full = model.predict(te)

@@ -76,6 +76,8 @@ _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
 #: per-edge (level-1) models of late fusion: small and fixed
 _EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15,
                       "min_samples_leaf": 10, "max_features": 1.0}
+#: pixels predicted at once (bounds memory for large spectrum images)
+_CHUNK_ROWS = 16384
 #: fewest complete spectra for an edge to be used in training
 _MIN_SPECTRA = 4
 #: probability that an edge-dropout copy keeps a single edge
@@ -159,6 +161,22 @@ def dataset_to_matrix(ds: xr.Dataset, edges: Sequence[str], *, use: Sequence[str
         ``dims``, ``shape``, ``coords`` of the leading dims (to rebuild maps) and
         ``edges`` (those read).
     """
+    layout = _layout(ds, edges, use)
+    edges = [get_edge(e).name for e in edges]
+    lead_dims, shape, use = layout["dims"], layout["shape"], layout["edges"]
+    n = int(np.prod(shape)) if shape else 1
+    blocks = []
+    for e in edges:
+        if e in use:
+            da = ds[e].transpose(*lead_dims, _energy_dim(ds[e], e))
+            blocks.append(_on_grid(da, e, _energy_dim(ds[e], e), max_missing))
+        else:
+            blocks.append(np.full((n, get_edge(e).n_points), np.nan))
+    return np.concatenate(blocks, axis=1), layout
+
+
+def _layout(ds: xr.Dataset, edges: Sequence[str], use: Sequence[str] | None) -> dict:
+    """Leading dims, shape, coordinates and edges read, without reading spectra."""
     if not isinstance(ds, xr.Dataset):
         raise MMSpecError(f"expected an xarray.Dataset of edges, got {type(ds).__name__}")
     edges = [get_edge(e).name for e in edges]
@@ -182,20 +200,11 @@ def dataset_to_matrix(ds: xr.Dataset, edges: Sequence[str], *, use: Sequence[str
         elif set(dims) != set(lead_dims):
             raise DataError(f"edge {e!r} has leading dims {dims}, others {lead_dims}")
     shape = tuple(ds.sizes[d] for d in lead_dims)
-    n = int(np.prod(shape)) if shape else 1
-    blocks = []
-    for e in edges:
-        if e in use:
-            da = ds[e].transpose(*lead_dims, _energy_dim(ds[e], e))
-            blocks.append(_on_grid(da, e, _energy_dim(ds[e], e), max_missing))
-        else:
-            blocks.append(np.full((n, get_edge(e).n_points), np.nan))
     coords = {}
     for name, c in ds.coords.items():
         if set(c.dims) and set(c.dims) <= set(lead_dims):
             coords[name] = c.variable
-    return np.concatenate(blocks, axis=1), {"dims": lead_dims, "shape": shape,
-                                            "coords": coords, "edges": use}
+    return {"dims": lead_dims, "shape": shape, "coords": coords, "edges": use}
 
 
 def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
@@ -672,9 +681,17 @@ class MultimodalModel(BaseEstimator):
             units of std) and ``history``.
         """
         check_is_fitted(self, "models_")
-        X, layout = dataset_to_matrix(ds, self.edges_, use=edges)
-        out = self.predict_arrays(X)
-        dims, shape = layout["dims"], layout["shape"]
+        layout = _layout(ds, self.edges_, edges)
+        dims, shape, used = layout["dims"], layout["shape"], layout["edges"]
+        n = int(np.prod(shape)) if shape else 1
+        if n <= _CHUNK_ROWS:
+            out = self.predict_arrays(dataset_to_matrix(ds, self.edges_, use=used)[0])
+        else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
+            rows = ds[used].stack(_row=dims).transpose("_row", ...)
+            parts = [self.predict_arrays(dataset_to_matrix(
+                rows.isel(_row=slice(i, i + _CHUNK_ROWS)), self.edges_, use=used)[0])
+                for i in range(0, n, _CHUNK_ROWS)]
+            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         data = {}
         for name, v in out.items():
             base = name[:-4] if name.endswith("_std") else name
@@ -687,9 +704,13 @@ class MultimodalModel(BaseEstimator):
                 attrs = {"long_name": "OOD distance / threshold (> 1: out of distribution)"}
             data[name] = xr.Variable(dims, v.reshape(shape), attrs)
         maps = xr.Dataset(data, coords=layout["coords"])
-        history = list(ds.attrs.get("history", [])) if isinstance(ds.attrs.get("history"), list) \
-            else []
-        used = layout["edges"]
+        history = ds.attrs.get("history", [])
+        if isinstance(history, str):  # serialised upstream (netCDF attrs)
+            try:
+                history = json.loads(history)
+            except ValueError:
+                history = [history]
+        history = list(history) if isinstance(history, list | tuple) else []
         history.append({"step": "learn.predict", "model_id": self.model_id,
                         "edges": list(used), "fusion": self.fusion})
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
