@@ -327,7 +327,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         rows.append((m, spectra))
     if not rows:
         raise DataError(f"{store.root}: no structure has {min_edges} finished edge(s)")
-    split = assign_split([m for m, _ in rows])
+    split = assign_split(manifests)  # all planned structures: stable as they complete
     n = len(rows)
     data_vars = {}
     for edge in edges:
