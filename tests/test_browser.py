@@ -66,6 +66,16 @@ explorer = Explorer(si, survey, energy_range=(500.0, 900.0))
 explorer
 """),
     ("code", """
+from mmspec_widgets.widgets import BackgroundSubtraction, Calibration
+zlp = load(datasets.nmc_eels_si("ZLP")["si"])
+calibration = Calibration(si, zlp, references=["O_K", "Mn_L3", "Ni_L3"])
+calibration
+"""),
+    ("code", """
+background = BackgroundSubtraction(calibration.result, pixel=(1, 10))
+background
+"""),
+    ("code", """
 from mmspec_widgets.learn import MultimodalModel
 from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
@@ -251,7 +261,8 @@ def _canvas_png(pg, name: str) -> bytes:
 
 
 def test_widgets_render(page):
-    for cls in ("mmspec-explorer", "mmspec-inference"):
+    for cls in ("mmspec-explorer", "mmspec-calibration", "mmspec-background",
+                "mmspec-inference"):
         widget = page.locator(f".{cls}")
         widget.wait_for(timeout=30_000)
         assert widget.locator(".bk-Canvas, canvas").count() >= 1, f"{cls}: no Bokeh canvas"
@@ -261,7 +272,8 @@ def test_widgets_render(page):
     assert ex.get_by_role("button", name="Sum whole SI").count() == 1
     inf = page.locator(".mmspec-inference")
     assert inf.get_by_text("Fused edges").count() == 1
-    for name in ("explorer-map", "explorer-spectrum", "inference-prediction"):
+    for name in ("explorer-map", "explorer-spectrum", "calibration-spectrum",
+                 "background-pixel", "inference-prediction"):
         _geometry(page, name)
     assert not page.errors, f"JavaScript errors: {page.errors}"
 
@@ -301,3 +313,41 @@ def test_inference_click_shows_pixel_panel(page):
     # the explanation overlay was drawn: the spectra panel is not blank
     pixels = np.frombuffer(png, dtype=np.uint8)
     assert pixels.size > 0
+
+
+def test_calibration_renders_fit(page):
+    cal = page.locator(".mmspec-calibration")
+    cal.scroll_into_view_if_needed()
+    text = cal.inner_text()
+    assert "E" in text and "eV/channel" in text and "Mn L3" in text
+    _shot(cal, "calibration.png")
+
+
+def test_background_window_drag(page):
+    bg = page.locator(".mmspec-background")
+    bg.scroll_into_view_if_needed()
+    status = bg.locator(".widget-html-content").first
+    assert "485.0-522.0 eV" in status.inner_text()
+    before = _canvas_png(page, "background-pixel")
+    geo = _geometry(page, "background-pixel")
+    x0, y0 = _to_screen(geo, 503.5, 0.5 * (geo["y0"] + geo["y1"]))
+    x1 = x0 - 0.1 * geo["width"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * k / 10, y0)
+    page.mouse.up()
+    page.wait_for_function(
+        "() => { const e = document.querySelector('.mmspec-background .widget-html-content');"
+        " return e && !e.innerText.includes('485.0-522.0 eV'); }", timeout=15_000)
+    page.wait_for_timeout(1500)
+    text = status.inner_text()
+    lo, hi = (float(v) for v in text.split(" background fitted in ")[1].split(" eV")[0]
+              .split("-"))
+    assert 440.0 < lo < 485.0, text  # the window moved to lower energy
+    assert hi - lo == pytest.approx(37.0, abs=0.7), text  # moved, not resized
+    # the slider, the status and the plots agree once the drag is over
+    readout = bg.locator(".widget-readout").first.inner_text()
+    assert readout.replace(" ", "") == f"{lo:.1f}–{hi:.1f}", (readout, text)
+    assert _canvas_png(page, "background-pixel") != before
+    _shot(bg, "background.png")

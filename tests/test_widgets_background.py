@@ -75,7 +75,8 @@ def test_dragging_the_window_updates_everything(w, si):
     w.boxes[0].right = 515.0
     assert w.window == (470.0, 515.0)
     assert tuple(w.window_slider.value) == (470.0, 515.0)
-    assert (w.boxes[1].left, w.boxes[1].right) == (470.0, 515.0)  # the other plot follows
+    assert (w.boxes[1].left, w.boxes[1].right) == (470.0, 515.0)  # the other plots follow
+    assert (w.boxes[2].left, w.boxes[2].right) == (470.0, 515.0)
     after = np.asarray(w.pixel_source.data["background"])
     assert not np.allclose(np.nan_to_num(before), np.nan_to_num(after))
     expected = subtract_background(si.isel(y=0, x=0), window=(470.0, 515.0))
@@ -101,9 +102,27 @@ def test_pixel_click_and_edge_choice(w, si):
     w.grid_source.selected.indices = [2 * 5 + 4]
     assert w.pixel == (2, 4)
     np.testing.assert_allclose(w.pixel_source.data["data"], si.isel(y=2, x=4).values)
+    w.window = (480.0, 520.0)
     w.edge_select.value = "Mn_L23"
     assert w.edge == "Mn_L23" and w.window == get_edge("Mn_L23").pre_edge
     assert w.pixel_fig.x_range.end > get_edge("Mn_L23").grid[1]
+    w.window = (600.0, 632.0)
+    # the window chosen per edge is kept, ready for extract_edges(windows=...)
+    assert w.windows == {"O_K": (480.0, 520.0), "Mn_L23": (600.0, 632.0)}
+    w.edge = "O_K"
+    assert w.window == (480.0, 520.0)
+
+
+def test_windows_feed_extract_edges(si):
+    from mmspec_widgets.extract import extract_edges
+
+    w = BackgroundSubtraction(si)
+    w.window = (480.0, 520.0)
+    w.edge = "Mn_L23"
+    w.window = (600.0, 632.0)
+    ds = extract_edges(si, edges=list(w.windows), windows=w.windows, background=w.model)
+    assert set(ds.data_vars) == {"O_K", "Mn_L23"}
+    assert ds["O_K"].dims == ("y", "x", "energy_O_K")
 
 
 def test_apply_to_si(w, si):

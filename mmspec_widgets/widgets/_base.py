@@ -65,3 +65,54 @@ class WidgetBase(tl.HasTraits):
         for view in self._bokeh:
             view.close()
         self.ui.close()
+
+
+class EchoGuard:
+    """Recognise a front-end widget echoing values that Python pushed to it.
+
+    When Python sets a slider repeatedly (e.g. while a band is dragged in a
+    plot), the browser may send each value back later, rounded to the
+    slider's step.  A late echo of a stale value must not overwrite newer
+    state, so values close (within ``tol``) to any of the last ``keep``
+    pushed values are treated as echoes.
+    """
+
+    def __init__(self, tol: float, keep: int = 64) -> None:
+        from collections import deque
+
+        self.tol = float(tol)
+        self._recent: deque = deque(maxlen=keep)
+
+    def pushed(self, value) -> None:
+        """Record a value about to be sent to the front end."""
+        self._recent.append(tuple(float(v) for v in value))
+
+    def is_echo(self, value) -> bool:
+        """Whether ``value`` is (close to) one recently pushed."""
+        v = tuple(float(x) for x in value)
+        return any(len(r) == len(v) and all(abs(a - b) <= self.tol for a, b in zip(r, v, strict=True))
+                   for r in self._recent)
+
+
+class ModelEcho:
+    """Recognise Bokeh model properties echoed back by the browser.
+
+    The browser may send back, later, values that Python set on a Bokeh
+    model (e.g. the edges of a band that follows another band being dragged).
+    Those stale values must not be taken for user input.
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        from collections import defaultdict, deque
+
+        self._recent = defaultdict(lambda: deque(maxlen=keep))
+
+    def set(self, model, key, **props) -> None:
+        """Set ``props`` on ``model`` (those that differ), remembering them under ``key``."""
+        for attr, value in props.items():
+            if getattr(model, attr) != value:
+                self._recent[(key, attr)].append(value)
+                setattr(model, attr, value)
+
+    def is_echo(self, key, attr, value) -> bool:
+        return any(v == value for v in self._recent[(key, attr)])

@@ -251,15 +251,23 @@ def spectrum_figure(
     y_axis_type: str = "linear",
     x_range=None,
     tools: str = "xpan,xwheel_zoom,box_zoom,reset,save",
+    frame_height: int | None = None,
 ):
-    """An empty spectrum figure (energy on x) with labelled axes."""
+    """An empty spectrum figure (energy on x) with labelled axes.
+
+    ``frame_height`` (pixels of the plotting area) instead of ``height``
+    keeps the data area fixed when a legend is placed above it.
+    """
     kwargs = {"x_range": x_range} if x_range is not None else {}
+    if frame_height is not None:
+        kwargs["frame_height"] = int(frame_height)
+    else:
+        kwargs["height"] = int(height)
     y_range = Range1d(0.1, 10.0) if y_axis_type == "log" else Range1d(0.0, 1.0)
     fig = figure(
         y_range=y_range,
         title=title,
         width=width,
-        height=height,
         x_axis_label=x_label,
         y_axis_label=y_label,
         y_axis_type=y_axis_type,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import warnings
+from functools import partial
 
 import ipywidgets as ipw
 import numpy as np
@@ -14,7 +15,7 @@ from bokeh.layouts import column, row
 from ..edges import EDGE_ORDER, EDGES, get_edge
 from ..errors import DataError, MMSpecError
 from . import _plots as P
-from ._base import WidgetBase
+from ._base import EchoGuard, ModelEcho, WidgetBase
 from .explorer import region_spectrum
 
 __all__ = ["BackgroundSubtraction", "MODELS"]
@@ -97,7 +98,12 @@ class BackgroundSubtraction(WidgetBase):
         Degree of the polynomial model (trait).
     edge : str
         Edge being prepared (trait); changing it moves the window to the
-        edge's default pre-edge window.
+        window last chosen for that edge, else the edge's default pre-edge
+        window.
+    windows : dict
+        ``{edge: (lo, hi)}``, the window chosen for each edge visited (trait):
+        pass it to :func:`mmspec_widgets.extract.extract_edges` as
+        ``windows=`` to cut every edge with the backgrounds checked here.
     pixel : tuple of int
         Previewed pixel (trait).
     preview : xarray.DataArray
@@ -110,6 +116,7 @@ class BackgroundSubtraction(WidgetBase):
     """
 
     window = tl.Tuple(tl.Float(), tl.Float(), default_value=(0.0, 1.0))
+    windows = tl.Dict()
     model = tl.Unicode("powerlaw")
     order = tl.Int(2)
     edge = tl.Unicode("")
@@ -133,6 +140,9 @@ class BackgroundSubtraction(WidgetBase):
         self._busy = False
         self._error: str | None = None
         self._pixel_note = self._sum_note = ""
+        self._box_echo = ModelEcho()
+        self._dragging = False
+        self._slider_echo = EchoGuard(tol=0.5 * float(abs(self.energy[1] - self.energy[0])))
         self.edges = edges_in_range(self.energy)
         if edge is None:
             edge = self.edges[0] if self.edges else ""
@@ -177,13 +187,13 @@ class BackgroundSubtraction(WidgetBase):
         self.pixel_source = P.ColumnDataSource(dict(empty))
         self.sum_source = P.ColumnDataSource(dict(empty))
         self.pixel_fig = P.spectrum_figure(title="Pixel", x_label=x_label, width=760,
-                                           height=250, x_range=xr_)
+                                           frame_height=190, x_range=xr_)
         self.sum_fig = P.spectrum_figure(title="Sum of all pixels", x_label=x_label, width=760,
-                                         height=250, x_range=xr_)
+                                         frame_height=190, x_range=xr_)
         self.residual_fig = P.spectrum_figure(title="Fit residual in the window",
                                               x_label=x_label,
                                               y_label="(data - fit) / fit (%)",
-                                              width=760, height=170, x_range=xr_)
+                                              width=760, frame_height=120, x_range=xr_)
         c = P.SPECTRUM_COLORS
         for fig, src in ((self.pixel_fig, self.pixel_source), (self.sum_fig, self.sum_source)):
             fig.line("energy", "data", source=src, color=c[0], line_width=1.3,
@@ -192,22 +202,25 @@ class BackgroundSubtraction(WidgetBase):
                      line_dash="dashed", legend_label="background fit")
             fig.line("energy", "signal", source=src, color=c[2], line_width=1.3,
                      legend_label="data - background")
-            fig.legend.location = "top_right"
             fig.legend.click_policy = "hide"
-            fig.legend.background_fill_alpha = 0.7
+            fig.legend.orientation = "horizontal"
+            fig.legend.padding, fig.legend.margin, fig.legend.spacing = 2, 2, 12
+            fig.legend.border_line_alpha = 0.0
+            fig.legend.location = "top_right"
+            fig.add_layout(fig.legend[0], "above")
         self.residual_fig.line("energy", "residual", source=self.pixel_source, color=c[0],
                                legend_label="pixel")
         self.residual_fig.line("energy", "residual", source=self.sum_source, color=c[3],
                                line_width=2, legend_label="sum")
-        self.residual_fig.legend.location = "top_right"
         self.residual_fig.legend.orientation = "horizontal"
+        self.residual_fig.legend.location = "top_right"
         self.residual_fig.legend.background_fill_alpha = 0.7
+        # one band is dragged (on the pixel spectrum); the others follow it
         self.boxes = [P.window_box(self.pixel_fig, (e0, e0 + 1)),
-                      P.window_box(self.sum_fig, (e0, e0 + 1)),
+                      P.window_box(self.sum_fig, (e0, e0 + 1), editable=False),
                       P.window_box(self.residual_fig, (e0, e0 + 1), editable=False)]
-        for box in self.boxes[:2]:
-            box.on_change("left", self._on_box)
-            box.on_change("right", self._on_box)
+        self.boxes[0].on_change("left", partial(self._on_box, 0, "left"))
+        self.boxes[0].on_change("right", partial(self._on_box, 0, "right"))
         xr_.on_change("start", self._on_x_range)
         xr_.on_change("end", self._on_x_range)
 
@@ -300,11 +313,22 @@ class BackgroundSubtraction(WidgetBase):
     @tl.observe("window")
     def _on_window(self, change) -> None:
         lo, hi = change["new"]
+        if self.edge:
+            self.windows = {**self.windows, self.edge: (lo, hi)}
         self._busy = True
         try:
-            for box in self.boxes:
-                box.left, box.right = lo, hi
-            self.window_slider.value = (lo, hi)
+            for i, box in enumerate(self.boxes):  # only what differs: never fight a drag
+                self._box_echo.set(box, i, left=lo, right=hi)
+            if not self._near(self.window_slider.value, (lo, hi)):
+                self._slider_echo.pushed((lo, hi))
+                self.window_slider.value = (lo, hi)
+            xr_ = self.pixel_fig.x_range  # keep the whole window in view
+            margin = 0.1 * (hi - lo)
+            if self._ready and not self._dragging and \
+                    (lo - margin < xr_.start or hi + margin > xr_.end):
+                span = xr_.end - xr_.start
+                start = max(self._e_full[0], min(lo - margin, xr_.start))
+                xr_.start, xr_.end = start, min(self._e_full[1], max(start + span, hi + margin))
         finally:
             self._busy = False
         self.result = None
@@ -345,31 +369,43 @@ class BackgroundSubtraction(WidgetBase):
     def _on_edge(self, change) -> None:
         if change["new"]:
             self.edge_select.value = change["new"]
-            self.window = get_edge(change["new"]).pre_edge
+            self.window = self.windows.get(change["new"], get_edge(change["new"]).pre_edge)
             self._zoom_to_edge()
 
     # ------------------------------------------------------ browser callbacks
-    def _on_box(self, _attr, _old, _new) -> None:
-        if self._busy:
+    def _on_box(self, i: int, attr: str, _attr, _old, new) -> None:
+        if self._busy or self._box_echo.is_echo(i, attr, new):
             return
-        for box in self.boxes[:2]:
-            if (box.left, box.right) != tuple(self.window):
-                try:
-                    self.window = (box.left, box.right)
-                except MMSpecError as err:
-                    self._busy = True  # snap the band back, keep the preview as it was
-                    try:
-                        for b in self.boxes:
-                            b.left, b.right = self.window
-                    finally:
-                        self._busy = False
-                    self.status.value = (f"<span style='color:#b00'>Window not moved: "
-                                         f"{html.escape(str(err))}</span>")
-                return
+        box = self.boxes[i]
+        if (box.left, box.right) == tuple(self.window):
+            return
+        self._dragging = True  # the band moves under the mouse: do not pan the view
+        try:
+            self.window = (box.left, box.right)
+        except MMSpecError as err:
+            self._busy = True  # snap the band back, keep the preview as it was
+            try:
+                lo, hi = self.window
+                for j, b in enumerate(self.boxes):
+                    self._box_echo.set(b, j, left=lo, right=hi)
+            finally:
+                self._busy = False
+            self.status.value = (f"<span style='color:#b00'>Window not moved: "
+                                 f"{html.escape(str(err))}</span>")
+        finally:
+            self._dragging = False
+
+    def _near(self, a, b) -> bool:
+        """Within half a channel (the slider rounds to its step)."""
+        half = 0.5 * float(abs(self.energy[1] - self.energy[0]))
+        return all(abs(float(u) - float(v)) <= half for u, v in zip(a, b, strict=True))
 
     def _on_slider(self, change) -> None:
-        if not self._busy:
-            self.window = tuple(change["new"])
+        # ignore the slider's (possibly late) echo of windows set from Python or a drag
+        if self._busy or self._near(change["new"], self.window) or \
+                self._slider_echo.is_echo(change["new"]):
+            return
+        self.window = tuple(change["new"])
 
     def _on_select(self, _attr, _old, new) -> None:
         if new:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 
 import ipywidgets as ipw
 import numpy as np
@@ -15,7 +16,7 @@ from bokeh.palettes import RdBu11
 from ..edges import FEATURES
 from ..errors import DataError, MMSpecError
 from . import _plots as P
-from ._base import WidgetBase
+from ._base import ModelEcho, WidgetBase
 
 __all__ = ["Calibration", "suggest_references"]
 
@@ -103,6 +104,7 @@ class Calibration(WidgetBase):
         self.zlp = P.check_si(zlp, "zlp") if zlp is not None else None
         self._ready = False
         self._busy = False
+        self._box_echo = ModelEcho()
         if self.zlp is not None:
             if (self.zlp.sizes["y"], self.zlp.sizes["x"]) != (self.si.sizes["y"],
                                                                self.si.sizes["x"]):
@@ -194,7 +196,7 @@ class Calibration(WidgetBase):
             x_label=x_label, width=860, height=280, x_range=Range1d(e0, e1, bounds=(e0, e1)))
         self.spectrum_fig.line(self.energy, y, color=P.SPECTRUM_COLORS[0], line_width=1.4)
         a, b = P.visible_y_range(self.energy, [y], e0, e1)
-        self.spectrum_fig.y_range.start, self.spectrum_fig.y_range.end = a, b
+        self.spectrum_fig.y_range.start, self.spectrum_fig.y_range.end = a, b + 0.12 * (b - a)
         self.marker_source = ColumnDataSource({"x": [], "y": [], "name": []})
         self.spectrum_fig.scatter("x", "y", source=self.marker_source, marker="inverted_triangle",
                                   size=11, color=P.SPECTRUM_COLORS[1])
@@ -206,8 +208,8 @@ class Calibration(WidgetBase):
         for name in self.candidates:
             box = P.window_box(self.spectrum_fig, (e0, e0 + 1.0))
             box.visible = False
-            box.on_change("left", self._on_box)
-            box.on_change("right", self._on_box)
+            box.on_change("left", partial(self._on_box, name, "left"))
+            box.on_change("right", partial(self._on_box, name, "right"))
             self.boxes[name] = box
         figs.append(self.spectrum_fig)
 
@@ -297,9 +299,10 @@ class Calibration(WidgetBase):
     def _on_windows(self, change) -> None:
         self._busy = True
         try:
-            for n, box in self.boxes.items():
+            for n, box in self.boxes.items():  # only what differs: never fight a drag
                 if n in change["new"]:
-                    box.left, box.right = change["new"][n]
+                    lo, hi = change["new"][n]
+                    self._box_echo.set(box, n, left=lo, right=hi)
         finally:
             self._busy = False
         self._fit()
@@ -314,22 +317,23 @@ class Calibration(WidgetBase):
             return
         self.references = {n: self.references.get(n, t) for n, t in chosen.items()}
 
-    def _on_box(self, _attr, _old, _new) -> None:
-        if self._busy:
+    def _on_box(self, n: str, attr: str, _attr, _old, new) -> None:
+        if self._busy or n not in self.windows or self._box_echo.is_echo(n, attr, new):
             return
-        for n, box in self.boxes.items():
-            if n in self.windows and (box.left, box.right) != tuple(self.windows[n]):
-                try:
-                    self.windows = {**self.windows, n: (box.left, box.right)}
-                except MMSpecError as err:
-                    self._busy = True  # snap the span back, keep the fit as it was
-                    try:
-                        box.left, box.right = self.windows[n]
-                    finally:
-                        self._busy = False
-                    self.status.value = (f"<span style='color:#b00'>Span not moved: "
-                                         f"{html.escape(str(err))}</span>")
-                return
+        box = self.boxes[n]
+        if (box.left, box.right) == tuple(self.windows[n]):
+            return
+        try:
+            self.windows = {**self.windows, n: (box.left, box.right)}
+        except MMSpecError as err:
+            self._busy = True  # snap the span back, keep the fit as it was
+            try:
+                lo, hi = self.windows[n]
+                self._box_echo.set(box, n, left=lo, right=hi)
+            finally:
+                self._busy = False
+            self.status.value = (f"<span style='color:#b00'>Span not moved: "
+                                 f"{html.escape(str(err))}</span>")
 
     # ---------------------------------------------------------------- compute
     def _fit(self) -> None:

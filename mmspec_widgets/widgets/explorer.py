@@ -12,7 +12,7 @@ from bokeh.layouts import column, row
 
 from ..errors import DataError
 from . import _plots as P
-from ._base import WidgetBase
+from ._base import EchoGuard, WidgetBase
 
 __all__ = ["Explorer", "region_spectrum"]
 
@@ -115,6 +115,7 @@ class Explorer(WidgetBase):
         self.energy = np.asarray(self.si.coords["energy"].values, dtype=float)
         self._e_full = (float(self.energy.min()), float(self.energy.max()))
         self._busy = False
+        self._slider_echo = EchoGuard(tol=0.5 * float(abs(self.energy[1] - self.energy[0])))
         self._build(si_area)
         self.set_trait("log_scale", bool(log_scale))
         self.energy_range = tuple(energy_range) if energy_range is not None else self._e_full
@@ -260,6 +261,7 @@ class Explorer(WidgetBase):
             finally:
                 self._busy = False
         if tuple(self.range_slider.value) != (lo, hi):
+            self._slider_echo.pushed((lo, hi))
             self.range_slider.value = (lo, hi)
         self._update_map()
         self._rescale_y()
@@ -292,6 +294,9 @@ class Explorer(WidgetBase):
         self.log_scale = change["new"] == "log"
 
     def _on_slider(self, change) -> None:
+        # ignore the slider's (possibly late) echo of ranges set by zooming the plot
+        if self._slider_echo.is_echo(change["new"]):
+            return
         self.energy_range = tuple(change["new"])
 
     # ------------------------------------------------------------------ views
