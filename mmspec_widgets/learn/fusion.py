@@ -544,16 +544,25 @@ class MultimodalModel(BaseEstimator):
             full[: present.shape[0]] = True  # rows with all available edges
             self.cv_report_[t] = self._cv_scores(t, yt, oof, ok, full & ok)
             if task == "regression":
+                # residual model: |out-of-fold residual| from the same design; its
+                # scale is calibrated on residual predictions that are themselves
+                # out of fold (cross-fitted), so it is not fooled by its own fit
                 r = np.abs(yt - oof)
                 okr = ok & np.isfinite(r)
-                sig = make_estimator("hgb", "regression",
-                                     {"max_iter": 120, "min_samples_leaf": 40,
-                                      "max_leaf_nodes": 15},
-                                     self.random_state).fit(D[okr], r[okr])
+                sig_params = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 15,
+                              "min_samples_leaf": max(5, int(okr.sum()) // 40)}
                 floor = 1e-3 * float(np.nanstd(yt)) + 1e-9
-                s = np.maximum(sig.predict(D[okr]), floor)
-                c1, q90 = calibrate_scale(r[okr], s)
-                self.sigma_models_[t] = sig
+                s_cv = np.full(D.shape[0], np.nan)
+                for k in range(len(folds)):
+                    tr = okr & (fold_rep != k)
+                    te = okr & (fold_rep == k)
+                    if tr.sum() >= 10 and te.any():
+                        s_cv[te] = make_estimator("hgb", "regression", sig_params,
+                                                  self.random_state).fit(D[tr], r[tr]).predict(D[te])
+                use = okr & np.isfinite(s_cv)
+                c1, q90 = calibrate_scale(r[use], np.maximum(s_cv[use], floor))
+                self.sigma_models_[t] = make_estimator("hgb", "regression", sig_params,
+                                                       self.random_state).fit(D[okr], r[okr])
                 self.calibration_[t] = (c1, q90, floor)
         # prediction-only compact trees: small bundles, identical predictions
         self.models_ = {t: [compact(m) for m in ms] for t, ms in self.models_.items()}

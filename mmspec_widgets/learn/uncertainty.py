@@ -3,8 +3,9 @@
 Regression targets get a standard deviation from a *residual model*: a
 gradient-boosting regressor trained on the absolute out-of-fold residuals of
 grouped cross-validation (so it knows which edges were present and how hard a
-spectrum is), then scaled so that, on those held-out residuals, +-1 std covers
-68.3 % and a stored multiplier gives the 90 % interval.  Coverage is measured
+spectrum is), then scaled so that, on those held-out residuals and with the
+residual model itself cross-fitted, +-1 std covers 68.3 % and a stored
+multiplier gives the 90 % interval.  Coverage is measured
 afterwards on the test split (:func:`interval_coverage`).
 
 Classification targets (``o_vacancy``, ``antisite``) give a probability; its
