@@ -1,0 +1,1451 @@
+"""Fast, block-wise and out-of-core mapping of spectrum images.
+
+The standard chain (:func:`mmspec_widgets.demo.run_chain`) is::
+
+    calibrate (zero-loss alignment + reference features) -> remove_spikes
+    -> extract_edges (power-law background per edge, standard grids,
+    post-edge normalisation, low-count mask) -> model.predict
+
+Two of its steps need the whole spectrum image: the median zero-loss position
+(the common axis every pixel is shifted onto) and the calibration, fitted on
+the spectrum summed over the usable pixels. Everything else is per pixel.
+This module therefore splits the chain in two:
+
+1. :func:`fit_plan` computes the global quantities once (zero-loss positions of
+   every pixel, their median, the calibration from the summed spectrum of all
+   pixels or of a sample of pixel blocks, the low-count threshold) into a
+   :class:`ChainPlan`;
+2. :func:`extract_block` runs the per-pixel part on any block of pixels:
+   zero-loss shift, spike removal, per-edge background, resampling onto the
+   edge grids and normalisation, fused into one pass per spectrum (a compiled
+   kernel, threads over pixels), with exactly the arithmetic of the plain
+   functions (the tests compare them).
+
+:func:`run_chain_fast` is the in-memory chain built from these pieces (same
+result as ``run_chain``), and :func:`map_spectrum_image` streams an SI of any
+size (numpy- or dask-backed) block by block into a Zarr store: resumable,
+bounded memory, optionally on a ``dask.distributed`` cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .background import (
+    _jsonable,
+    _window_indices,
+    _work_dtype,
+    append_history,
+    check_spectra,
+    map_row_blocks,
+)
+from .edges import EDGE_ORDER, get_edge
+from .errors import DataError, MMSpecError
+
+__all__ = [
+    "DEFAULT_EDGES",
+    "REFERENCES",
+    "ChainPlan",
+    "fit_plan",
+    "extract_block",
+    "run_chain_fast",
+    "map_spectrum_image",
+    "synthetic_si",
+]
+
+DEFAULT_EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
+REFERENCES = {"O_K": 530.0, "Ni_L3": 853.5}
+#: fraction of the 90th percentile of pixel totals below which a pixel is
+#: vacuum (as :func:`mmspec_widgets.background.mask_low_counts`)
+MASK_FRACTION = 0.05
+_ENGINES = ("auto", "numba", "numpy")
+
+
+# --------------------------------------------------------------------------
+# compiled kernels (numba is installed with the package's dependencies; the
+# "numpy" engine runs the plain functions instead)
+
+try:  # numba comes with the package's dependencies (edrixs); without it the
+    # "numpy" engine runs the plain functions instead
+    import numba as _numba
+except ImportError:  # pragma: no cover
+    _numba = None
+
+# exact IEEE arithmetic where results are compared with the plain functions;
+# fast-math only where the result cannot depend on it (counts, brackets,
+# index arithmetic without rounding choices, totals compared with a threshold)
+if _numba is not None:
+    _jit = _numba.njit(nogil=True, cache=True, error_model="numpy")
+    _fast = _numba.njit(nogil=True, cache=True, fastmath=True)
+else:  # pragma: no cover
+    def _jit(f):
+        return f
+
+    _fast = _jit
+
+
+def _numba_available() -> bool:
+    return _numba is not None
+
+
+@_jit
+def _k_select(buf, n, k):
+    # k-th smallest of buf[:n] (reorders buf); Hoare partition with a
+    # median-of-three pivot
+    lo = 0
+    hi = n - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        a = buf[lo]
+        b = buf[mid]
+        c = buf[hi]
+        if a > b:
+            a, b = b, a
+        if b > c:
+            b = c
+        pivot = a if a > b else b
+        i = lo
+        j = hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = buf[i]
+                buf[i] = buf[j]
+                buf[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return buf[k]
+
+
+@_fast
+def _k_count_le(x, n, v):
+    c = 0
+    for i in range(n):
+        c += x[i] <= v
+    return c
+
+
+@_fast
+def _k_count_lt(x, n, v):
+    c = 0
+    for i in range(n):
+        c += x[i] < v
+    return c
+
+
+@_fast
+def _k_min_max(x, n):
+    lo = x[0]
+    hi = x[0]
+    for i in range(n):
+        lo = min(lo, x[i])
+        hi = max(hi, x[i])
+    return lo, hi
+
+
+@_fast
+def _k_max_below(x, n, v):
+    m = x[0] - x[0] - np.inf
+    for i in range(n):
+        xi = x[i]
+        m = max(m, xi if xi < v else m)
+    return m
+
+
+@_fast
+def _k_compress(x, n, low, high, cand):
+    # cand[:m] = values in (low, high], branch-free (cand holds n + 1 values)
+    m = 0
+    for i in range(n):
+        xi = x[i]
+        cand[m] = xi
+        m += (xi > low) & (xi <= high)
+    return m
+
+
+@_fast
+def _k_total(x, lo, hi):
+    s = 0.0
+    for i in range(lo, hi):
+        s += x[i]
+    return s
+
+
+@_fast
+def _k_mean_std(x, n):
+    s = 0.0
+    for i in range(n):
+        s += x[i]
+    mu = s / n
+    v = 0.0
+    for i in range(n):
+        d = x[i] - mu
+        v += d * d
+    return mu, np.sqrt(v / n)
+
+
+@_jit
+def _k_kth(x, n, k, cand):
+    # k-th smallest of x[:n] (x unchanged; finite values). The median lies
+    # within mean +- std: start there (else from min/max), shrink the bracket
+    # with vectorised counts (interpolation steps, bisection when they
+    # stall) until few candidates remain, then select among them.
+    # Invariant: count(x <= low) = c_low <= k < count(x <= high) = c_high.
+    mu, sd = _k_mean_std(x, n)
+    low = x.dtype.type(mu - 1.001 * sd) - x.dtype.type(1e-30)
+    high = x.dtype.type(mu + 1.001 * sd) + x.dtype.type(1e-30)
+    c_low = _k_count_le(x, n, low)
+    c_high = _k_count_le(x, n, high)
+    if not (c_low <= k and k < c_high):
+        lo, hi = _k_min_max(x, n)
+        c_lo = _k_count_le(x, n, lo)
+        if c_lo > k:
+            return lo
+        low = lo
+        high = hi
+        c_low = c_lo
+        c_high = n
+    half = x.dtype.type(0.5)
+    bisect = False
+    while c_high - c_low > 32:
+        if bisect:
+            f = half
+        else:
+            f = x.dtype.type((k - c_low + 0.5) / (c_high - c_low))
+        mid = low + (high - low) * f
+        if not (mid > low and mid < high):
+            mid = low + (high - low) * half
+            if not (mid > low and mid < high):
+                return high  # nothing strictly between: the answer is high
+        c = _k_count_le(x, n, mid)
+        before = c_high - c_low
+        if c > k:
+            high = mid
+            c_high = c
+        else:
+            low = mid
+            c_low = c
+        bisect = 2 * (c_high - c_low) > before  # interpolation stalled
+    m = _k_compress(x, n, low, high, cand)
+    return _k_select(cand, m, k - c_low)
+
+
+@_jit
+def _k_median(x, n, cand):
+    # numpy's median: the middle element, or the mean of the two middle ones
+    k = n // 2
+    upper = _k_kth(x, n, k, cand)
+    if n % 2:
+        return upper
+    if _k_count_lt(x, n, upper) <= k - 1:
+        lower = upper
+    else:
+        lower = _k_max_below(x, n, upper)
+    return (lower + upper) / x.dtype.type(2)
+
+
+@_fast
+def _k_shift_index(n, s, i0s, ws):
+    # source channel and weight of calibrate._shift_resample (exact: no
+    # rounding choices in these operations)
+    top = n - 1.0
+    for i in range(n):
+        idx = min(max(i + s, 0.0), top)
+        i0 = min(int(idx), n - 2)  # idx >= 0: truncation is floor
+        i0s[i] = i0
+        ws[i] = idx - i0
+
+
+@_jit
+def _k_align(row, s, do_align, a, i0s, ws):
+    n = row.size
+    if not do_align:
+        for i in range(n):
+            a[i] = row[i]
+        return
+    _k_shift_index(n, s, i0s, ws)
+    for i in range(n):
+        i0 = i0s[i]
+        y0 = row[i0]
+        a[i] = y0 + row.dtype.type(ws[i]) * (row[i0 + 1] - y0)
+
+
+@_jit
+def _k_median_filter(a, med, width, win):
+    # running median over 2*width+1 channels, 'nearest' ends
+    # (scipy.ndimage.median_filter); width 2 by a min/max network
+    n = a.size
+    if width == 2 and n >= 5:
+        for i in range(2, n - 2):
+            s1 = min(a[i - 2], a[i - 1])
+            l1 = max(a[i - 2], a[i - 1])
+            s2 = min(a[i + 1], a[i + 2])
+            l2 = max(a[i + 1], a[i + 2])
+            lo = max(s1, s2)
+            hi = min(l1, l2)
+            med[i] = max(min(lo, hi), min(max(lo, hi), a[i]))
+        edges = (0, 1, n - 2, n - 1)
+    else:
+        edges = (0, 0, 0, 0)
+    nw = 2 * width + 1
+    for i in range(n):
+        if width == 2 and n >= 5 and i >= 2 and i < n - 2:
+            continue
+        for t in range(nw):
+            q = i - width + t
+            q = 0 if q < 0 else (n - 1 if q > n - 1 else q)
+            win[t] = a[q]
+        med[i] = _k_select(win, nw, width)
+    return edges
+
+
+@_jit
+def _k_despike(a, med, c, buf, cand, win, threshold, width):
+    """background._despike for one spectrum; returns channels replaced."""
+    n = a.size
+    _k_median_filter(a, med, width, win)
+    for i in range(n - 1):
+        buf[i] = a[i + 1] - a[i]
+    md = _k_median(buf, n - 1, cand)
+    for i in range(n - 1):
+        buf[i] = abs(buf[i] - md)
+    mad = _k_median(buf, n - 1, cand)
+    sig0 = np.float64(a.dtype.type(1.4826) * mad) / np.sqrt(2.0)
+    zero = a.dtype.type(0)
+    for i in range(n):
+        buf[i] = max(med[i], zero)
+    ref = _k_median(buf, n, cand)
+    nrep = 0
+    for i in range(n):
+        if ref > 0:
+            rel = np.sqrt(buf[i] / ref)
+        else:
+            rel = a.dtype.type(1)
+        sg = sig0 * max(rel, a.dtype.type(0.25))
+        sg = max(sg, 1e-12)
+        spike = (a[i] - med[i]) > threshold * sg
+        c[i] = med[i] if spike else a[i]
+        nrep += spike & (med[i] != a[i])
+    return nrep
+
+
+@_jit
+def _k_align_rows(y, shift, do_align, weights, acc, totals):
+    """Aligned totals per row; acc += aligned row where weights[row]."""
+    m, n = y.shape
+    a = np.empty(n, y.dtype)
+    i0s = np.empty(n, np.int64)
+    ws = np.empty(n)
+    for p in range(m):
+        _k_align(y[p], shift[p], do_align, a, i0s, ws)
+        totals[p] = _k_total(a, 0, n)
+        if weights[p]:
+            for i in range(n):
+                acc[i] += a[i]
+
+
+@_jit
+def _k_chain_rows(y, shift, do_align, threshold, width,
+                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
+                  loge, grad, out, totals, replaced):
+    """Per row: zero-loss shift, spike removal, per-edge power-law
+    background (two areas), linear resampling onto the edge grids and
+    post-edge normalisation, with the arithmetic of the plain functions."""
+    m, n = y.shape
+    a = np.empty(n, y.dtype)
+    med = np.empty(n, y.dtype)
+    c = np.empty(n, y.dtype)
+    buf = np.empty(n, y.dtype)
+    cand = np.empty(n + 1, y.dtype)
+    sub = np.empty(n, y.dtype)
+    win = np.empty(2 * width + 1, y.dtype)
+    i0s = np.empty(n, np.int64)
+    ws = np.empty(n)
+    nedge = j1.size
+    for p in range(m):
+        row = y[p]
+        finite = True
+        for i in range(n):
+            if not np.isfinite(row[i]):
+                finite = False
+                break
+        if not finite:
+            totals[p] = np.nan
+            replaced[p] = 0
+            for k in range(out.shape[1]):
+                out[p, k] = np.nan
+            continue
+        _k_align(row, shift[p], do_align, a, i0s, ws)
+        replaced[p] = _k_despike(a, med, c, buf, cand, win, threshold, width)
+        totals[p] = _k_total(c, 0, n)
+        for k in range(nedge):
+            o = goff[k]
+            g = gsize[k]
+            s1 = _k_total(c, j1[k], j3[k])
+            s2 = _k_total(c, j3[k], j4[k])
+            x1 = xw[k, 0]
+            x2 = xw[k, 1]
+            x3 = xw[k, 2]
+            x4 = xw[k, 3]
+            r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
+            kk = 1.0 - r
+            a2 = kk * s2 / (x4 ** kk - x3 ** kk)
+            a1 = kk * s1 / (x2 ** kk - x1 ** kk)
+            amp = (a1 * s1 + a2 * s2) / (s1 + s2)
+            b0 = y.dtype.type(amp * np.exp(-r * loge[0]) * grad[0])
+            if not np.isfinite(b0):
+                for t in range(g):
+                    out[p, o + t] = np.nan
+                continue
+            for i in range(bk0[k], bk1[k]):
+                sub[i] = c[i] - y.dtype.type(amp * np.exp(-r * loge[i]) * grad[i])
+            for t in range(g):
+                i0 = gi0[o + t]
+                out[p, o + t] = sub[i0] * gomw[o + t] + sub[i0 + 1] * gw[o + t]
+            nt = gtail[k]
+            norm = y.dtype.type(_k_total(out[p], o + g - nt, o + g) / nt)
+            if norm > 0:
+                for t in range(g):
+                    out[p, o + t] = out[p, o + t] / norm
+            else:
+                for t in range(g):
+                    out[p, o + t] = np.nan
+
+
+# --------------------------------------------------------------------------
+# the plan: global quantities, fitted once
+
+
+@dataclass
+class ChainPlan:
+    """What the per-block chain needs to know about the whole SI.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(ny, nx, n_energy)`` of the SI.
+    dims : tuple of str
+        The two navigation dims (``("y", "x")``).
+    energy : list of float
+        Recorded energy axis (eV).
+    dtype : str
+        Working dtype (``"float32"`` for float32 counts, else ``"float64"``).
+    zlp_median_eV : float or None
+        Median zero-loss position (eV); every pixel is shifted onto
+        ``energy - zlp_median_eV``. ``None``: no zero-loss alignment.
+    zlp_spread_eV, zlp_std_eV : float
+        Peak-to-peak spread and standard deviation of the zero-loss
+        positions (eV).
+    calibration : dict or None
+        ``offset_eV``, ``scale`` and ``references`` of
+        :func:`mmspec_widgets.calibrate.fit_calibration`; ``None``: none.
+    edges : list of str
+        Edges extracted, in table order.
+    windows : dict
+        Edge -> pre-edge fit window ``[low, high]`` (eV, calibrated axis).
+    spike_threshold, spike_width : float, int
+        Parameters of :func:`mmspec_widgets.background.remove_spikes`.
+    mask_threshold : float or None
+        Pixels whose despiked total (counts) is below this are vacuum (NaN);
+        ``MASK_FRACTION`` times the 90th percentile of the sampled totals.
+        ``None`` until known.
+    sample_pixels : int
+        Pixels used for the calibration and the mask threshold.
+    """
+
+    shape: tuple
+    dims: tuple
+    energy: list
+    dtype: str
+    zlp_median_eV: float | None = None
+    zlp_spread_eV: float = 0.0
+    zlp_std_eV: float = 0.0
+    calibration: dict | None = None
+    edges: list = field(default_factory=lambda: list(DEFAULT_EDGES))
+    windows: dict = field(default_factory=dict)
+    spike_threshold: float = 8.0
+    spike_width: int = 2
+    mask_threshold: float | None = None
+    sample_pixels: int = 0
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def aligned_energy(self) -> np.ndarray:
+        """Energy axis after zero-loss alignment (eV)."""
+        e = np.asarray(self.energy, float)
+        return e if self.zlp_median_eV is None else e - self.zlp_median_eV
+
+    @property
+    def calibrated_energy(self) -> np.ndarray:
+        """Energy axis after alignment and calibration (eV), as the plain chain."""
+        e = self.aligned_energy
+        if self.calibration is None:
+            return e
+        return self.calibration["offset_eV"] + self.calibration["scale"] * e
+
+    @property
+    def channel_step(self) -> float:
+        return float(np.median(np.diff(np.asarray(self.energy, float))))
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(asdict(self)))
+
+    @classmethod
+    def from_json(cls, text: str) -> ChainPlan:
+        d = json.loads(text)
+        d["shape"] = tuple(d["shape"])
+        d["dims"] = tuple(d["dims"])
+        return cls(**d)
+
+    def signature(self) -> str:
+        """Hash of what determines the per-pixel results."""
+        keys = {k: v for k, v in asdict(self).items()}
+        return hashlib.sha256(json.dumps(_jsonable(keys), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_si(si, name: str = "si") -> xr.DataArray:
+    si = check_spectra(si, name)
+    if si.ndim != 3:
+        raise DataError(f"{name}: expected a spectrum image with dims (y, x, energy), got dims "
+                        f"{si.dims}")
+    return si
+
+
+def _edge_names(edges) -> list[str]:
+    if isinstance(edges, str):
+        edges = [edges]
+    names = [get_edge(e).name for e in edges]
+    if not names:
+        raise MMSpecError("edges: expected at least one edge name")
+    return sorted(set(names), key=EDGE_ORDER.index)
+
+
+def _blocks(shape2: tuple[int, int], block: tuple[int, int]):
+    by, bx = block
+    ny, nx = shape2
+    return [(iy, ix, slice(iy * by, min((iy + 1) * by, ny)), slice(ix * bx, min((ix + 1) * bx, nx)))
+            for iy in range(-(-ny // by)) for ix in range(-(-nx // bx))]
+
+
+def _check_block(block) -> tuple[int, int]:
+    try:
+        by, bx = (int(b) for b in block)
+    except (TypeError, ValueError):
+        raise MMSpecError(f"block={block!r}: expected (rows, columns) of pixels, e.g. (64, 64)") \
+            from None
+    if by < 1 or bx < 1:
+        raise MMSpecError(f"block={block!r}: expected positive sizes")
+    return by, bx
+
+
+def _load_block(si: xr.DataArray, ys: slice, xs: slice, wd) -> np.ndarray:
+    data = si.data[ys, xs]
+    if not isinstance(data, np.ndarray):
+        data = data.compute() if hasattr(data, "compute") else np.asarray(data)
+    return np.ascontiguousarray(data, dtype=wd)
+
+
+def _sample_blocks(shape2, block, sample_pixels: int | None):
+    blocks = _blocks(shape2, block)
+    n = shape2[0] * shape2[1]
+    if sample_pixels is None or sample_pixels >= n:
+        return blocks
+    per = block[0] * block[1]
+    k = max(1, min(len(blocks), -(-int(sample_pixels) // per)))
+    idx = np.unique(np.linspace(0, len(blocks) - 1, k).round().astype(int))
+    return [blocks[i] for i in idx]
+
+
+def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
+             references: Mapping[str, float] | None = REFERENCES,
+             edges: Sequence[str] = DEFAULT_EDGES, windows: Mapping | None = None,
+             block: tuple[int, int] = (64, 64), sample_pixels: int | None = 65536,
+             spike_threshold: float = 8.0, spike_width: int = 2,
+             mask_threshold: bool = True, engine: str = "auto",
+             progress: bool = False) -> tuple[ChainPlan, np.ndarray | None]:
+    """Fit the global part of the chain: zero-loss positions, calibration,
+    low-count threshold.
+
+    Parameters
+    ----------
+    si : xarray.DataArray
+        Core-loss SI ``(y, x, energy)``, counts, energy in eV; numpy- or
+        dask-backed (chunked over pixels, never over energy).
+    zlp : xarray.DataArray, optional
+        Zero-loss SI of the same scan; every pixel's position is computed.
+    references : mapping, optional
+        Calibration features -> true energies (eV); ``None``: no calibration.
+    edges : sequence of str
+        Edges to extract later; their windows and grids are checked here.
+    windows : mapping, optional
+        Edge -> pre-edge window (eV) overriding the edge table.
+    block : (int, int)
+        Pixel block size used to read the SI.
+    sample_pixels : int or None
+        The calibration spectrum and the low-count threshold come from all
+        pixels when the SI has at most this many, else from evenly spread
+        blocks holding at least this many. ``None``: all pixels.
+    spike_threshold, spike_width : float, int
+        :func:`mmspec_widgets.background.remove_spikes` parameters.
+    mask_threshold : bool
+        Also compute the low-count threshold on the despiked totals of the
+        sample (needed before any block is mapped; the in-memory chain
+        computes it from all pixels afterwards instead).
+    engine : {"auto", "numba", "numpy"}
+        Kernel for the despiked totals.
+    progress : bool
+        Show a progress bar over the sampled blocks.
+
+    Returns
+    -------
+    (ChainPlan, ndarray or None)
+        The plan and the zero-loss position (eV) of every pixel (``None``
+        without ``zlp``).
+    """
+    from .background import remove_spikes
+    from .calibrate import fit_calibration, zero_loss_positions
+
+    si = _check_si(si)
+    block = _check_block(block)
+    engine = _engine(engine)
+    names = _edge_names(edges)
+    windows = {get_edge(k).name: [float(v[0]), float(v[1])] for k, v in dict(windows or {}).items()}
+    wd = _work_dtype(si.dtype)
+    e = np.asarray(si["energy"].values, float)
+    plan = ChainPlan(shape=tuple(int(s) for s in si.shape), dims=tuple(si.dims[:2]),
+                     energy=e.tolist(), dtype=str(np.dtype(wd)), edges=names,
+                     windows={n: list(windows.get(n, get_edge(n).pre_edge)) for n in names},
+                     spike_threshold=float(spike_threshold), spike_width=int(spike_width))
+    if spike_threshold <= 0:
+        raise MMSpecError(f"spike_threshold={spike_threshold!r}: expected a positive number")
+    if int(spike_width) < 1:
+        raise MMSpecError(f"spike_width={spike_width!r}: expected an integer >= 1")
+    positions = None
+    if zlp is not None:
+        zlp = check_spectra(zlp, "zlp", finite=False)
+        nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
+        nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
+        if nav_si != nav_z:
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
+                            "expected the zero-loss SI of the same scan")
+        positions = np.asarray(zero_loss_positions(zlp).transpose(*si.dims[:2]).values, float)
+        plan.zlp_median_eV = float(np.median(positions))
+        plan.zlp_spread_eV = float(np.ptp(positions))
+        plan.zlp_std_eV = float(np.std(positions))
+    shift = _shift_map(plan, positions)
+
+    sample = _sample_blocks(si.shape[:2], block, sample_pixels)
+    plan.sample_pixels = int(sum((b[2].stop - b[2].start) * (b[3].stop - b[3].start)
+                                 for b in sample))
+    need_cal = references is not None
+    if need_cal or mask_threshold:
+        bar = _bar(progress, len(sample) * (1 + need_cal), "plan")
+        # pass 1: aligned totals (calibration mask) and despiked totals (vacuum mask)
+        t_al, t_clean = [], []
+        for _, _, ys, xs in sample:
+            y = _load_block(si, ys, xs, wd).reshape(-1, e.size)
+            sh = shift[ys, xs].ravel()
+            if need_cal:
+                t_al.append(_aligned_sum(y, sh, plan, None, engine)[1])
+            if mask_threshold:
+                t_clean.append(_despiked_totals(y, sh, plan, engine))
+            bar.update(1)
+        if mask_threshold:
+            plan.mask_threshold = _threshold(np.concatenate(t_clean))
+        if need_cal:
+            t_al = np.concatenate(t_al)
+            thr = _threshold(t_al)
+            use = np.isfinite(t_al) & (t_al > 0) & (t_al >= (thr if thr is not None else np.inf))
+            acc = np.zeros(e.size)
+            start = 0
+            for _, _, ys, xs in sample:  # pass 2: summed aligned spectrum of usable pixels
+                y = _load_block(si, ys, xs, wd).reshape(-1, e.size)
+                u = use[start:start + y.shape[0]]
+                start += y.shape[0]
+                if u.any():
+                    acc += _aligned_sum(y, shift[ys, xs].ravel(), plan, u, engine)[0]
+                bar.update(1)
+            summed = xr.DataArray(acc.astype(wd), dims=("energy",),
+                                  coords={"energy": ("energy", plan.aligned_energy,
+                                                     dict(si["energy"].attrs))})
+            summed = remove_spikes(summed)
+            plan.calibration = fit_calibration(summed, references)
+        bar.close()
+    _edge_tables(plan, wd)  # raise now if a window or grid lies outside the data
+    return plan, positions
+
+
+def _threshold(totals: np.ndarray) -> float | None:
+    ok = np.isfinite(totals) & (totals > 0)
+    if not ok.any():
+        return None
+    return float(MASK_FRACTION * np.percentile(totals[ok], 90))
+
+
+def _shift_map(plan: ChainPlan, positions: np.ndarray | None) -> np.ndarray:
+    if positions is None or plan.zlp_median_eV is None:
+        return np.zeros(plan.shape[:2])
+    return (np.asarray(positions, float) - plan.zlp_median_eV) / plan.channel_step
+
+
+def _engine(engine: str) -> str:
+    if engine not in _ENGINES:
+        raise MMSpecError(f"engine={engine!r}: expected one of {_ENGINES}")
+    if engine == "auto":
+        return "numba" if _numba_available() else "numpy"
+    if engine == "numba" and not _numba_available():  # pragma: no cover
+        raise MMSpecError("engine='numba' needs the package numba (pip install numba)")
+    return engine
+
+
+def _row_chunk(n_energy: int) -> int:
+    return max(16, 262144 // max(n_energy, 1))
+
+
+def _aligned_sum(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, use, engine: str):
+    """(sum of aligned rows where ``use``, aligned totals) for rows ``y``."""
+    from .calibrate import _shift_resample
+
+    align = plan.zlp_median_eV is not None
+    if engine == "numpy":
+        a = _shift_resample(y, shift) if align else y
+        tot = a.sum(-1, dtype=np.float64)
+        acc = a[use].sum(0, dtype=np.float64) if use is not None else None
+        return acc, tot
+    tot = np.empty(y.shape[0])
+    flags = np.zeros(y.shape[0], np.bool_) if use is None else np.asarray(use, np.bool_)
+    rows = _row_chunk(y.shape[1])
+    parts = {}
+
+    def run(r0, r1):
+        acc = np.zeros(y.shape[1])
+        _k_align_rows(y[r0:r1], shift[r0:r1], align, flags[r0:r1], acc, tot[r0:r1])
+        parts[r0] = acc
+
+    map_row_blocks(run, y.shape[0], rows)
+    acc = np.sum([parts[r] for r in sorted(parts)], axis=0) if use is not None else None
+    return acc, tot
+
+
+def _despiked_totals(y, shift, plan, engine) -> np.ndarray:
+    empty = ChainPlan(**{**asdict(plan), "edges": []})
+    return _run_rows(y, shift, empty, engine)[1]
+
+
+# --------------------------------------------------------------------------
+# per-block extraction
+
+
+def _edge_tables(plan: ChainPlan, wd) -> dict:
+    from .extract import _interp_weights
+
+    ec = plan.calibrated_energy
+    j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw = ([] for _ in range(11))
+    off = 0
+    for name in plan.edges:
+        edge = get_edge(name)
+        win = plan.windows.get(name, list(edge.pre_edge))
+        try:
+            i1, i2 = _window_indices(ec, win)
+        except DataError as err:
+            raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
+        a, d = i1, i2 - 1
+        if (d - a) % 2:
+            d -= 1
+        c = (a + d) // 2
+        grid = edge.energy
+        if grid[0] < ec[0] - 1e-6 or grid[-1] > ec[-1] + 1e-6:
+            raise DataError(f"energy_{name}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV "
+                            f"is not covered by the data ({ec[0]:.1f} - {ec[-1]:.1f} eV)")
+        i0, w = _interp_weights(ec, grid)
+        j1.append(a)
+        j3.append(c)
+        j4.append(d)
+        xw.append([ec[a], ec[c], ec[c], ec[d]])
+        bk0.append(int(i0.min()))
+        bk1.append(int(i0.max()) + 2)
+        goff.append(off)
+        gsize.append(grid.size)
+        gtail.append(max(3, grid.size // 10))
+        gi0.append(i0)
+        gw.append(w)
+        off += grid.size
+    ww = np.concatenate(gw).astype(wd) if gw else np.zeros(0, wd)
+    return {
+        "j1": np.asarray(j1, np.int64), "j3": np.asarray(j3, np.int64),
+        "j4": np.asarray(j4, np.int64), "xw": np.asarray(xw, float).reshape(-1, 4),
+        "bk0": np.asarray(bk0, np.int64), "bk1": np.asarray(bk1, np.int64),
+        "goff": np.asarray(goff, np.int64), "gsize": np.asarray(gsize, np.int64),
+        "gtail": np.asarray(gtail, np.int64),
+        "gi0": np.concatenate(gi0).astype(np.int64) if gi0 else np.zeros(0, np.int64),
+        "gw": ww, "gomw": (1 - ww).astype(wd),
+        "loge": np.log(ec), "grad": np.gradient(ec), "n_grid": off,
+    }
+
+
+def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
+              threads: int | None = None):
+    """Edges (rows, sum of grid sizes), despiked totals and spikes replaced."""
+    wd = np.dtype(plan.dtype)
+    y = np.ascontiguousarray(y, dtype=wd)
+    if engine == "numpy":
+        return _run_rows_numpy(y, shift, plan)
+    t = _edge_tables(plan, wd)
+    m = y.shape[0]
+    out = np.empty((m, t["n_grid"]), wd)
+    totals = np.empty(m)
+    replaced = np.empty(m, np.int64)
+    align = plan.zlp_median_eV is not None
+    sh = np.ascontiguousarray(shift, dtype=np.float64)
+
+    def run(r0, r1):
+        _k_chain_rows(y[r0:r1], sh[r0:r1], align, float(plan.spike_threshold),
+                        int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
+                        t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
+                        t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
+                        replaced[r0:r1])
+
+    map_row_blocks(run, m, _row_chunk(y.shape[1]), threads)
+    return out, totals, replaced
+
+
+def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
+    """The same step with the plain functions (reference engine)."""
+    from .background import remove_spikes
+    from .calibrate import _shift_resample
+    from .extract import extract_edges
+
+    a = _shift_resample(y, shift) if plan.zlp_median_eV is not None else y
+    da = xr.DataArray(a, dims=("pixel", "energy"),
+                      coords={"energy": ("energy", plan.calibrated_energy)})
+    clean = remove_spikes(da, threshold=plan.spike_threshold, width=plan.spike_width)
+    totals = clean.sum("energy").values.astype(float)
+    replaced = (clean.values != a).sum(-1)
+    if not plan.edges:
+        return np.zeros((y.shape[0], 0), y.dtype), totals, replaced
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
+        ds = extract_edges(clean, edges=plan.edges, mask=False,
+                           windows={k: tuple(v) for k, v in plan.windows.items()})
+    out = np.concatenate([ds[n].values for n in plan.edges], axis=1)
+    return out, totals, replaced
+
+
+def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
+                  engine: str = "auto", threads: int | None = None,
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Run the per-pixel part of the chain on a block of pixels.
+
+    Parameters
+    ----------
+    si_block : array-like, shape (..., n_energy)
+        Raw counts of some pixels of the SI the plan was fitted on.
+    positions : array-like, shape (...), optional
+        Their zero-loss positions (eV); required when the plan aligns.
+    plan : ChainPlan
+        From :func:`fit_plan`.
+    engine : {"auto", "numba", "numpy"}
+        Compiled fused kernel, or the plain functions (same numbers).
+    threads : int, optional
+        Threads over pixels (default: all CPUs of this process, see
+        :func:`mmspec_widgets.background.n_threads`).
+
+    Returns
+    -------
+    (edges, totals, n_replaced)
+        ``edges``: edge name -> array ``(..., n_grid)`` on the edge's standard
+        grid, background-free and post-edge normalised (not yet masked);
+        ``totals``: despiked total counts per pixel (for the low-count mask);
+        ``n_replaced``: number of channels replaced as spikes.
+    """
+    if plan is None:
+        raise MMSpecError("extract_block: give the plan from fit_plan(si, zlp)")
+    engine = _engine(engine)
+    y = np.asarray(si_block)
+    n_e = len(plan.energy)
+    if y.shape[-1] != n_e:
+        raise DataError(f"si_block: expected {n_e} energy channels (the plan's), got {y.shape[-1]}")
+    lead = y.shape[:-1]
+    y2 = y.reshape(-1, n_e)
+    if plan.zlp_median_eV is not None:
+        if positions is None:
+            raise DataError("positions: the plan aligns the zero loss; give the block's "
+                            "zero-loss positions (eV)")
+        pos = np.asarray(positions, float).reshape(-1)
+        if pos.size != y2.shape[0]:
+            raise DataError(f"positions: expected {y2.shape[0]} values, got {pos.size}")
+        shift = (pos - plan.zlp_median_eV) / plan.channel_step
+    else:
+        shift = np.zeros(y2.shape[0])
+    out, totals, replaced = _run_rows(y2, shift, plan, engine, threads)
+    edges, off = {}, 0
+    for name in plan.edges:
+        g = get_edge(name).n_points
+        edges[name] = out[:, off:off + g].reshape(lead + (g,))
+        off += g
+    return edges, totals.reshape(lead), int(replaced.sum())
+
+
+def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict,
+                   mask: np.ndarray | None) -> xr.Dataset:
+    """The Dataset :func:`mmspec_widgets.extract.extract_edges` returns."""
+    ds = xr.Dataset()
+    for name in plan.edges:
+        edge = get_edge(name)
+        dim = f"energy_{name}"
+        v = edges[name]
+        if mask is not None:
+            v = np.where(mask[..., None], v, np.nan).astype(v.dtype, copy=False)
+        ds[name] = xr.DataArray(v, dims=tuple(dims) + (dim,), attrs={
+            "edge": name, "units": "normalised", "normalization": "post_edge",
+            "background": "powerlaw", "pre_edge_window_eV": list(plan.windows[name])})
+        ds = ds.assign_coords({dim: (dim, edge.energy, {"units": "eV", "long_name": "Energy"})})
+    ds = ds.assign_coords(coords)
+    ds.attrs = {k: v for k, v in attrs.items() if k != "history"}
+    ds.attrs["history"] = list(attrs.get("history", []))
+    ds.attrs["edges"] = list(plan.edges)
+    return ds
+
+
+def _chain_attrs(si_attrs: dict, plan: ChainPlan, n_replaced: int | None) -> dict:
+    """The attrs and history the plain chain leaves on the calibrated, despiked SI."""
+    attrs = dict(si_attrs)
+    hist = list(attrs.get("history", []))
+    if plan.zlp_median_eV is not None:
+        attrs["zlp_position_median_eV"] = plan.zlp_median_eV
+        attrs["zlp_position_std_eV"] = plan.zlp_std_eV
+        hist.append({"step": "align_zero_loss",
+                     "params": {"median_eV": plan.zlp_median_eV,
+                                "spread_eV": plan.zlp_spread_eV}})
+    if plan.calibration is not None:
+        cal = plan.calibration
+        attrs.update(calibration_offset_eV=float(cal["offset_eV"]),
+                     calibration_scale=float(cal["scale"]),
+                     calibration_references={k: dict(v) for k, v in
+                                             cal.get("references", {}).items()})
+        hist.append({"step": "apply_calibration",
+                     "params": _jsonable({"offset_eV": cal["offset_eV"], "scale": cal["scale"],
+                                          "references": cal.get("references", {})})})
+    hist.append({"step": "remove_spikes",
+                 "params": {"threshold": plan.spike_threshold, "width": plan.spike_width,
+                            "n_replaced": n_replaced}})
+    attrs["history"] = hist
+    return attrs
+
+
+def _extract_history(ds: xr.Dataset, plan: ChainPlan, **extra) -> xr.Dataset:
+    ds = append_history(ds, "extract_edges", edges=list(plan.edges), normalize="post_edge",
+                        background="powerlaw",
+                        windows={k: v for k, v in plan.windows.items()
+                                 if list(get_edge(k).pre_edge) != list(v)})
+    return append_history(ds, "pipeline", **extra) if extra else ds
+
+
+# --------------------------------------------------------------------------
+# prediction helpers
+
+
+def _null_maps(model, plan: ChainPlan) -> xr.Dataset:
+    """The model's answer for a pixel without usable spectra (masked pixel)."""
+    ds = xr.Dataset()
+    for name in plan.edges:
+        g = get_edge(name).energy
+        ds[name] = xr.DataArray(np.full((1, g.size), np.nan, np.dtype(plan.dtype)),
+                                dims=("pixel", f"energy_{name}"))
+        ds = ds.assign_coords({f"energy_{name}": g})
+    return model.predict(ds)
+
+
+def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
+                  null: dict) -> dict[str, np.ndarray]:
+    """Predict the rows where ``rows`` is true; the others take the values of
+    ``null`` (name -> (value, dtype), the model's answer for a masked pixel)."""
+    n = rows.size
+    out = {v: np.full(n, val, dtype=dt) for v, (val, dt) in null.items()}
+    idx = np.flatnonzero(rows)
+    if idx.size == 0:
+        return out
+    ds = xr.Dataset()
+    for name in plan.edges:
+        a = edges[name].reshape(n, -1)[idx]
+        ds[name] = xr.DataArray(a, dims=("pixel", f"energy_{name}"))
+        ds = ds.assign_coords({f"energy_{name}": get_edge(name).energy})
+    maps = model.predict(ds)
+    for v in out:
+        out[v][idx] = maps[v].values
+    return out
+
+
+def _null_values(null: xr.Dataset) -> dict:
+    return {str(v): (null[v].values.ravel()[0], null[v].dtype) for v in null.data_vars}
+
+
+def _usable(totals: np.ndarray, threshold: float | None) -> np.ndarray:
+    ok = np.isfinite(totals) & (totals > 0)
+    if threshold is None:
+        return np.zeros_like(ok)
+    return ok & (totals >= threshold)
+
+
+# --------------------------------------------------------------------------
+# in-memory chain
+
+
+def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
+                   edges: Sequence[str] = DEFAULT_EDGES,
+                   references: Mapping[str, float] | None = None,
+                   engine: str = "auto", predict: bool = True,
+                   timings: dict | None = None) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """The standard chain, fast: same inputs and results as
+    :func:`mmspec_widgets.demo.run_chain`.
+
+    Calibration uses every pixel (as :func:`~mmspec_widgets.calibrate.calibrate`);
+    the per-pixel steps run fused in one pass per spectrum, on all cores.
+
+    Parameters
+    ----------
+    si, zlp : xarray.DataArray
+        Core-loss SI ``(y, x, energy)`` (counts, eV) and optional zero-loss SI.
+    model : optional
+        Model with ``predict(edges_dataset)``; default
+        :func:`mmspec_widgets.learn.load_model`.
+    edges : sequence of str
+        Edges to extract.
+    references : mapping, optional
+        Calibration references; default ``{"O_K": 530.0, "Ni_L3": 853.5}``.
+    engine : {"auto", "numba", "numpy"}
+        Per-pixel kernel (see :func:`extract_block`).
+    predict : bool
+        ``False``: stop after the edges (maps returned as ``None``).
+    timings : dict, optional
+        Filled with wall-clock seconds per stage: ``plan`` (zero loss and
+        calibration), ``extract`` (shift, spikes, backgrounds, grids), ``predict``.
+
+    Returns
+    -------
+    (edges_ds, maps) : (xarray.Dataset, xarray.Dataset or None)
+    """
+    si = _check_si(si)
+    engine = _engine(engine)
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    plan, positions = fit_plan(si, zlp, references=dict(references or REFERENCES),
+                               edges=edges, sample_pixels=None, mask_threshold=False,
+                               engine=engine)
+    t1 = time.perf_counter()
+    y = np.asarray(si.data).reshape(-1, si.shape[-1])
+    pos = None if positions is None else positions.reshape(-1)
+    edges_d, totals, n_rep = extract_block(y, pos, plan, engine=engine)
+    plan.mask_threshold = _threshold(totals)
+    mask = _usable(totals, plan.mask_threshold)
+    t2 = time.perf_counter()
+    nav = si.shape[:2]
+    coords = {d: si[d] for d in si.dims[:2] if d in si.coords}
+    attrs = _chain_attrs(si.attrs, plan, n_rep)
+    eds = _edges_dataset({k: v.reshape(nav + v.shape[-1:]) for k, v in edges_d.items()}, plan,
+                         si.dims[:2], coords, attrs, mask.reshape(nav))
+    eds = _extract_history(eds, plan)
+    timings.update(plan=t1 - t0, extract=t2 - t1)
+    if not predict:
+        return eds, None
+    if model is None:
+        from .learn import load_model
+
+        model = load_model()
+    t3 = time.perf_counter()
+    maps = model.predict(eds)
+    timings["predict"] = time.perf_counter() - t3
+    return eds, maps
+
+
+# --------------------------------------------------------------------------
+# out of core
+
+
+def _bar(progress: bool, total: int, desc: str, initial: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not progress, unit="block")
+
+
+def _block_task(y: np.ndarray, pos: np.ndarray | None, plan_json: str, model, engine: str,
+                null: dict):
+    """Everything a pixel block needs, as one picklable function (workers)."""
+    plan = ChainPlan.from_json(plan_json)
+    nav = y.shape[:2]
+    threads = None
+    try:  # on a dask worker the cluster's threads already share the cores
+        from distributed import get_worker
+
+        get_worker()
+        threads = 1
+    except (ImportError, ValueError):
+        pass
+    edges, totals, n_rep = extract_block(y, pos, plan, engine=engine, threads=threads)
+    rows = _usable(totals.ravel(), plan.mask_threshold)
+    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in edges.items()}
+    maps = _predict_rows(model, flat, plan, rows, null)
+    res = {k: v.reshape(nav) for k, v in maps.items()}
+    res["total_counts"] = totals.reshape(nav)
+    res["mask"] = rows.reshape(nav)
+    return res, n_rep
+
+
+def _store_attrs(store) -> dict:
+    import zarr
+
+    try:
+        g = zarr.open_group(str(store), mode="r")
+    except Exception:  # noqa: BLE001 - anything unreadable is "not ours"
+        return {}
+    return dict(g.attrs)
+
+
+def _create_store(out: Path, plan: ChainPlan, si: xr.DataArray, null: xr.Dataset,
+                  block, positions, model_attrs: dict) -> None:
+    import dask.array as dsa
+
+    ny, nx = plan.shape[:2]
+    by, bx = block
+    nby, nbx = -(-ny // by), -(-nx // bx)
+    dims = plan.dims
+    data = {}
+    for v in null.data_vars:
+        dt = null[v].dtype
+        fill = False if dt == np.bool_ else np.nan
+        data[v] = xr.Variable(dims, dsa.full((ny, nx), fill, dtype=dt, chunks=(by, bx)),
+                              dict(null[v].attrs))
+    data["total_counts"] = xr.Variable(dims, dsa.full((ny, nx), np.nan, chunks=(by, bx)),
+                                       {"units": "counts",
+                                        "long_name": "despiked total counts"})
+    data["mask"] = xr.Variable(dims, dsa.zeros((ny, nx), dtype=bool, chunks=(by, bx)),
+                               {"long_name": "usable pixel (not vacuum)"})
+    if positions is not None:
+        data["zlp_position"] = xr.Variable(dims, dsa.from_array(positions, chunks=(by, bx)),
+                                           {"units": "eV", "long_name": "zero-loss position"})
+    data["block_done"] = xr.Variable(("block_y", "block_x"),
+                                     dsa.zeros((nby, nbx), dtype=np.int8, chunks=(1, 1)),
+                                     {"long_name": "1 where the pixel block is written"})
+    coords = {d: si[d] for d in dims if d in si.coords}
+    ds = xr.Dataset(data, coords=coords)
+    ds.attrs = {**model_attrs, "mmspec_plan": plan.to_json(), "mmspec_block": [by, bx],
+                "mmspec_signature": plan.signature()}
+    ds.to_zarr(str(out), mode="w", compute=False)
+    if positions is not None:  # small: write it now
+        import zarr
+
+        zarr.open_group(str(out), mode="r+")["zlp_position"][...] = positions
+
+
+def map_spectrum_image(
+    si: xr.DataArray,
+    zlp: xr.DataArray | None = None,
+    *,
+    model=None,
+    references: Mapping[str, float] | None = REFERENCES,
+    edges: Sequence[str] = DEFAULT_EDGES,
+    out: str | Path = "maps.zarr",
+    block: tuple[int, int] = (64, 64),
+    client=None,
+    progress: bool = True,
+    sample_pixels: int | None = 65536,
+    engine: str = "auto",
+    overwrite: bool = False,
+) -> xr.Dataset:
+    """Map a spectrum image of any size block by block into a Zarr store.
+
+    The chain is :func:`mmspec_widgets.demo.run_chain`'s: the calibration and
+    the vacuum threshold are fitted once (:func:`fit_plan`, on all pixels or a
+    spread sample of blocks), then every pixel block is aligned, despiked,
+    cut into edges, predicted and written to its region of the store. The SI
+    is read one block at a time, so memory is bounded by the block size, not
+    the SI size.
+
+    Parameters
+    ----------
+    si : xarray.DataArray
+        Core-loss SI ``(y, x, energy)`` in counts, energy in eV; numpy- or
+        dask-backed (e.g. ``mmspec_widgets.load(path, lazy=True)``).
+    zlp : xarray.DataArray, optional
+        Zero-loss SI of the same scan.
+    model : optional
+        Model with ``predict(edges_dataset)``; default
+        :func:`mmspec_widgets.learn.load_model`.
+    references : mapping or None
+        Calibration features -> energies (eV); ``None``: no calibration.
+    edges : sequence of str
+        Edges fed to the model.
+    out : path
+        Zarr store (a folder) to write. A store written by an earlier,
+        interrupted run with the same plan, model and block is resumed:
+        blocks already written are skipped.
+    block : (int, int)
+        Pixels per block (rows, columns); also the store's chunks.
+    client : dask.distributed.Client, optional
+        Run the blocks on this cluster (each worker reads its blocks and
+        predicts; results are written here). Default: this process, all cores.
+    progress : bool
+        Show a progress bar (tqdm).
+    sample_pixels : int or None
+        Pixels used to fit the calibration and the vacuum threshold (all when
+        the SI has fewer; ``None``: all).
+    engine : {"auto", "numba", "numpy"}
+        Per-pixel kernel.
+    overwrite : bool
+        Replace an existing store instead of resuming it.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store opened lazily: one map per model output (``li_content``,
+        ``li_content_std`` ... ``ood``), ``total_counts``, ``mask`` and
+        ``zlp_position``; attrs hold the plan, the model id and the history.
+
+    Raises
+    ------
+    MMSpecError
+        If ``out`` holds something else (another SI, model, block size or
+        edges, or not a map store) and ``overwrite`` is false.
+    """
+    import zarr
+
+    si = _check_si(si)
+    block = _check_block(block)
+    engine = _engine(engine)
+    names = _edge_names(edges)
+    out = Path(out)
+    if model is None:
+        from .learn import load_model
+
+        model = load_model()
+    model_id = str(getattr(model, "model_id", type(model).__name__))
+
+    plan = None
+    positions = None
+    if out.exists() and not overwrite:
+        attrs = _store_attrs(out)
+        if "mmspec_plan" not in attrs:
+            raise MMSpecError(f"out={str(out)!r} exists and is not a map store written by "
+                              "map_spectrum_image; choose another path or overwrite=True")
+        stored = ChainPlan.from_json(attrs["mmspec_plan"])
+        want = {"shape": tuple(int(s) for s in si.shape), "dims": tuple(si.dims[:2]),
+                "edges": names, "block": list(block), "model_id": model_id,
+                "energy": np.asarray(si["energy"].values, float).tolist(),
+                "zlp": zlp is not None, "references": references is not None}
+        have = {"shape": stored.shape, "dims": stored.dims, "edges": stored.edges,
+                "block": list(attrs.get("mmspec_block", [])), "model_id": attrs.get("model_id"),
+                "energy": stored.energy, "zlp": stored.zlp_median_eV is not None,
+                "references": stored.calibration is not None}
+        for key in want:
+            same = np.allclose(want[key], have[key]) if key == "energy" else want[key] == have[key]
+            if not same:
+                shown = "..." if key == "energy" else f"{have[key]!r} stored, {want[key]!r} now"
+                raise MMSpecError(f"out={str(out)!r} holds maps of a different run ({key}: "
+                                  f"{shown}); choose another path or overwrite=True")
+        plan = stored
+        if zlp is not None:
+            positions = np.asarray(zarr.open_group(str(out), mode="r")["zlp_position"][...])
+    if plan is None:
+        plan, positions = fit_plan(si, zlp, references=references, edges=names, block=block,
+                                   sample_pixels=sample_pixels, engine=engine,
+                                   progress=progress)
+        if plan.mask_threshold is None:
+            raise DataError("si: no pixel has positive counts; nothing to map")
+        null = _null_maps(model, plan)
+        nulls = _null_values(null)
+        hist = _chain_attrs(si.attrs, plan, None)["history"]
+        hist.append({"step": "extract_edges", "params": {"edges": names,
+                                                          "normalize": "post_edge",
+                                                          "background": "powerlaw"}})
+        hist.append({"step": "learn.predict", "model_id": model_id, "edges": names})
+        hist.append({"step": "map_spectrum_image",
+                     "params": {"block": list(block), "sample_pixels": plan.sample_pixels,
+                                "mask_threshold_counts": plan.mask_threshold}})
+        mattrs = {k: _jsonable(v) for k, v in null.attrs.items() if k != "history"}
+        mattrs["model_id"] = model_id
+        mattrs["history"] = _jsonable(hist)
+        _create_store(out, plan, si, null, block, positions, mattrs)
+    else:
+        nulls = _null_values(_null_maps(model, plan))
+
+    g = zarr.open_group(str(out), mode="r+")
+    done = np.asarray(g["block_done"][...])
+    todo = [b for b in _blocks(plan.shape[:2], block) if not done[b[0], b[1]]]
+    plan_json = plan.to_json()
+    bar = _bar(progress, done.size, "blocks", initial=int(done.sum()))
+
+    def write(b, res):
+        iy, ix, ys, xs = b
+        for name, arr in res.items():
+            g[name][ys, xs] = arr
+        g["block_done"][iy, ix] = 1
+        bar.update(1)
+
+    def pos_of(ys, xs):
+        return None if positions is None else np.asarray(positions[ys, xs])
+
+    try:
+        if client is None:
+            _run_local(si, todo, plan, plan_json, model, engine, nulls, pos_of, write)
+        else:
+            _run_distributed(client, si, todo, plan_json, model, engine, nulls, pos_of, write)
+    finally:
+        bar.close()
+    res = xr.open_zarr(str(out))
+    return res.drop_vars("block_done")
+
+
+def _run_local(si, todo, plan, plan_json, model, engine, nulls, pos_of, write) -> None:
+    """Blocks one after the other in this process; the next block is read while
+    the current one is computed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wd = np.dtype(plan.dtype)
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        nxt = reader.submit(_load_block, si, todo[0][2], todo[0][3], wd)
+        for k, b in enumerate(todo):
+            y = nxt.result()
+            if k + 1 < len(todo):
+                nxt = reader.submit(_load_block, si, todo[k + 1][2], todo[k + 1][3], wd)
+            res, _ = _block_task(y, pos_of(b[2], b[3]), plan_json, model, engine, nulls)
+            write(b, res)
+
+
+def _run_distributed(client, si, todo, plan_json, model, engine, nulls, pos_of, write) -> None:
+    """One task per block on a dask.distributed cluster; results written here
+    as they arrive."""
+    import dask
+    from distributed import as_completed
+
+    data = si.data
+    if isinstance(data, np.ndarray):
+        import dask.array as dsa
+
+        data = dsa.from_array(data, chunks=(64, 64, -1))
+    dmodel = dask.delayed(model, pure=True)
+    dplan = dask.delayed(plan_json, pure=True)
+    dnull = dask.delayed(nulls, pure=True)
+    tasks = []
+    for b in todo:
+        _, _, ys, xs = b
+        tasks.append(dask.delayed(_block_task, pure=True)(
+            data[ys, xs], pos_of(ys, xs), dplan, dmodel, engine, dnull))
+    futures = client.compute(tasks)
+    index = {f.key: b for f, b in zip(futures, todo, strict=True)}
+    for fut in as_completed(futures):
+        res, _ = fut.result()
+        write(index[fut.key], res)
+        fut.release()
+
+
+# --------------------------------------------------------------------------
+# synthetic spectrum images of any size (benchmarks and tests)
+
+
+def synthetic_si(shape: tuple[int, int] = (256, 256), *, twin=None, chunks=None, seed: int = 0,
+                 dtype=np.float32) -> tuple[xr.DataArray, xr.DataArray]:
+    """A large NMC-like SI and its zero-loss SI, tiled from the digital twin.
+
+    Pixel ``(i, j)`` takes the twin's pixel ``(i mod ny, j mod nx)`` (its
+    counts, with their noise, spikes and energy-axis error) plus fresh
+    Gaussian noise of Poisson size (``sqrt(counts)``), drawn from a fixed
+    table at a random offset per pixel, which is cheap enough to generate an
+    8 GiB SI lazily.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Pixels ``(ny, nx)``.
+    twin : DigitalTwin, optional
+        Default: :func:`mmspec_widgets.twin.load_digital_twin`.
+    chunks : (int, int), optional
+        Pixel chunks of a dask-backed result (generated block by block on
+        demand); default: numpy arrays in memory.
+    seed : int
+        Noise seed (each chunk derives its own from it and its position).
+    dtype : numpy dtype
+        Data type of the counts.
+
+    Returns
+    -------
+    (si, zlp) : (xarray.DataArray, xarray.DataArray)
+        ``(y, x, energy)``, coordinates in nm and eV, attrs of the twin.
+    """
+    if twin is None:
+        from .twin import load_digital_twin
+
+        twin = load_digital_twin()
+    ny, nx = (int(s) for s in shape)
+    base_si = np.asarray(twin.si.values, dtype)
+    base_z = np.asarray(twin.zlp.values, dtype)
+    table = np.random.default_rng(12345).standard_normal(1 << 20).astype(dtype)
+
+    def make(base, ys, xs, key):
+        ty, tx = base.shape[:2]
+        n = base.shape[-1]
+        ix = np.arange(xs.start, xs.stop) % tx
+        out = np.empty((ys.stop - ys.start, ix.size, n), dtype)
+        rng = np.random.default_rng([seed, key, ys.start, xs.start])
+        offs = rng.integers(0, table.size - n, size=out.shape[:2])
+        ramp = np.arange(n)
+        step = max(1, (1 << 21) // max(ix.size * n, 1))  # ~16 MB of indices at a time
+        for r0 in range(0, out.shape[0], step):
+            r1 = min(r0 + step, out.shape[0])
+            iy = np.arange(ys.start + r0, ys.start + r1) % ty
+            mean = base[iy[:, None], ix[None, :]]
+            noise = table[offs[r0:r1, :, None] + ramp]
+            np.multiply(np.sqrt(np.clip(mean, 0, None)), noise, out=noise)
+            np.add(mean, noise, out=out[r0:r1])
+        np.clip(out, 0, None, out=out)
+        return out
+
+    def build(base, key):
+        if chunks is None:
+            return make(base, slice(0, ny), slice(0, nx), key)
+        import dask.array as dsa
+
+        cy, cx = chunks
+
+        def gen(block_info=None):
+            (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
+            return make(base, slice(y0, y1), slice(x0, x1), key)
+
+        return dsa.map_blocks(gen, dtype=dtype, chunks=((cy,) * (ny // cy) + ((ny % cy,) if ny % cy else ()),
+                                                         (cx,) * (nx // cx) + ((nx % cx,) if nx % cx else ()),
+                                                         (base.shape[-1],)))
+
+    def wrap(src, data, key):
+        step_y = float(src["y"][1] - src["y"][0]) if src.sizes["y"] > 1 else 1.0
+        step_x = float(src["x"][1] - src["x"][0]) if src.sizes["x"] > 1 else 1.0
+        return xr.DataArray(data, dims=("y", "x", "energy"), coords={
+            "y": ("y", np.arange(ny) * step_y, dict(src["y"].attrs)),
+            "x": ("x", np.arange(nx) * step_x, dict(src["x"].attrs)),
+            "energy": ("energy", np.asarray(src["energy"].values, float),
+                       dict(src["energy"].attrs))},
+            attrs={**{k: v for k, v in src.attrs.items() if k != "history"},
+                   "title": f"{src.attrs.get('title', 'SI')} tiled to {ny}x{nx}",
+                   "history": [{"step": "synthetic_si", "params": {"shape": [ny, nx],
+                                                                   "seed": seed}}]},
+            name=key)
+
+    return (wrap(twin.si, build(base_si, 0), "si"), wrap(twin.zlp, build(base_z, 1), "zlp"))
