@@ -564,10 +564,13 @@ def _load_block(si: xr.DataArray, ys: slice, xs: slice, wd) -> np.ndarray:
 
 
 def _sample_blocks(shape2, block, sample_pixels: int | None):
-    blocks = _blocks(shape2, block)
+    """Pixel regions the plan reads: all pixels as full-width slabs of ``block[0]``
+    rows (pixels in C order, so sums accumulate in the plain chain's order), or
+    evenly spread blocks holding at least ``sample_pixels``."""
     n = shape2[0] * shape2[1]
     if sample_pixels is None or sample_pixels >= n:
-        return blocks
+        return _blocks(shape2, (block[0], shape2[1]))
+    blocks = _blocks(shape2, block)
     per = block[0] * block[1]
     k = max(1, min(len(blocks), -(-int(sample_pixels) // per)))
     idx = np.unique(np.linspace(0, len(blocks) - 1, k).round().astype(int))
@@ -664,7 +667,7 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
             y = _load_block(si, ys, xs, wd).reshape(-1, e.size)
             sh = shift[ys, xs].ravel()
             if need_cal:
-                t_al.append(_aligned_sum(y, sh, plan, None, engine)[1])
+                t_al.append(_aligned_totals(y, sh, plan, engine))
             if mask_threshold:
                 t_clean.append(_despiked_totals(y, sh, plan, engine))
             bar.update(1)
@@ -674,16 +677,16 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
             t_al = np.concatenate(t_al)
             thr = _threshold(t_al)
             use = np.isfinite(t_al) & (t_al > 0) & (t_al >= (thr if thr is not None else np.inf))
-            acc = np.zeros(e.size)
+            acc = np.zeros(e.size, wd)
             start = 0
             for _, _, ys, xs in sample:  # pass 2: summed aligned spectrum of usable pixels
                 y = _load_block(si, ys, xs, wd).reshape(-1, e.size)
                 u = use[start:start + y.shape[0]]
                 start += y.shape[0]
                 if u.any():
-                    acc += _aligned_sum(y, shift[ys, xs].ravel(), plan, u, engine)[0]
+                    _accumulate_aligned(acc, y, shift[ys, xs].ravel(), plan, u, engine)
                 bar.update(1)
-            summed = xr.DataArray(acc.astype(wd), dims=("energy",),
+            summed = xr.DataArray(acc, dims=("energy",),
                                   coords={"energy": ("energy", plan.aligned_energy,
                                                      dict(si["energy"].attrs))})
             summed = remove_spikes(summed)
@@ -720,29 +723,39 @@ def _row_chunk(n_energy: int) -> int:
     return max(16, 262144 // max(n_energy, 1))
 
 
-def _aligned_sum(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, use, engine: str):
-    """(sum of aligned rows where ``use``, aligned totals) for rows ``y``."""
+def _aligned_totals(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str):
+    """Total counts of every zero-loss aligned row of ``y``."""
     from .calibrate import _shift_resample
 
     align = plan.zlp_median_eV is not None
     if engine == "numpy":
         a = _shift_resample(y, shift) if align else y
-        tot = a.sum(-1, dtype=np.float64)
-        acc = a[use].sum(0, dtype=np.float64) if use is not None else None
-        return acc, tot
+        return a.sum(-1, dtype=np.float64)
     tot = np.empty(y.shape[0])
-    flags = np.zeros(y.shape[0], np.bool_) if use is None else np.asarray(use, np.bool_)
-    rows = _row_chunk(y.shape[1])
-    parts = {}
+    flags = np.zeros(y.shape[0], np.bool_)
+    acc = np.zeros(y.shape[1], y.dtype)
 
     def run(r0, r1):
-        acc = np.zeros(y.shape[1])
         _k_align_rows(y[r0:r1], shift[r0:r1], align, flags[r0:r1], acc, tot[r0:r1])
-        parts[r0] = acc
 
-    map_row_blocks(run, y.shape[0], rows)
-    acc = np.sum([parts[r] for r in sorted(parts)], axis=0) if use is not None else None
-    return acc, tot
+    map_row_blocks(run, y.shape[0], _row_chunk(y.shape[1]))
+    return tot
+
+
+def _accumulate_aligned(acc: np.ndarray, y: np.ndarray, shift: np.ndarray, plan: ChainPlan,
+                        use: np.ndarray, engine: str) -> None:
+    """``acc += aligned row`` for the rows where ``use``, one after the other in
+    the working dtype: the order and precision of ``SI.where(mask).sum()``."""
+    from .calibrate import _shift_resample
+
+    align = plan.zlp_median_eV is not None
+    if engine == "numpy":
+        a = _shift_resample(y[use], shift[use]) if align else y[use]
+        for row in a:
+            acc += row
+        return
+    tot = np.empty(y.shape[0])
+    _k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
 
 
 def _despiked_totals(y, shift, plan, engine) -> np.ndarray:
@@ -1148,7 +1161,7 @@ def _create_store(out: Path, plan: ChainPlan, si: xr.DataArray, null: xr.Dataset
     ds = xr.Dataset(data, coords=coords)
     ds.attrs = {**model_attrs, "mmspec_plan": plan.to_json(), "mmspec_block": [by, bx],
                 "mmspec_signature": plan.signature()}
-    ds.to_zarr(str(out), mode="w", compute=False)
+    ds.to_zarr(str(out), mode="w", compute=False, consolidated=False)
     if positions is not None:  # small: write it now
         import zarr
 
@@ -1309,7 +1322,7 @@ def map_spectrum_image(
             _run_distributed(client, si, todo, plan_json, model, engine, nulls, pos_of, write)
     finally:
         bar.close()
-    res = xr.open_zarr(str(out))
+    res = xr.open_zarr(str(out), consolidated=False)
     return res.drop_vars("block_done")
 
 

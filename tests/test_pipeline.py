@@ -1,0 +1,282 @@
+"""The fast and out-of-core chain gives the plain chain's numbers.
+
+The plain functions (calibrate, remove_spikes, extract_edges, run_chain) are
+the reference; the fused kernel, the block-wise Zarr mapping, its resume and
+the dask.distributed path are compared with them.  A small deterministic
+stand-in model keeps these tests independent of the shipped model bundle.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets import pipeline as pl
+from mmspec_widgets.demo import run_chain
+from mmspec_widgets.errors import DataError, MMSpecError
+
+
+class StandInModel:
+    """predict(ds) -> maps, a fixed function of the spectra; counts its calls."""
+
+    model_id = "stand-in-1"
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def predict(self, ds: xr.Dataset) -> xr.Dataset:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("stopped on purpose")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            o = ds["O_K"].mean("energy_O_K").astype(float)
+            mn = ds["Mn_L23"].isel(energy_Mn_L23=slice(30, 60)).mean("energy_Mn_L23")
+            ni = ds["Ni_L23"].sum("energy_Ni_L23", skipna=False).astype(float)
+        out = xr.Dataset({"o_level": o, "mn_l3": mn.astype(float), "ni_area": ni,
+                          "ood": ~(o > 0.3)})
+        out.attrs = {"model_id": self.model_id, "edges": list(ds.data_vars), "history": []}
+        return out
+
+
+def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| relative to each spectrum's largest value (NaN where both NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (vacuum) spectra
+        scale = np.nanmax(np.abs(a), axis=-1, keepdims=True)
+    return np.abs(a - b) / scale
+
+
+@pytest.fixture(scope="module")
+def small():
+    return pl.synthetic_si((24, 36), seed=1)
+
+
+@pytest.fixture(scope="module")
+def plain(small):
+    si, zlp = small
+    eds, maps = run_chain(si, zlp, model=StandInModel())
+    return eds, maps
+
+
+# --------------------------------------------------------------------------
+# the fused kernel against the plain functions
+
+
+def test_fast_chain_equals_plain_chain(small, plain):
+    si, zlp = small
+    eds, maps = plain
+    timings = {}
+    fast, fmaps = pl.run_chain_fast(si, zlp, model=StandInModel(), timings=timings)
+    assert set(timings) == {"plan", "extract", "predict"}
+    # calibration fitted on the same summed spectrum (same pixels, same order)
+    assert fast.attrs["calibration_offset_eV"] == pytest.approx(
+        eds.attrs["calibration_offset_eV"], abs=1e-9)
+    assert fast.attrs["calibration_scale"] == pytest.approx(eds.attrs["calibration_scale"],
+                                                            abs=1e-12)
+    assert fast.attrs["zlp_position_median_eV"] == eds.attrs["zlp_position_median_eV"]
+    for name in eds.data_vars:
+        a, b = eds[name].values, fast[name].values
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))  # same vacuum mask
+        err = _rel_err(a, b)
+        assert np.nanmedian(err) < 1e-6, name
+        assert np.nanmax(err) < 1e-4, name
+        np.testing.assert_array_equal(fast[f"energy_{name}"].values,
+                                      eds[f"energy_{name}"].values)
+    assert [h["step"] for h in fast.attrs["history"]] == [h["step"] for h in
+                                                          eds.attrs["history"]]
+    rep = [h for h in fast.attrs["history"] if h["step"] == "remove_spikes"][0]
+    rep_plain = [h for h in eds.attrs["history"] if h["step"] == "remove_spikes"][0]
+    assert rep["params"]["n_replaced"] == rep_plain["params"]["n_replaced"] > 0
+    for v in ("o_level", "mn_l3"):
+        np.testing.assert_allclose(fmaps[v].values, maps[v].values, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(fmaps["ood"].values, maps["ood"].values)
+
+
+@pytest.mark.parametrize("dtype,width", [(np.float32, 2), (np.float64, 2), (np.float32, 3)])
+def test_kernel_equals_plain_functions_on_the_same_plan(small, dtype, width):
+    """Same plan, so only the per-pixel arithmetic differs: the compiled
+    kernel against remove_spikes + extract_edges (numpy engine)."""
+    si, zlp = small
+    si = si.astype(dtype)
+    plan, pos = pl.fit_plan(si, zlp, sample_pixels=None, spike_width=width)
+    y = si.values.copy()
+    y[0, 0] = 0.0  # no counts: the background fit fails -> NaN, as in the plain chain
+    y[1, 1, 700] += 5e5  # a cosmic-ray spike
+    a, ta, na = pl.extract_block(y, pos, plan, engine="numba")
+    b, tb, nb = pl.extract_block(y, pos, plan, engine="numpy")
+    assert na == nb > 0
+    np.testing.assert_allclose(ta, tb, rtol=1e-6)
+    for name in plan.edges:
+        assert a[name].dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(np.isnan(a[name]), np.isnan(b[name]))
+        assert np.isnan(a[name][0, 0]).all()
+        assert np.nanmax(_rel_err(b[name], a[name])) < 5e-5, name
+
+
+def test_median_kernel_is_numpys_median():
+    rng = np.random.default_rng(3)
+    cand = np.empty(4100, np.float32)
+    cases = [rng.normal(0, 1, 2047), rng.normal(0, 1, 2048),
+             rng.integers(0, 4, 2047), rng.integers(0, 4, 2048),  # many ties
+             np.r_[rng.normal(0, 1, 2000), np.full(47, 1e6)],  # heavy tail
+             np.full(100, 7.0), np.arange(5.0), rng.standard_cauchy(4099)]
+    for x in cases:
+        for dt in (np.float32, np.float64):
+            v = np.ascontiguousarray(x, dtype=dt)
+            c = np.empty(v.size + 1, dt) if dt == np.float64 else cand
+            got = pl._k_median(v, v.size, c)
+            assert got == np.median(v), (x[:3], dt)
+
+
+def test_fast_background_path_is_the_general_one(small):
+    si, _ = small
+    fast = mm.subtract_background(si, (600.0, 632.0))  # numpy-backed: row blocks
+    lazy = mm.subtract_background(si.chunk({"y": 8}), (600.0, 632.0))  # general path
+    np.testing.assert_array_equal(fast.values, lazy.values)
+    assert fast.attrs["history"][-1] == lazy.attrs["history"][-1]
+    d = si.values.copy()
+    d[2, 3] = 0
+    with pytest.warns(UserWarning, match="1 pixel"):
+        out = mm.subtract_background(si.copy(data=d), (600.0, 632.0))
+    assert np.isnan(out.values[2, 3]).all() and np.isfinite(out.values[2, 4]).all()
+
+
+# --------------------------------------------------------------------------
+# out of core
+
+
+def test_map_spectrum_image_equals_in_memory_chain(small, plain, tmp_path):
+    si, zlp = small
+    _, maps = plain
+    res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "m.zarr",
+                                block=(10, 16), progress=False)  # ragged last blocks
+    _, fmaps = pl.run_chain_fast(si, zlp, model=StandInModel())
+    for v in ("o_level", "mn_l3", "ni_area"):
+        np.testing.assert_array_equal(res[v].values, fmaps[v].values)  # same kernel, same plan
+        np.testing.assert_allclose(res[v].values, maps[v].values, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(res["ood"].values, maps["ood"].values)
+    assert res["mask"].values.sum() == np.isfinite(maps["o_level"].values).sum()
+    assert res["zlp_position"].attrs["units"] == "eV"
+    assert res.attrs["model_id"] == "stand-in-1"
+    assert [h["step"] for h in res.attrs["history"]][-2:] == ["learn.predict",
+                                                              "map_spectrum_image"]
+    # reading back with plain xarray, chunks = blocks
+    back = xr.open_zarr(tmp_path / "m.zarr", consolidated=False)
+    assert back["o_level"].chunks == ((10, 10, 4), (16, 16, 4))
+
+
+def test_lazy_si_gives_the_same_maps(small, tmp_path):
+    si, zlp = small
+    lazy_si = si.copy(data=dsa.from_array(si.values, chunks=(8, 12, -1)))
+    lazy_z = zlp.copy(data=dsa.from_array(zlp.values, chunks=(8, 12, -1)))
+    a = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "a.zarr",
+                              block=(8, 12), progress=False)
+    b = pl.map_spectrum_image(lazy_si, lazy_z, model=StandInModel(), out=tmp_path / "b.zarr",
+                              block=(8, 12), progress=False)
+    for v in a.data_vars:
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_interrupted_run_resumes_without_recomputing(small, tmp_path):
+    si, zlp = small
+    out = tmp_path / "r.zarr"
+    n_blocks = 3 * 3  # 24 x 36 px in 8 x 12 blocks
+    # call 1 is the masked-pixel probe; then one call per block
+    with pytest.raises(KeyboardInterrupt):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(fail_after=5), out=out,
+                              block=(8, 12), progress=False)
+    import zarr
+
+    done = np.asarray(zarr.open_group(str(out), mode="r")["block_done"][...])
+    assert done.sum() == 4
+    again = StandInModel()
+    res = pl.map_spectrum_image(si, zlp, model=again, out=out, block=(8, 12), progress=False)
+    assert again.calls == 1 + (n_blocks - 4)  # probe + the unfinished blocks only
+    fresh = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "f.zarr",
+                                  block=(8, 12), progress=False)
+    for v in fresh.data_vars:
+        np.testing.assert_array_equal(res[v].values, fresh[v].values)
+    # a finished store: nothing left to do
+    idle = StandInModel()
+    pl.map_spectrum_image(si, zlp, model=idle, out=out, block=(8, 12), progress=False)
+    assert idle.calls == 1
+
+
+def test_store_of_another_run_is_refused(small, tmp_path):
+    si, zlp = small
+    out = tmp_path / "s.zarr"
+    pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=(12, 12),
+                          progress=False)
+    with pytest.raises(MMSpecError, match=r"different run \(block"):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=(8, 8),
+                              progress=False)
+    with pytest.raises(MMSpecError, match=r"different run \(edges"):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=(12, 12),
+                              edges=["O_K", "Mn_L23"], progress=False)
+    again = StandInModel()
+    pl.map_spectrum_image(si, zlp, model=again, out=out, block=(8, 8), overwrite=True,
+                          progress=False)
+    assert again.calls == 1 + 3 * 5
+    other = tmp_path / "not-a-store"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(MMSpecError, match="not a map store"):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(), out=other, progress=False)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_distributed_cluster_gives_the_same_maps(small, tmp_path):
+    from distributed import Client, LocalCluster
+
+    si, zlp = small
+    single = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "1.zarr",
+                                   block=(8, 12), progress=False)
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        multi = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "n.zarr",
+                                      block=(8, 12), client=client, progress=False)
+        ran_on = client.run(lambda: 1)
+    assert len(ran_on) == 3
+    for v in single.data_vars:
+        np.testing.assert_array_equal(single[v].values, multi[v].values)
+
+
+def test_sampled_plan_is_close_to_the_full_one():
+    si, zlp = pl.synthetic_si((48, 48), seed=2, chunks=(16, 16))
+    full, _ = pl.fit_plan(si, zlp, block=(16, 16), sample_pixels=None)
+    part, _ = pl.fit_plan(si, zlp, block=(16, 16), sample_pixels=600)
+    assert part.sample_pixels == 3 * 256 < full.sample_pixels == 48 * 48
+    assert part.zlp_median_eV == full.zlp_median_eV  # positions come from every pixel
+    assert part.calibration["offset_eV"] == pytest.approx(full.calibration["offset_eV"],
+                                                          abs=0.05)
+    assert part.mask_threshold == pytest.approx(full.mask_threshold, rel=0.05)
+
+
+def test_bad_arguments(small, tmp_path):
+    si, zlp = small
+    with pytest.raises(DataError, match=r"dims \(y, x, energy\)"):
+        pl.map_spectrum_image(si.isel(y=0), model=StandInModel(), out=tmp_path / "x.zarr")
+    with pytest.raises(MMSpecError, match="block="):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(), block=(0, 4),
+                              out=tmp_path / "x.zarr")
+    with pytest.raises(MMSpecError, match="engine="):
+        pl.run_chain_fast(si, zlp, model=StandInModel(), engine="gpu")
+    with pytest.raises(MMSpecError, match="unknown edge"):
+        pl.fit_plan(si, zlp, edges=["Fe_L23"])
+    with pytest.raises(DataError, match="zlp: navigation shape"):
+        pl.fit_plan(si, zlp.isel(y=slice(0, 5)))
+    plan, pos = pl.fit_plan(si, zlp)
+    with pytest.raises(DataError, match="positions"):
+        pl.extract_block(si.values[:2, :2], None, plan)
+    with pytest.raises(DataError, match="2048 energy channels"):
+        pl.extract_block(si.values[:2, :2, :100], pos[:2, :2], plan)
+    with pytest.raises(DataError, match="Ni_L23: pre-edge window"):
+        pl.fit_plan(si, zlp, edges=["Ni_L23"], windows={"Ni_L23": (1100.0, 1200.0)})
