@@ -18,8 +18,8 @@ from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 from mmspec_widgets.learn.fusion import TARGETS, MultimodalModel, dataset_to_matrix
 from mmspec_widgets.learn.uncertainty import Z90, calibrate_scale, interval_coverage
 
-SMALL = dict(params={"max_iter": 80, "min_samples_leaf": 5, "max_leaf_nodes": 7},
-             settings={"n_points": 16, "n_windows": 3, "n_peaks": 2}, n_folds=3,
+SMALL = dict(params={"max_iter": 50, "min_samples_leaf": 5, "max_leaf_nodes": 7, "max_bins": 32},
+             settings={"n_points": 12, "n_windows": 2, "n_peaks": 1}, n_folds=3,
              dropout_copies=3, augment_copies=0)
 EELS = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
 

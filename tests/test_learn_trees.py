@@ -9,9 +9,17 @@ from sklearn.ensemble import (
     HistGradientBoostingRegressor,
     RandomForestRegressor,
 )
+from threadpoolctl import threadpool_limits
 
 from mmspec_widgets.errors import MMSpecError
 from mmspec_widgets.learn.trees import CompactBoosting, compact
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # OpenMP threads only slow small fits down on a busy machine
+    with threadpool_limits(limits=1):
+        yield
 
 
 @pytest.fixture(scope="module")
