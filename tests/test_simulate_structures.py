@@ -10,6 +10,7 @@ from mmspec_widgets.simulate.labels import region_labels, region_sites, select_s
 from mmspec_widgets.simulate.structures import (
     COMPOSITIONS,
     StructureSpec,
+    bond_valence_sums,
     lattice_parameters,
     target_bond_length,
 )
@@ -149,3 +150,13 @@ def test_region_and_site_selection():
 def test_bad_spec(kwargs, word):
     with pytest.raises(MMSpecError, match=word):
         StructureSpec(**kwargs)
+
+
+def test_bond_valence_cross_check():
+    nmc = StructureSpec(composition=COMPOSITIONS["NMC111"], li=0.4, seed=3).build()
+    bvs = bond_valence_sums(nmc)
+    syms, ox = nmc.symbols, nmc.oxidation
+    ni = {o: np.mean([b for b, s, oo in zip(bvs, syms, ox, strict=True) if s == "Ni" and oo == o])
+          for o in (3, 4)}
+    assert ni[4] > ni[3] + 0.3  # shorter bonds for Ni4+ give larger bond-valence sums
+    assert np.isnan(bvs[syms.index("O")])

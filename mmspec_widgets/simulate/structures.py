@@ -45,6 +45,7 @@ __all__ = [
     "NMCStructure",
     "lattice_parameters",
     "target_bond_length",
+    "bond_valence_sums",
 ]
 
 #: Named compositions: (Ni, Mn, Co) fractions of the transition metals.
@@ -488,3 +489,27 @@ def _relax_oxygen(s, n_iter: int = 40, step: float = 0.3, cutoff: float = 2.5) -
     for k in np.unique(oj):
         s.replace(int(k), s[int(k)].specie, frac[k], properties=s[int(k)].properties)
     return rms
+
+
+def bond_valence_sums(nmc: NMCStructure, cutoff: float = 2.6) -> np.ndarray:
+    """Bond-valence sums (valence units) of the TM sites; NaN elsewhere.
+
+    A cross-check of the geometry against the formal oxidation states, with
+    pymatgen's bond-valence parameters (one parameter set per element, so the
+    absolute values run low for Ni3+/Ni4+; the ordering is what is checked).
+
+    Parameters
+    ----------
+    nmc : NMCStructure
+    cutoff : float
+        Neighbour cutoff in Angstrom.
+    """
+    from pymatgen.analysis.bond_valence import calculate_bv_sum
+
+    s = nmc.structure
+    out = np.full(len(s), np.nan)
+    for i, site in enumerate(s):
+        if site.specie.symbol in ("Ni", "Mn", "Co"):
+            nbs = [n for n in s.get_neighbors(site, cutoff) if n.specie.symbol == "O"]
+            out[i] = calculate_bv_sum(site, nbs)
+    return out
