@@ -20,6 +20,7 @@ _LAZY = {
     # name: module
     "load": "io",
     "load_zlp_pair": "io",
+    "save": "io",
     "calibrate": "calibrate",
     "align_zero_loss": "calibrate",
     "align_scans": "calibrate",

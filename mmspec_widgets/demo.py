@@ -128,6 +128,7 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset, path: Path) -> Path:
 
 def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=None) -> dict:
     """Run the chain on the shipped digital twin; write maps and a summary."""
+    from .io import save
     from .learn import load_model
     from .twin import load_digital_twin
 
@@ -139,7 +140,7 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
     eds, maps = run_chain(twin.si, twin.zlp, model=model)
     elapsed = time.perf_counter() - t0
     scores = score_maps(maps, twin.truth)
-    maps.to_netcdf(out / "maps.nc", engine="h5netcdf")
+    save(maps, out / "maps.nc")
     png = plot_maps(maps, twin.truth, out / "maps.png")
     summary = {
         "input": str(twin.provenance.get("builder", "digital twin")),

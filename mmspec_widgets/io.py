@@ -38,6 +38,7 @@ from .errors import DataError, FileFormatError, MMSpecError
 __all__ = [
     "load",
     "load_zlp_pair",
+    "save",
     "HYPERSPY_EXTENSIONS",
     "COLUMN_EXTENSIONS",
     "XDI_EXTENSIONS",
@@ -971,3 +972,57 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
     out.update(attrs)
     out["history"] = []
     return xr.DataArray(data, dims=dims, coords=coords, attrs=out, name="mu")
+
+
+# --------------------------------------------------------------------------
+# writing results
+
+
+def _attr_safe(value: Any) -> Any:
+    """netCDF/Zarr-storable form of an attribute: nested values as JSON text."""
+    import json
+
+    if isinstance(value, (dict, list, tuple)) and not (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value)
+    ):
+        return json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    if isinstance(value, bool):
+        return int(value)
+    if value is None:
+        return ""
+    return value
+
+
+def save(obj: xr.DataArray | xr.Dataset, path: str | Path) -> Path:
+    """Write a result (maps, spectra, edges) to netCDF (``.nc``) or Zarr (``.zarr``).
+
+    Nested attributes (the processing history, calibration details) are
+    stored as JSON text so that every step stays recorded in the file. The
+    file is written anew; an existing file of that name is replaced, never a
+    file the data were read from (a :class:`FileFormatError` says so).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".nc", ".zarr"):
+        raise FileFormatError(f"{path}: cannot write {ext or 'files without extension'!r}; "
+                              "expected .nc (netCDF) or .zarr")
+    src = {str(Path(v.attrs.get("source_file", "")).resolve())
+           for v in ([obj] if isinstance(obj, xr.DataArray) else [obj, *obj.data_vars.values()])
+           if v.attrs.get("source_file")}
+    if str(path.resolve()) in src:
+        raise FileFormatError(f"{path}: is the file these data were read from; "
+                              "expected a new file name (input files are never modified)")
+    out = obj.copy()
+    out.attrs = {k: _attr_safe(v) for k, v in obj.attrs.items()}
+    variables = out.variables if isinstance(out, xr.Dataset) else out.coords.variables
+    for var in variables.values():
+        var.attrs = {k: _attr_safe(v) for k, v in var.attrs.items()}
+    if isinstance(out, xr.DataArray):
+        attrs = dict(out.attrs)
+        out = out.to_dataset(name=out.name or "data")
+        out.attrs = attrs
+    if ext == ".nc":
+        out.to_netcdf(path, engine="h5netcdf")
+    else:
+        out.to_zarr(path, mode="w")
+    return path

@@ -363,3 +363,23 @@ def test_electrochem_csv_is_not_xas(shared_data):
 
     with pytest.raises(FileFormatError, match="622.csv"):
         load(shared_data / "nmc-electrochem" / "622.csv")
+
+
+def test_save_keeps_history_as_json_and_refuses_the_input_file(tmp_path, tm_si_path):
+    import json
+
+    import mmspec_widgets as mm
+    from mmspec_widgets.errors import FileFormatError
+
+    si = mm.load(tm_si_path)
+    sub = mm.subtract_background(si, window=(600, 632))
+    out = mm.save(sub.rename("signal"), tmp_path / "sub.nc")
+    back = xr.load_dataset(out, engine="h5netcdf")
+    hist = json.loads(back.attrs["history"])
+    assert hist[-1]["step"] == "subtract_background"
+    np.testing.assert_allclose(back["signal"].values, sub.values)
+    src = si.assign_attrs(source_file=str(tmp_path / "mine.nc"))
+    with pytest.raises(FileFormatError, match="read from"):
+        mm.save(src, tmp_path / "mine.nc")
+    with pytest.raises(FileFormatError, match="expected .nc"):
+        mm.save(si, tmp_path / "x.h5")
