@@ -14,6 +14,7 @@ defects) when part of the input is shuffled between samples.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,6 +39,13 @@ def _prepare(model, ds, split, targets):
     blocks = np.cumsum([0] + [get_edge(e).n_points for e in model.edges_])
     slices = {e: slice(blocks[j], blocks[j + 1]) for j, e in enumerate(model.edges_)}
     return X, Y, targets, slices, layout
+
+
+def _nanmean(drops) -> np.ndarray:
+    """Mean over repeats; NaN (no warning) where a target could not be scored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.asarray(drops, float), axis=0)
 
 
 def _scores(model, X, Y, targets) -> dict:
@@ -81,7 +89,7 @@ def edge_importance(model, ds: xr.Dataset, *, targets: Sequence[str] | None = No
             s = _scores(model, Xp, Y, targets)
             drops.append([np.nan if base[t] is None or s[t] is None else base[t] - s[t]
                           for t in targets])
-        out[:, j] = np.nanmean(np.asarray(drops, float), axis=0)
+        out[:, j] = _nanmean(drops)
     return xr.DataArray(out, dims=("target", "edge"),
                         coords={"target": targets, "edge": list(slices)},
                         attrs={"long_name": "permutation importance (score drop)",
@@ -142,7 +150,7 @@ def energy_importance(model, ds: xr.Dataset, *, window: float = 2.0,
                     s = _scores(model, Xp, Y, targets)
                     drops.append([np.nan if base[t] is None or s[t] is None else base[t] - s[t]
                                   for t in targets])
-                imp[:, cols] = np.nanmean(np.asarray(drops, float), axis=0)[:, None]
+                imp[:, cols] = _nanmean(drops)[:, None]
         dim = f"energy_{e}"
         data[e] = xr.DataArray(imp, dims=("target", dim),
                                coords={"target": targets,

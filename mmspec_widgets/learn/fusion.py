@@ -333,10 +333,12 @@ class MultimodalModel(BaseEstimator):
     edge_models_ : dict
         Late fusion only: ``"<edge>/<target>"`` -> per-edge estimator.
     sigma_models_, calibration_ : dict
-        Regression targets: residual model and ``(c1, q90)``.
+        Regression targets: residual model and ``(c1, q90, floor)``: std =
+        ``c1 * max(residual model, floor)``, 90 % half-width = ``q90 * std``.
     ood_ : OODDetector
     cv_report_ : dict
-        Grouped-CV scores and calibration numbers measured during fit.
+        Out-of-fold scores measured during fit (rows with all available edges,
+        and all rows including edge-dropout copies).
     metadata_ : dict
         Provenance (training data hash, sizes, package versions, time).
     """
@@ -551,7 +553,8 @@ class MultimodalModel(BaseEstimator):
                 okr = ok & np.isfinite(r)
                 sig_params = {"max_iter": 100, "learning_rate": 0.05, "max_leaf_nodes": 15,
                               "min_samples_leaf": max(5, int(okr.sum()) // 40)}
-                floor = 1e-3 * float(np.nanstd(yt)) + 1e-9
+                floor = 1e-3 * max(float(np.nanstd(yt)), 1e-2 * float(np.nanmean(np.abs(yt))),
+                                   1e-6)
                 s_cv = np.full(D.shape[0], np.nan)
                 for k in range(len(folds)):
                     tr = okr & (fold_rep != k)
@@ -615,6 +618,8 @@ class MultimodalModel(BaseEstimator):
         for name, m in (("all_rows", ok & np.isfinite(oof)), ("all_edges", full & np.isfinite(oof))):
             if m.sum() < 3:
                 out[name] = None
+            elif np.ptp(y[m]) == 0:
+                out[name] = None  # constant labels: nothing to score
             elif t in CLASSIFICATION_TARGETS:
                 out[name] = float(roc_auc_score(y[m], oof[m])) if np.unique(y[m]).size > 1 \
                     else None
