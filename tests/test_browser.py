@@ -76,19 +76,16 @@ background = BackgroundSubtraction(calibration.result, pixel=(1, 10))
 background
 """),
     ("code", """
-from mmspec_widgets.learn import MultimodalModel
-from mmspec_widgets.learn._synthetic import make_synthetic_training_set
-EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
-toy = make_synthetic_training_set(n_structures=16, edges=EDGES, missing=0.0, seed=3)
-model = MultimodalModel(edges=EDGES, estimator="rf", params={"n_estimators": 20},
-                        n_folds=2, dropout_copies=1, augment_copies=0).fit(toy)
-sub = toy.isel(sample=slice(0, 48))
-maps_in = xr.Dataset(
-    {e: xr.DataArray(sub[e].values.reshape(4, 12, -1), dims=("y", "x", f"energy_{e}"),
-                     coords={f"energy_{e}": sub[f"energy_{e}"]}) for e in EDGES},
-    coords={"y": ("y", 2.0 * np.arange(4), {"units": "nm"}),
-            "x": ("x", 2.0 * np.arange(12), {"units": "nm"})})
-inference = Inference(maps_in, model, explain_data=toy, target="mn_oxidation")
+from mmspec_widgets.background import remove_spikes
+from mmspec_widgets.calibrate import calibrate
+from mmspec_widgets.extract import extract_edges
+from mmspec_widgets.learn import load_model
+from mmspec_widgets.twin import load_digital_twin
+twin = load_digital_twin()
+twin_edges = extract_edges(
+    remove_spikes(calibrate(twin.si, zlp=twin.zlp, references={"O_K": 530.0, "Ni_L3": 853.5})),
+    edges=["O_K", "Mn_L23", "Co_L23", "Ni_L23"])
+inference = Inference(twin_edges, load_model(), target="o_vacancy", pixel=(3, 20))
 inference.show_explanation = True
 inference
 """),
@@ -301,12 +298,14 @@ def test_explorer_click_on_map_selects_pixel(page):
 def test_inference_click_shows_pixel_panel(page):
     inf = page.locator(".mmspec-inference")
     inf.scroll_into_view_if_needed()
+    assert "Pixel (row 3, col 20)" in inf.inner_text()
     geo = _geometry(page, "inference-prediction")
-    sx, sy = _to_screen(geo, 2.0 * 7, 2.0 * 2)  # pixel (row 2, col 7)
+    # pixel (row 6, col 9) of the twin (2 nm pixels, coordinates from 0)
+    sx, sy = _to_screen(geo, 2.0 * 9, 2.0 * 6)
     page.mouse.click(sx, sy)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.mmspec-inference .widget-html-content')]"
-        ".some(e => e.innerText.includes('Pixel (row 2, col 7)'))", timeout=15_000)
+        ".some(e => e.innerText.includes('Pixel (row 6, col 9)'))", timeout=15_000)
     page.wait_for_timeout(800)
     png = _shot(inf, "inference.png")
     assert len(png) > 10_000

@@ -176,7 +176,7 @@ class Inference(WidgetBase):
         tmpl = self._template
         ny, nx = tmpl.sizes["y"], tmpl.sizes["x"]
         line_scan = nx >= 3 * ny
-        width = 520 if line_scan else 270
+        width = 560 if line_scan else 215
         self.pred_fig, self.pred_source, self.pred_mapper = P.image_figure(
             tmpl * 0.0, title="Prediction", colorbar_title="", width=width, max_height=300)
         self.std_fig, self.std_source, self.std_mapper = P.image_figure(
@@ -195,8 +195,8 @@ class Inference(WidgetBase):
                              value_format="0.000")
         self.hatch_source = P.ColumnDataSource({"x": [], "y": [], "w": [], "h": []})
         self.pred_fig.rect("x", "y", "w", "h", source=self.hatch_source, fill_alpha=0.0,
-                           line_alpha=0.0, hatch_pattern="/", hatch_color="#444444",
-                           hatch_alpha=0.8, hatch_scale=8.0)
+                           line_alpha=0.0, hatch_pattern="/", hatch_color="#ffffff",
+                           hatch_alpha=0.55, hatch_scale=7.0, hatch_weight=1.0)
         self.outlines = [P.pixel_outline(f) for f in (self.pred_fig, self.std_fig, self.ood_fig)]
         self.grid_source.selected.on_change("indices", self._on_select)
 
@@ -207,7 +207,7 @@ class Inference(WidgetBase):
         for e in self._data_edges():
             grid = np.asarray(self.data[e][f"energy_{e}"].values, dtype=float)
             fig = P.spectrum_figure(title=_edge_label(e), x_label=_ENERGY_LABEL,
-                                    y_label="Intensity (a.u.)", width=380, height=230,
+                                    y_label="Intensity (a.u.)", width=330, height=220,
                                     x_range=Range1d(float(grid.min()), float(grid.max())))
             src = P.ColumnDataSource({"energy": grid, "intensity": np.zeros_like(grid)})
             imp = P.ColumnDataSource({"energy": grid, "importance": np.zeros_like(grid)})
@@ -264,13 +264,12 @@ class Inference(WidgetBase):
         row3 = ipw.HBox([self.explain_box])
         self.pred_fig.name, self.std_fig.name = "inference-prediction", "inference-std"
         self.ood_fig.name = "inference-ood"
-        self.pixel_table.layout = ipw.Layout(min_width="430px")
-        self.ui = ipw.VBox([row1, row2, row3, self.status,
-                            ipw.HBox([self.maps_plot, self.pixel_table]),
+        self.pixel_table.layout = ipw.Layout(min_width="330px", max_width="360px")
+        self.ui = ipw.VBox([row1, row2, row3, self.status, self.maps_plot,
                             ipw.HTML("<b>Spectra of the selected pixel</b> (shaded: energies "
                                      "the model relies on for the map shown, when "
                                      "<i>Explain</i> is on)"),
-                            self.spectra_plot])
+                            ipw.HBox([self.spectra_plot, self.pixel_table])])
         self.ui.add_class("mmspec-inference")
 
     # ----------------------------------------------------------- validation
