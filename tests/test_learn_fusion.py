@@ -208,6 +208,24 @@ def test_ood_flags_unlike_spectra_but_not_training_ones(model, split):
     assert (res.ood_score.values > 1).sum() == res.ood.values.sum()
 
 
+def test_an_edge_far_out_of_distribution_is_ignored_for_that_pixel(model, split):
+    te = split[1].isel(sample=slice(0, 10)).copy(deep=True)
+    te = te.isel(sample=np.flatnonzero(np.isfinite(te.Mn_L23.values).all(axis=1)))
+    noisy = te.copy(deep=True)
+    rng = np.random.default_rng(1)
+    noisy["Mn_L23"][:3] = rng.normal(0, 1, noisy["Mn_L23"][:3].shape)  # a weak edge: noise
+    kept = model.predict(noisy, drop_ood_edges=None)
+    dropped = model.predict(noisy)  # default: far-out edges ignored
+    others = model.predict(noisy, edges=[e for e in model.edges_ if e != "Mn_L23"])
+    assert (dropped.n_edges.values[:3] == kept.n_edges.values[:3] - 1).all()
+    assert (dropped.n_edges.values[3:] == kept.n_edges.values[3:]).all()
+    for t in ("li_content", "o_vacancy"):
+        np.testing.assert_allclose(dropped[t].values[:3], others[t].values[:3])
+        np.testing.assert_allclose(dropped[t].values[3:], kept[t].values[3:])
+    assert dropped.ood.values[:3].all()  # still flagged
+    assert dropped.attrs["history"][-1]["drop_ood_edges"] == 10.0
+
+
 def test_uncertainty_is_calibrated_on_held_out_residuals(model, split):
     te = split[1]
     maps = model.predict(te)

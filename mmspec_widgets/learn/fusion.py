@@ -76,6 +76,9 @@ _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
 #: per-edge (level-1) models of late fusion: small and fixed
 _EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15,
                       "min_samples_leaf": 10, "max_features": 1.0}
+#: default of ``predict(drop_ood_edges=...)``: an edge this many times beyond
+#: its OOD threshold is ignored for that pixel
+DROP_OOD_EDGES = 10.0
 #: pixels predicted at once (bounds memory for large spectrum images)
 _CHUNK_ROWS = 16384
 #: fewest complete spectra for an edge to be used in training
@@ -497,8 +500,11 @@ class MultimodalModel(BaseEstimator):
         F = self.featurizer_.transform(Xall)
         self.columns_ = self._edge_columns(self.featurizer_.feature_edges_)
         present = self._present(F)
+        # out-of-distribution detection on the CDF of each edge (scale-free, 0..1)
+        self.ood_featurizer_ = FusedFeaturizer(self.edges_, ("cdf",), {"n_points": 24}).fit(X)
         self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
-            F[: X.shape[0]], self.featurizer_.feature_edges_, groups=groups)
+            self.ood_featurizer_.transform(X), self.ood_featurizer_.feature_edges_,
+            groups=groups)
 
         folds = list(GroupKFold(n_splits=int(self.n_folds)).split(F, groups=Gall))
         fold_of = np.empty(F.shape[0], dtype=int)
@@ -628,26 +634,41 @@ class MultimodalModel(BaseEstimator):
         return out
 
     # ---------------------------------------------------------------- predict
-    def predict_arrays(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None = None
+                       ) -> dict[str, np.ndarray]:
         """Predictions for joined spectra rows (see :func:`dataset_to_matrix`).
 
         Parameters
         ----------
         X : ndarray, shape (n_rows, sum of the model's grid sizes)
             NaN blocks for absent edges.
+        drop_ood_edges : float, optional
+            Ignore, row by row, an edge whose OOD distance exceeds this multiple
+            of its threshold (e.g. a weak edge that is only noise): the row is
+            predicted from its other edges.  None: use every edge given.
 
         Returns
         -------
         dict
             ``target``, ``target_std`` (target units), ``ood`` (bool),
-            ``ood_score`` (ratio to threshold), each shape (n_rows,).
+            ``ood_score`` (ratio to threshold; computed on all edges given) and
+            ``n_edges`` (edges used), each shape (n_rows,).
         """
         check_is_fitted(self, "models_")
         with self._threads():
-            return self._predict_arrays(X)
+            return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges)
 
-    def _predict_arrays(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None
+                        ) -> dict[str, np.ndarray]:
+        Fo = self.ood_featurizer_.transform(X)
+        score = self.ood_.score(Fo)
         F = self.featurizer_.transform(X)
+        if drop_ood_edges is not None:
+            ratios = self.ood_.edge_ratios(Fo)
+            for j, e in enumerate(self.ood_.edges_):
+                bad = ratios[:, j] > float(drop_ood_edges)
+                if bad.any():
+                    F[np.ix_(bad, self.columns_[self.edges_.index(e)])] = np.nan
         present = self._present(F)
         A = self._level1(F) if self.fusion == "late" else F
         D = self._design(A, present)
@@ -666,12 +687,13 @@ class MultimodalModel(BaseEstimator):
             std[~usable] = np.nan
             out[t] = mean
             out[f"{t}_std"] = std
-        score = self.ood_.score(F)
         out["ood_score"] = score
         out["ood"] = (score > 1) | ~usable
+        out["n_edges"] = present.sum(axis=1)
         return out
 
-    def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None) -> xr.Dataset:
+    def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None, *,
+                drop_ood_edges: float | None = DROP_OOD_EDGES) -> xr.Dataset:
         """Maps of every target, its standard deviation and an OOD flag.
 
         Parameters
@@ -684,27 +706,33 @@ class MultimodalModel(BaseEstimator):
         edges : sequence of str, optional
             Use only these edges (each must be in ``ds`` and in the model);
             default: every model edge found in ``ds``.
+        drop_ood_edges : float or None
+            Per pixel, ignore an edge whose OOD distance is more than this
+            multiple of its threshold (a spectrum far from anything simulated,
+            typically a weak edge that is only noise) and predict from the
+            other edges; such pixels are flagged ``ood``.  None: use all edges.
 
         Returns
         -------
         xarray.Dataset
             Same leading dims and coordinates as ``ds``; variables for each
             target, ``<target>_std`` (1 standard deviation, calibrated on
-            held-out data), ``ood`` (bool) and ``ood_score``; attrs ``edges``,
-            ``edge_set``, ``model_id``, ``q90`` (90 % interval half-widths in
-            units of std) and ``history``.
+            held-out data), ``ood`` (bool), ``ood_score`` and ``n_edges``
+            (edges used per pixel); attrs ``edges``, ``edge_set``, ``model_id``,
+            ``q90`` (90 % interval half-widths in units of std) and ``history``.
         """
         check_is_fitted(self, "models_")
         layout = _layout(ds, self.edges_, edges)
         dims, shape, used = layout["dims"], layout["shape"], layout["edges"]
         n = int(np.prod(shape)) if shape else 1
         if n <= _CHUNK_ROWS:
-            out = self.predict_arrays(dataset_to_matrix(ds, self.edges_, use=used)[0])
+            out = self.predict_arrays(dataset_to_matrix(ds, self.edges_, use=used)[0],
+                                      drop_ood_edges)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             rows = ds[used].stack(_row=dims).transpose("_row", ...)
             parts = [self.predict_arrays(dataset_to_matrix(
-                rows.isel(_row=slice(i, i + _CHUNK_ROWS)), self.edges_, use=used)[0])
-                for i in range(0, n, _CHUNK_ROWS)]
+                rows.isel(_row=slice(i, i + _CHUNK_ROWS)), self.edges_, use=used)[0],
+                drop_ood_edges) for i in range(0, n, _CHUNK_ROWS)]
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         data = {}
         for name, v in out.items():
@@ -716,6 +744,8 @@ class MultimodalModel(BaseEstimator):
                 attrs = {"long_name": "out of distribution (unlike the training spectra)"}
             elif name == "ood_score":
                 attrs = {"long_name": "OOD distance / threshold (> 1: out of distribution)"}
+            elif name == "n_edges":
+                attrs = {"long_name": "number of edges used"}
             data[name] = xr.Variable(dims, v.reshape(shape), attrs)
         maps = xr.Dataset(data, coords=layout["coords"])
         history = ds.attrs.get("history", [])
@@ -726,7 +756,8 @@ class MultimodalModel(BaseEstimator):
                 history = [history]
         history = list(history) if isinstance(history, list | tuple) else []
         history.append({"step": "learn.predict", "model_id": self.model_id,
-                        "edges": list(used), "fusion": self.fusion})
+                        "edges": list(used), "fusion": self.fusion,
+                        "drop_ood_edges": drop_ood_edges})
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
                       "model_id": self.model_id,
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},

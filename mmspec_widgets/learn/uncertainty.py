@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import MMSpecError
@@ -92,13 +91,17 @@ def interval_coverage(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray,
 class OODDetector(BaseEstimator):
     """Per-edge Mahalanobis distance in PCA feature space.
 
-    For each edge the features are standardised, projected on ``n_components``
-    principal components, and the distance is the Mahalanobis norm of the scores
-    plus the reconstruction residual (relative to its training mean).  The
-    threshold comes from the distances of training samples *held out* from the
-    PCA fit (``n_splits``-fold cross-fitting, grouped when groups are given),
-    to which a log-normal law is fitted, so that rare quantiles are smooth even
-    for small training sets.
+    For each edge the features are centred and scaled by
+    ``sqrt(variance + scale_floor**2)``, projected on ``n_components``
+    principal components, and the distance is the Mahalanobis norm of the
+    scores (variances floored at 1) plus the reconstruction residual (relative
+    to its training mean, floored at 1).  The floors keep the distance finite
+    and meaningful when the training spectra of an edge hardly vary: a
+    deviation then counts in units of ``scale_floor``.  The threshold comes
+    from the distances of training samples *held out* from the fit
+    (``n_splits``-fold cross-fitting, grouped when groups are given), to which
+    a log-normal law is fitted, so that rare quantiles are smooth even for
+    small training sets.
 
     Parameters
     ----------
@@ -111,34 +114,46 @@ class OODDetector(BaseEstimator):
         PCA components per edge.
     n_splits : int
         Cross-fitting folds for the threshold.
+    scale_floor : float
+        Smallest feature scale, in feature units (0.01 suits CDF features,
+        which run from 0 to 1).
 
     Attributes
     ----------
     edges_ : list of str
-    scalers_, pcas_ : dict
-        Per edge, fitted on all training features of that edge.
-    resid_scale_ : dict
-        Per edge, mean squared reconstruction residual of the training rows.
+    fits_ : dict
+        Per edge ``(mean, scale, pca, resid_scale)``, fitted on all training rows.
     log_mean_, log_std_ : dict
         Per edge, log-normal law of the held-out training distances.
     """
 
-    def __init__(self, quantile: float = 0.99, n_components: int = 8, n_splits: int = 5):
+    def __init__(self, quantile: float = 0.99, n_components: int = 8, n_splits: int = 5,
+                 scale_floor: float = 0.01):
         self.quantile = quantile
         self.n_components = n_components
         self.n_splits = n_splits
+        self.scale_floor = scale_floor
 
-    @staticmethod
-    def _fit_edge(block: np.ndarray, n_components: int):
-        sc = StandardScaler().fit(block)
-        Z = sc.transform(block)
-        k = max(1, min(int(n_components), Z.shape[0] - 1, Z.shape[1]))
+    def _fit_edge(self, block: np.ndarray):
+        mean = block.mean(axis=0)
+        scale = np.sqrt(block.var(axis=0) + float(self.scale_floor) ** 2)
+        Z = (block - mean) / scale
+        k = max(1, min(int(self.n_components), Z.shape[0] - 1, Z.shape[1]))
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             # identical spectra (a constant block) leave no variance to explain
             warnings.simplefilter("ignore", RuntimeWarning)
             pca = PCA(n_components=k).fit(Z)
         resid = ((Z - pca.inverse_transform(pca.transform(Z))) ** 2).sum(axis=1)
-        return sc, pca, float(max(resid.mean(), 1e-12))
+        return mean, scale, pca, float(max(resid.mean(), 1.0))
+
+    @staticmethod
+    def _distance_with(fitted, block: np.ndarray) -> np.ndarray:
+        mean, scale, pca, resid_scale = fitted
+        Z = (block - mean) / scale
+        S = pca.transform(Z)
+        maha = (S ** 2 / np.maximum(pca.explained_variance_, 1.0)).sum(axis=1)
+        resid = ((Z - pca.inverse_transform(S)) ** 2).sum(axis=1) / resid_scale
+        return np.sqrt(maha + resid)
 
     def fit(self, F: np.ndarray, feature_edges: Sequence[str], groups=None):
         """Learn per-edge distance distributions.
@@ -161,8 +176,7 @@ class OODDetector(BaseEstimator):
         feature_edges = np.asarray(feature_edges, dtype=object)
         self.edges_ = list(dict.fromkeys(feature_edges))
         self.columns_ = {e: np.flatnonzero(feature_edges == e) for e in self.edges_}
-        self.scalers_, self.pcas_, self.resid_scale_ = {}, {}, {}
-        self.log_mean_, self.log_std_ = {}, {}
+        self.fits_, self.log_mean_, self.log_std_ = {}, {}, {}
         for e, cols in self.columns_.items():
             rows = np.flatnonzero(np.all(np.isfinite(F[:, cols]), axis=1))
             if rows.size < 6:
@@ -176,24 +190,13 @@ class OODDetector(BaseEstimator):
                 cv = KFold(n_splits, shuffle=True, random_state=0) if g is None else \
                     GroupKFold(n_splits)
                 for tr, te in cv.split(block, groups=g):
-                    fitted = self._fit_edge(block[tr], self.n_components)
-                    d.append(self._distance_with(fitted, block[te]))
-            self.scalers_[e], self.pcas_[e], self.resid_scale_[e] = \
-                self._fit_edge(block, self.n_components)
-            d = np.concatenate(d) if d else self._distance(e, block)
+                    d.append(self._distance_with(self._fit_edge(block[tr]), block[te]))
+            self.fits_[e] = self._fit_edge(block)
+            d = np.concatenate(d) if d else self._distance_with(self.fits_[e], block)
             logd = np.log(np.maximum(d, 1e-12))
             self.log_mean_[e] = float(logd.mean())
             self.log_std_[e] = float(max(logd.std(), 1e-3))
         return self
-
-    @staticmethod
-    def _distance_with(fitted, block: np.ndarray) -> np.ndarray:
-        sc, pca, resid_scale = fitted
-        Z = sc.transform(block)
-        S = pca.transform(Z)
-        maha = (S ** 2 / np.maximum(pca.explained_variance_, 1e-12)).sum(axis=1)
-        resid = ((Z - pca.inverse_transform(S)) ** 2).sum(axis=1) / resid_scale
-        return np.sqrt(maha + resid)
 
     def threshold(self, edge: str, level: np.ndarray | float) -> np.ndarray:
         """Distance threshold of ``edge`` at quantile ``level`` of the held-out law."""
@@ -201,15 +204,31 @@ class OODDetector(BaseEstimator):
 
         return np.exp(self.log_mean_[edge] + self.log_std_[edge] * norm.ppf(level))
 
-    def _distance(self, e: str, block: np.ndarray) -> np.ndarray:
-        return self._distance_with((self.scalers_[e], self.pcas_[e], self.resid_scale_[e]),
-                                   block)
+    def edge_ratios(self, F: np.ndarray) -> np.ndarray:
+        """Per edge: distance / threshold at ``quantile`` (NaN where the edge is absent).
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_edges)
+            Columns in the order of ``edges_``.
+        """
+        check_is_fitted(self, "log_mean_")
+        out = np.full((F.shape[0], len(self.edges_)), np.nan)
+        for j, e in enumerate(self.edges_):
+            if e not in self.fits_:
+                continue
+            rows = np.all(np.isfinite(F[:, self.columns_[e]]), axis=1)
+            if rows.any():
+                d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
+                out[rows, j] = d / self.threshold(e, float(self.quantile))
+        return out
 
     def score(self, F: np.ndarray) -> np.ndarray:
         """OOD score per row: largest ratio distance / threshold over present edges.
 
-        A score above 1 means out of distribution.  Rows without any usable
-        edge get ``inf``.
+        A score above 1 means out of distribution.  With ``k`` edges present each
+        is compared with its threshold at ``1 - (1 - quantile) / k``.  Rows
+        without any usable edge get ``inf``.
 
         Parameters
         ----------
@@ -222,7 +241,7 @@ class OODDetector(BaseEstimator):
         check_is_fitted(self, "log_mean_")
         n = F.shape[0]
         present = {e: np.all(np.isfinite(F[:, c]), axis=1) for e, c in self.columns_.items()
-                   if e in self.log_mean_}
+                   if e in self.fits_}
         k = np.sum([p for p in present.values()], axis=0) if present else np.zeros(n)
         k = np.maximum(k, 1)
         level = 1 - (1 - float(self.quantile)) / k
@@ -230,7 +249,7 @@ class OODDetector(BaseEstimator):
         for e, rows in present.items():
             if not rows.any():
                 continue
-            d = self._distance(e, F[rows][:, self.columns_[e]])
+            d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
             thr = self.threshold(e, level[rows])
             out[rows] = np.maximum(out[rows], d / thr)
         out[~np.isfinite(out)] = np.inf
