@@ -157,19 +157,129 @@ def _powerlaw_fit_sub(e: np.ndarray, y: np.ndarray, lo: float, hi: float) -> np.
     return y - np.exp(np.polyval(p, np.log(e)))
 
 
+def _edge_features(feature: str) -> list[str]:
+    """Features of the same edge as ``feature``, in energy order."""
+    edge = FEATURES[feature]["edge"]
+    return sorted((n for n, f in FEATURES.items() if f["edge"] == edge),
+                  key=lambda n: FEATURES[n]["energy"])
+
+
+def _parabola_peak(seg: np.ndarray, k: int) -> float:
+    """Sub-channel offset (channels, within +-0.5) of the maximum at ``seg[k]``."""
+    k = int(np.clip(k, 1, seg.size - 2))
+    ym, y0, yp = seg[k - 1], seg[k], seg[k + 1]
+    den = ym - 2 * y0 + yp
+    return float(np.clip(0.5 * (ym - yp) / den, -0.5, 0.5)) if den < 0 else 0.0
+
+
+def _first_rise(e: np.ndarray, y: np.ndarray, lo: float, hi: float,
+                rise_fraction: float) -> float:
+    """Energy (eV) of the steepest point of the first strong rise in ``[lo, hi]``.
+
+    The rise is measured on the logarithmic derivative of the spectrum
+    smoothed over 1 eV, less its median in the window (the falling background
+    then sits near 0): the first run of channels above ``rise_fraction`` of
+    the window's largest rise is the edge onset of the first feature.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    de = float(np.median(np.diff(e)))
+    ys = gaussian_filter1d(y, 1.0 / de, mode="nearest")
+    tiny = max(float(np.abs(ys).max()) * 1e-12, 1e-300)
+    d = np.gradient(np.log(np.clip(ys, tiny, None)), e)
+    idx = np.flatnonzero((e >= lo) & (e <= hi))
+    dw = d[idx] - np.median(d[idx])
+    top = dw.max()
+    if not top > 0:
+        return float("nan")
+    above = dw >= rise_fraction * top
+    k0 = int(np.argmax(above))
+    k1 = k0 + int(np.argmin(above[k0:])) if not above[k0:].all() else above.size
+    kr = k0 + int(np.argmax(dw[k0:k1]))
+    return float(e[idx[kr]])
+
+
+def _first_feature(e: np.ndarray, y: np.ndarray, name: str, lo: float, hi: float,
+                   min_fraction: float, rise_fraction: float):
+    """Locate the first feature of an edge in ``[lo, hi]`` (eV).
+
+    Returns the feature energy, the background-free smoothed spectrum and the
+    rise energy.
+    """
+    e_rise = _first_rise(e, y, lo, hi, rise_fraction)
+    if not np.isfinite(e_rise):
+        raise DataError(f"references: no edge rise found for {name!r} in "
+                        f"{lo:.1f} - {hi:.1f} eV")
+    # power-law background 4 - 34 eV below the rise (clipped to the data)
+    lo_b, hi_b = max(e[0], e_rise - 34.0), e_rise - 4.0
+    sig = _powerlaw_fit_sub(e, y, lo_b, hi_b) if hi_b - lo_b >= 5.0 else y - y.min()
+    de = float(np.median(np.diff(e)))
+    sm = _smooth(sig, 0.5 / de)
+    m = np.flatnonzero((e >= max(lo, e_rise)) & (e <= min(hi, e_rise + 15.0)))
+    if m.size < 3:
+        raise DataError(f"references: the {name!r} edge rise at {e_rise:.1f} eV leaves no "
+                        f"room for its peak inside {lo:.1f} - {hi:.1f} eV; widen the search")
+    seg = sm[m]
+    top = seg.max()
+    if not top > 0:
+        raise DataError(f"references: no {name!r} feature found near {e_rise:.1f} eV "
+                        "(no signal above the background)")
+    cand = [k for k in range(1, seg.size - 1)
+            if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
+    k = cand[0] if cand else int(np.argmax(seg))
+    return float(e[m[k]] + _parabola_peak(seg, k) * de), sm, e_rise
+
+
+def _peak_in_window(e: np.ndarray, y: np.ndarray, name: str, lo: float, hi: float,
+                    min_fraction: float) -> float:
+    """First local maximum in ``[lo, hi]`` at least ``min_fraction`` of the
+    largest, after a power law fitted 3 - 33 eV below the window."""
+    lo_b, hi_b = max(e[0], lo - 33.0), lo - 3.0
+    sig = _powerlaw_fit_sub(e, y, lo_b, hi_b) if hi_b - lo_b > 5 else y - y.min()
+    de = float(np.median(np.diff(e)))
+    sm = _smooth(sig, 0.5 / de)
+    m = np.flatnonzero((e >= lo) & (e <= hi))
+    seg = sm[m]
+    top = seg.max()
+    if not top > 0:
+        raise DataError(f"references: no {name!r} feature found in {lo:.1f} - {hi:.1f} eV "
+                        "(no signal above the background)")
+    cand = [k for k in range(1, seg.size - 1)
+            if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
+    k = cand[0] if cand else int(np.argmax(seg))
+    return float(e[m[k]] + _parabola_peak(seg, k) * de)
+
+
 def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | None = None,
-                   search: float = 20.0, min_fraction: float = 0.3) -> float:
+                   search: float = 20.0, min_fraction: float = 0.3,
+                   anchor: bool = False, rise_fraction: float = 0.35) -> float:
     """Energy (eV, on the spectrum's axis) of a named reference feature.
 
-    The spectrum is background-subtracted with a power law fitted 15 - 45 eV
-    below the expected position, lightly smoothed, and the feature is the
-    first local maximum within ``expected +- search`` whose height is at least
-    ``min_fraction`` of the largest value there, refined by a parabola.
+    The edge onset is located first: the first strong rise of the logarithmic
+    derivative (spectrum smoothed over 1 eV) within ``expected +- search``.
+    A power law fitted 4 - 34 eV below that rise is subtracted, the remainder
+    is smoothed (0.5 eV) and the feature is the first local maximum above the
+    rise, within 15 eV of it, whose height is at least ``min_fraction`` of the
+    largest value there; it is refined to a fraction of a channel by a
+    parabola. This finds an edge's first feature (the O K pre-edge peak before
+    the stronger main peak, an L3 line on the tail of other edges) even when
+    the recorded axis is off by a large part of ``search``.
+
+    Features after the first of their edge (``"O_K_main"``, ``"Mn_L2"`` ...)
+    are found, with ``anchor=True``, from that first feature located the same
+    way (window moved down by their tabulated spacing): the highest local
+    maximum within ``max(2, 0.15 * spacing)`` eV of ``first + spacing``.
+    With ``anchor=False`` (a window placed by hand around the wanted feature)
+    they are found like a first feature, i.e. the first feature whose edge
+    rises inside the window; when no edge rises inside the window, the first
+    local maximum of at least ``min_fraction`` of the largest in the window
+    (after a power law fitted 3 - 33 eV below the window) is taken.
 
     Parameters
     ----------
     spectrum : xarray.DataArray
-        One spectrum ``("energy",)`` (e.g. the SI summed over particle pixels).
+        One spectrum ``("energy",)`` (e.g. the SI summed over particle pixels),
+        counts, energy in eV.
     feature : str
         A name of :data:`mmspec_widgets.edges.FEATURES` (``"O_K"``,
         ``"Ni_L3"`` ...).
@@ -177,6 +287,25 @@ def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | No
         Where to look (eV); default the feature's reference energy.
     search : float
         Half-width of the search window (eV).
+    min_fraction : float
+        Smallest peak height kept, as a fraction of the largest (0 - 1).
+    anchor : bool
+        Locate a later feature of an edge from the edge's first feature.
+    rise_fraction : float
+        Smallest rise that counts as the edge onset, as a fraction of the
+        largest rise in the window (0 - 1).
+
+    Returns
+    -------
+    float
+        The feature's energy (eV) on the spectrum's axis.
+
+    Raises
+    ------
+    MMSpecError
+        Unknown feature name.
+    DataError
+        Window outside the spectrum, or no feature found.
     """
     if feature not in FEATURES:
         raise MMSpecError(f"references: unknown feature {feature!r}; expected one of "
@@ -184,30 +313,39 @@ def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | No
     spectrum = check_spectra(spectrum, "spectrum")
     if spectrum.ndim != 1:
         raise DataError(f"spectrum: expected one spectrum ('energy',), got dims {spectrum.dims}")
+    if not search > 0:
+        raise MMSpecError(f"search={search!r}: expected a positive half-width in eV")
     e = np.asarray(spectrum["energy"].values, float)
     y = np.asarray(spectrum.values, float)
     x0 = float(FEATURES[feature]["energy"] if expected is None else expected)
-    if x0 - search < e[0] or x0 + search > e[-1]:
+    first = _edge_features(feature)[0]
+    spacing = float(FEATURES[feature]["energy"] - FEATURES[first]["energy"])
+    x_first = x0 - spacing if anchor else x0
+    if x_first - search < e[0] or x0 + search > e[-1]:
         raise DataError(f"references: feature {feature!r} near {x0:.1f} eV lies outside the "
                         f"spectrum's range {e[0]:.1f} - {e[-1]:.1f} eV")
-    lo_b, hi_b = max(e[0], x0 - search - 33.0), x0 - search - 3.0
-    sig = _powerlaw_fit_sub(e, y, lo_b, hi_b) if hi_b - lo_b > 5 else y - y.min()
-    de = float(np.median(np.diff(e)))
-    sm = _smooth(sig, 0.5 / de)
-    m = np.flatnonzero((e >= x0 - search) & (e <= x0 + search))
+    try:
+        pos, sm, _ = _first_feature(e, y, feature, x_first - search, x_first + search,
+                                    min_fraction, rise_fraction)
+    except DataError:
+        if anchor and spacing != 0:
+            raise
+        # no edge rises inside the window (e.g. a window placed by hand on
+        # a feature above its edge's onset): first strong peak in the window
+        pos = _peak_in_window(e, y, feature, x0 - search, x0 + search, min_fraction)
+        return pos
+    if not anchor or spacing == 0:
+        return pos
+    tol = max(2.0, 0.15 * spacing)
+    m = np.flatnonzero((e >= pos + spacing - tol) & (e <= pos + spacing + tol))
     seg = sm[m]
-    top = seg.max()
-    if not top > 0:
-        raise DataError(f"references: no {feature!r} feature found near {x0:.1f} eV "
-                        "(no signal above the background)")
-    cand = [k for k in range(1, seg.size - 1)
-            if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
-    k = cand[0] if cand else int(np.argmax(seg))
-    k = int(np.clip(k, 1, seg.size - 2))
-    ym, y0, yp = seg[k - 1], seg[k], seg[k + 1]
-    den = ym - 2 * y0 + yp
-    d = 0.5 * (ym - yp) / den if den < 0 else 0.0
-    return float(e[m[k]] + np.clip(d, -0.5, 0.5) * de)
+    cand = [k for k in range(1, seg.size - 1) if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1]]
+    if not cand:
+        raise DataError(f"references: no {feature!r} peak within {tol:.1f} eV of "
+                        f"{pos + spacing:.1f} eV ({first!r} found at {pos:.1f} eV)")
+    k = max(cand, key=lambda c: seg[c])
+    de = float(np.median(np.diff(e)))
+    return float(e[m[k]] + _parabola_peak(seg, k) * de)
 
 
 def fit_calibration(spectrum: xr.DataArray, references: Mapping[str, float], *,
@@ -238,7 +376,8 @@ def fit_calibration(spectrum: xr.DataArray, references: Mapping[str, float], *,
             raise MMSpecError(f"references: unknown feature {n!r}; expected one of "
                               f"{', '.join(FEATURES)}")
     targets = np.array([float(references[n]) for n in names])
-    measured = np.array([locate_feature(spectrum, n, expected=t, search=search)
+    measured = np.array([locate_feature(spectrum, n, expected=t, search=search,
+                                        anchor=True)
                          for n, t in zip(names, targets, strict=True)])
     if len(names) == 1:
         scale, offset = 1.0, float(targets[0] - measured[0])

@@ -16,10 +16,12 @@ def _zlp_si(positions, e0=-60.0, de=0.3, n=400):
 
 
 def _edges_spectrum(true_to_rec, e0=440.0, de=0.3, n=2048):
-    """Spectrum whose features sit at the recorded energies of true 530 / 642.5 / 853.5."""
+    """Spectrum whose features sit at the recorded energies of true 530 (pre-edge, weaker
+    than the O K main peak at 541), 642.5 / 653.5 (Mn L3/L2), 853.5 / 870.5 (Ni L3/L2)."""
     e = e0 + de * np.arange(n)
     y = 4e12 * e ** -3.0
-    for true, h in ((530.0, 3000), (541.0, 5000), (642.5, 9000), (853.5, 2000)):
+    for true, h in ((530.0, 3000), (541.0, 5000), (642.5, 9000), (653.5, 5000),
+                    (853.5, 2000), (870.5, 900)):
         rec = true_to_rec(true)
         y = y + h * np.exp(-0.5 * ((e - rec) / 0.7) ** 2) + 0.3 * h * (e > rec)
     return xr.DataArray(y, dims=("energy",), coords={"energy": e})
@@ -71,3 +73,29 @@ def test_align_scans_recovers_shifts():
     np.testing.assert_allclose(shifts.values, [0.0, -1.3, 0.7], atol=0.05)
     for row in aligned.values[1:]:
         np.testing.assert_allclose(row[50:-50], aligned.values[0, 50:-50], atol=0.02)
+
+
+@pytest.mark.parametrize("offset,scale", [(14.0, 1.0), (-12.0, 1.01)])
+def test_first_feature_found_despite_large_offset(offset, scale):
+    # recorded axis off by 12 - 20 eV: the O K window also holds the stronger
+    # main peak and the Ni window the Ni L2 line; the onset comes first
+    spec = _edges_spectrum(lambda t: (t - offset) / scale)
+    cal = fit_calibration(spec, {"O_K": 530.0, "Ni_L3": 853.5}, search=25.0)
+    assert cal["scale"] == pytest.approx(scale, abs=1e-3)
+    assert cal["offset_eV"] == pytest.approx(offset, abs=0.6)
+
+
+def test_later_features_are_anchored_on_the_first_of_their_edge():
+    offset, scale = -5.0, 1.02
+    spec = _edges_spectrum(lambda t: (t - offset) / scale)
+    cal = fit_calibration(spec, {"O_K_main": 541.0, "Mn_L2": 653.5, "Ni_L2": 870.5})
+    assert cal["scale"] == pytest.approx(scale, abs=2e-3)
+    for name, ref in cal["references"].items():
+        assert abs(ref["residual_eV"]) < 0.3, name
+    # the same windows without anchoring find the edges' first features
+    from mmspec_widgets.calibrate import locate_feature
+
+    first = locate_feature(spec, "O_K_main", expected=541.0, search=20.0)
+    assert first == pytest.approx((530.0 - offset) / scale, abs=0.3)
+    main = locate_feature(spec, "O_K_main", expected=541.0, search=20.0, anchor=True)
+    assert main == pytest.approx((541.0 - offset) / scale, abs=0.3)

@@ -58,6 +58,19 @@ def test_third_reference_residual_is_small(real):
     assert max(res) < 1.0
 
 
+def test_other_features_and_a_larger_axis_error_give_the_same_axis(real, calibrated):
+    si, zlp = real
+    # L2 lines and the O K main peak, located from their edges' first features
+    alt = mm.calibrate(si, zlp=zlp, references={"O_K_main": 541.0, "Ni_L2": 870.5})
+    assert alt.attrs["calibration_scale"] == pytest.approx(
+        calibrated.attrs["calibration_scale"], abs=3e-3)
+    assert 640.0 <= _edge_max(alt, (600, 632), (630, 652)) <= 646.0
+    # the recorded axis 6 eV further off (Ni L3 then ~22 eV from 853.5 eV)
+    worse = si.assign_coords(energy=si["energy"] - 6.0)
+    cal = mm.calibrate(worse, zlp=zlp, references={"O_K": 530.0, "Ni_L3": 853.5}, search=30.0)
+    np.testing.assert_allclose(cal["energy"].values, calibrated["energy"].values, atol=0.05)
+
+
 def test_vacuum_pixels_masked_not_garbage(calibrated):
     ds = mm.extract_edges(mm.remove_spikes(calibrated))
     counts = calibrated.sum("energy").values
