@@ -120,7 +120,9 @@ def test_cli_predict_writes_maps(files, toy, tmp_path, capsys):
     maps = xr.load_dataset(out, engine="h5netcdf")
     assert maps["li_content"].dims == ("scan",) and maps.sizes["scan"] == 6
     assert maps.attrs["edge_set"] == "O_K+Ni_L23"
-    assert json.loads(maps.attrs["history"])[-1]["edges"] == ["O_K", "Ni_L23"]
+    step = json.loads(maps.attrs["history"])[-1]
+    assert step["edges"] == ["O_K", "Ni_L23"] and step["drop_ood_edges"] == 10.0
+    assert maps["n_edges"].values.max() == 2
     assert src.read_bytes() == before  # the input file is untouched
     assert cli.main(["predict", str(tmp_path / "nope.nc"), "--model", str(bundle),
                      "--out", str(out)]) == 1

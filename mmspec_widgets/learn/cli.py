@@ -139,7 +139,8 @@ def _cmd_predict(args) -> int:
     edges = _edges_arg(args.edges)
     ds = _read_edges_file(Path(args.file), edges)
     model = load_model(args.model)
-    maps = model.predict(ds, edges=edges)
+    maps = model.predict(ds, edges=edges,
+                         drop_ood_edges=None if args.keep_ood_edges else args.drop_ood_edges)
     maps.attrs = _serialisable_attrs(maps.attrs)
     maps.attrs["source_file"] = str(args.file)
     out = Path(args.out)
@@ -207,4 +208,9 @@ def register(subparsers) -> None:
                    help="edges to use (default: every model edge in the file)")
     p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
     p.add_argument("--out", required=True, help="output netCDF of maps")
+    p.add_argument("--drop-ood-edges", type=float, default=10.0, metavar="FACTOR",
+                   help="per pixel, ignore an edge more than FACTOR times beyond its OOD "
+                        "threshold (default 10)")
+    p.add_argument("--keep-ood-edges", action="store_true",
+                   help="use every edge given, however unlike the training spectra")
     p.set_defaults(func=_cmd_predict)
