@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -87,21 +85,3 @@ def test_vacuum_pixels_masked_not_garbage(calibrated):
         n = v.shape[-1]
         tail = v[~vac][ok][:, n - n // 10:].mean(-1)
         np.testing.assert_allclose(tail, 1.0, rtol=1e-4)
-
-
-def test_background_agrees_with_hyperspy(tm_si_path, real):
-    hs = pytest.importorskip("hyperspy.api")
-    si = real[0]
-    s = hs.load(tm_si_path)
-    mask = mm.mask_low_counts(si).values
-    e = si["energy"].values
-    for window, edge in (((600.0, 632.0), (632.0, 680.0)), ((485.0, 522.0), (520.0, 565.0)),
-                         ((740.0, 765.0), (765.0, 800.0))):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ref = s.remove_background(signal_range=window, background_type="Power law",
-                                      fast=True, show_progressbar=False).data
-        ours = mm.subtract_background(si, window=window).values
-        m = (e >= edge[0]) & (e <= edge[1])
-        a, b = ref[..., m][mask], ours[..., m][mask]
-        assert np.abs(a - b).max() <= 0.01 * np.abs(a).max(), window
