@@ -68,8 +68,7 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return parts  # type: ignore[return-value]
 
 
-def _synthetic(size: tuple[int, int, int], seed: int = 0):
-    from .pipeline import synthetic_si
+def _twin_for(size: tuple[int, int, int]):
     from .twin import load_digital_twin
 
     twin = load_digital_twin()
@@ -77,7 +76,13 @@ def _synthetic(size: tuple[int, int, int], seed: int = 0):
     if size[2] != n_e:
         raise MMSpecError(f"--size ...x{size[2]}: the synthetic SI is tiled from the digital "
                           f"twin, which has {n_e} channels; use ...x{n_e}")
-    return synthetic_si(size[:2], twin=twin, seed=seed)
+    return twin
+
+
+def _synthetic(size: tuple[int, int, int], seed: int = 0):
+    from .pipeline import synthetic_si
+
+    return synthetic_si(size[:2], twin=_twin_for(size), seed=seed)
 
 
 def _timed(fn, repeat: int) -> list[float]:
@@ -185,12 +190,27 @@ def copy_bandwidth(nbytes: int = 256 * 2**20, repeat: int = 5) -> dict:
             "copy_bytes": int(src.nbytes)}
 
 
-def bench_chain(size=DEFAULT_SIZE, *, model_path=None, engine: str = "auto",
+def bench_chain(size=DEFAULT_SIZE, *, model=None, model_path=None, engine: str = "auto",
                 repeat: int = 1, seed: int = 0) -> dict:
     """The whole chain on the synthetic SI, in this process.
 
     A small warm-up run (the digital twin itself) loads the compiled kernels
     and the model first; then the chain runs ``repeat`` times on the SI.
+
+    Parameters
+    ----------
+    size : (int, int, int)
+        Pixels and channels of the synthetic SI.
+    model : optional
+        Model object with ``predict``; default: loaded from ``model_path``.
+    model_path : path, optional
+        Model bundle; default: the shipped model.
+    engine : {"auto", "numba", "numpy"}
+        Per-pixel kernel.
+    repeat : int
+        Runs of the chain (the median run is reported).
+    seed : int
+        Noise seed of the synthetic SI.
 
     Returns
     -------
@@ -205,7 +225,7 @@ def bench_chain(size=DEFAULT_SIZE, *, model_path=None, engine: str = "auto",
     from .pipeline import run_chain_fast
     from .twin import load_digital_twin
 
-    model = load_model(model_path)
+    model = load_model(model_path) if model is None else model
     twin = load_digital_twin()
     run_chain_fast(twin.si, twin.zlp, model=model, engine=engine)  # warm-up
     si, zlp = _synthetic(tuple(size), seed)
@@ -273,7 +293,8 @@ def _chain_in_subprocess(size, model_path, engine, repeat, seed) -> dict:
         proc = subprocess.run([sys.executable, "-m", "mmspec_widgets.bench", "--worker",
                                json.dumps(args)], env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines()]
+            tail = [ln for ln in lines if ln.strip("^~ ")][-3:]
             raise MMSpecError("the chain benchmark failed in its subprocess: "
                               + " | ".join(tail))
         return json.loads(out.read_text())
@@ -310,6 +331,7 @@ def run_bench(size=DEFAULT_SIZE, *, window=DEFAULT_WINDOW, repeat: int = 3,
         chain, machine and load averages.
     """
     size = tuple(int(s) for s in size)
+    _twin_for(size)  # check the size before starting anything
     load0 = os.getloadavg()
     chain = _chain_in_subprocess(size, model_path, engine, chain_repeat, seed)
     si, zlp = _synthetic(size, seed)
