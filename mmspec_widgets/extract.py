@@ -101,6 +101,34 @@ def normalize_edge(da: xr.DataArray, edge: str, method: str | None = "post_edge"
     return out
 
 
+def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.DataArray:
+    """``si`` restricted to the channels covering ``[lo, hi]`` eV (plus one
+    channel each side); the whole axis when it does not cover them (the
+    callers then raise a clear error)."""
+    if lo < e[0] - 1e-6 or hi > e[-1] + 1e-6:
+        return si
+    i0 = max(int(np.searchsorted(e, lo, side="right")) - 2, 0)
+    i1 = min(int(np.searchsorted(e, hi, side="left")) + 2, e.size)
+    return si.isel(energy=slice(i0, i1))
+
+
+def _check_finite(si: xr.DataArray, m: xr.DataArray | None) -> xr.DataArray:
+    """NaN/inf are allowed only in pixels that ``m`` excludes (numpy data);
+    there they are set to 0 (those pixels come out NaN anyway)."""
+    if not isinstance(si.data, np.ndarray):
+        return si
+    finite_px = np.isfinite(si.data).all(-1)
+    if finite_px.all():
+        return si
+    usable = finite_px.copy()
+    if m is not None:
+        usable |= ~np.asarray(m.values, bool)
+    if not usable.all():
+        raise DataError(f"si: {int((~usable).sum())} usable pixel(s) hold NaN/inf values; "
+                        "expected finite counts (mask those pixels or replace the values)")
+    return si.where(np.isfinite(si), 0).astype(si.dtype)
+
+
 def extract_edges(
     si: xr.DataArray,
     edges: Sequence[str] = ("O_K", "Mn_L23", "Co_L23", "Ni_L23"),
@@ -129,8 +157,10 @@ def extract_edges(
         Edge -> ``(low, high)`` pre-edge window (eV) overriding the table.
     mask : bool or DataArray
         ``True`` (default): pixels below 5 % of the typical counts (vacuum,
-        all-zero) give NaN; a boolean DataArray of the leading dims selects
-        usable pixels; ``False``/``None``: no masking.
+        all-zero, or holding NaN/inf; :func:`~mmspec_widgets.background.mask_low_counts`)
+        give NaN, with a warning saying how many; a boolean DataArray of the
+        leading dims selects usable pixels; ``False``/``None``: no masking.
+        NaN/inf values are accepted only in pixels the mask excludes.
 
     Returns
     -------
@@ -138,8 +168,22 @@ def extract_edges(
         One variable per edge on dim ``energy_<edge>`` (coordinate = the
         standard grid, eV), leading dims as ``si``; attrs carry the input's
         history plus this step, and ``edges``.
+
+    Raises
+    ------
+    MMSpecError
+        Unknown edge name, normalisation or mask argument.
+    DataError
+        A grid or pre-edge window outside the data's energy range, NaN/inf in
+        usable pixels, or no usable pixel at all.
+
+    Notes
+    -----
+    Each edge uses only the channels from its pre-edge window to the end of
+    its grid; the background is fitted per pixel in the window and evaluated
+    there (same numbers as on the whole axis).
     """
-    si = check_spectra(si, "si")
+    si = check_spectra(si, "si", finite=False)
     if isinstance(edges, str):
         edges = [edges]
     names = []
@@ -156,9 +200,25 @@ def extract_edges(
 
     m = None
     if isinstance(mask, xr.DataArray):
-        m = mask
+        m = mask.astype(bool)
+        if set(m.dims) == set(si.dims[:-1]):
+            m = m.transpose(*si.dims[:-1])
+        if dict(m.sizes) != {d: si.sizes[d] for d in si.dims[:-1]}:
+            raise DataError(f"mask: expected a boolean map with dims/sizes "
+                            f"{ {d: si.sizes[d] for d in si.dims[:-1]} } (the pixels of si), "
+                            f"got {dict(m.sizes)}")
     elif mask is True and si.ndim > 1:
         m = mask_low_counts(si)
+        n_bad = int((~m).sum())
+        if n_bad:
+            warnings.warn(f"extract_edges: {n_bad} of {m.size} pixels have too few counts "
+                          "(vacuum, all-zero or NaN/inf); their edges are NaN", stacklevel=2)
+        if n_bad == m.size:
+            raise DataError("si: no usable pixel (all are vacuum, all-zero or NaN/inf)")
+    elif mask not in (False, None, True):
+        raise MMSpecError(f"mask={mask!r}: expected True, False, None or a boolean DataArray")
+    si = _check_finite(si, m)
+    e_all = np.asarray(si["energy"].values, float)
     out = xr.Dataset()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
@@ -166,14 +226,17 @@ def extract_edges(
             edge = get_edge(name)
             grid = edge.energy
             dim = f"energy_{name}"
+            win = windows.get(name, edge.pre_edge)
+            # only the channels from the pre-edge window to the grid's end
+            lo = min(grid[0], float(win[0])) if background is not None else grid[0]
+            part = _energy_slice(si, e_all, lo, grid[-1])
             if background is not None:
-                win = windows.get(name, edge.pre_edge)
                 try:
-                    sub = subtract_background(si, window=win, model=background)
+                    sub = subtract_background(part, window=win, model=background, mask=m)
                 except DataError as err:
                     raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
             else:
-                sub = si
+                sub = part
             da = resample_to_grid(sub, grid, dim)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
@@ -181,8 +244,7 @@ def extract_edges(
             da.attrs = {"edge": name, "units": "normalised" if normalize else "counts",
                         "normalization": str(normalize),
                         "background": str(background),
-                        "pre_edge_window_eV": list(windows.get(name, edge.pre_edge))
-                        if background else []}
+                        "pre_edge_window_eV": list(win) if background else []}
             out[name] = da
     out.attrs = {k: v for k, v in si.attrs.items() if k != "history"}
     out.attrs["history"] = list(si.attrs.get("history", []))

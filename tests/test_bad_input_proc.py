@@ -43,7 +43,8 @@ def test_all_zero_pixels_give_nan_not_garbage(si):
     with pytest.warns(UserWarning, match="1 pixel"):
         out = mm.subtract_background(si.copy(data=d), window=(560, 630))
     assert np.isnan(out.values[1, 2]).all()
-    ds = mm.extract_edges(si.copy(data=d), edges=["Mn_L23"])
+    with pytest.warns(UserWarning, match="1 of 6 pixels have too few counts"):
+        ds = mm.extract_edges(si.copy(data=d), edges=["Mn_L23"])
     assert np.isnan(ds["Mn_L23"].values[1, 2]).all()
     assert np.isfinite(ds["Mn_L23"].values[0, 0]).all()
 
@@ -82,3 +83,32 @@ def test_bad_model_and_parameters(si):
         mm.subtract_background(si, window=(560, 630), model="gauss")
     with pytest.raises(MMSpecError, match="threshold"):
         mm.remove_spikes(si, threshold=-1)
+
+
+def test_nan_pixels_allowed_only_where_masked(si):
+    d = si.values.copy()
+    d[0, 2, 300:310] = np.nan  # a pixel with a dead stretch
+    bad = si.copy(data=d)
+    # default mask: that pixel is unusable -> NaN edges, a warning, no error
+    with pytest.warns(UserWarning, match="NaN/inf"):
+        ds = mm.extract_edges(bad, edges=["Mn_L23"])
+    assert np.isnan(ds["Mn_L23"].values[0, 2]).all()
+    assert np.isfinite(ds["Mn_L23"].values[1, 2]).all()
+    ref = mm.extract_edges(si, edges=["Mn_L23"])
+    np.testing.assert_array_equal(ds["Mn_L23"].values[1], ref["Mn_L23"].values[1])
+    # a mask that keeps the pixel, or no mask: DataError naming si
+    keep = xr.DataArray(np.ones((2, 3), bool), dims=("y", "x"))
+    with pytest.raises(DataError, match=r"si: 1 usable pixel\(s\) hold NaN/inf"):
+        mm.extract_edges(bad, edges=["Mn_L23"], mask=keep)
+    with pytest.raises(DataError, match="si: 1 usable pixel"):
+        mm.extract_edges(bad, edges=["Mn_L23"], mask=False)
+
+
+def test_extract_mask_of_the_wrong_shape_or_nothing_usable(si):
+    with pytest.raises(DataError, match=r"mask: expected .*'y': 2.*got"):
+        mm.extract_edges(si, edges=["Mn_L23"],
+                         mask=xr.DataArray(np.ones((3, 3), bool), dims=("y", "x")))
+    with pytest.raises(MMSpecError, match="mask='yes'"):
+        mm.extract_edges(si, edges=["Mn_L23"], mask="yes")
+    with pytest.raises(DataError, match="no usable pixel"), pytest.warns(UserWarning):
+        mm.extract_edges(si * 0, edges=["Mn_L23"])

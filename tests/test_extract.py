@@ -60,3 +60,14 @@ def test_accessor_is_the_same_chain():
     xr.testing.assert_identical(a, b)
     ds = si.mmspec.remove_spikes().mmspec.extract_edges(["Mn_L23"])
     assert [h["step"] for h in ds.attrs["history"]] == ["remove_spikes", "extract_edges"]
+
+
+def test_edge_region_only_gives_the_same_numbers_as_the_whole_axis():
+    si, _, _ = eels_si(ny=2, nx=3, edge_at=640.0)
+    ds = mm.extract_edges(si, edges=["Mn_L23"], mask=False)
+    # by hand on the whole axis: background, interpolation, post-edge level
+    sub = mm.subtract_background(si, window=(590.0, 630.0))
+    grid = edge_grid("Mn_L23")
+    by_hand = resample_to_grid(sub, grid, "energy_Mn_L23")
+    by_hand = normalize_edge(by_hand, "Mn_L23", "post_edge")
+    np.testing.assert_array_equal(ds["Mn_L23"].values, by_hand.values)

@@ -24,7 +24,7 @@ def _edge_max(cal, window, search):
     summed = cal.where(mask).sum(("y", "x"))
     sub = mm.subtract_background(summed, window=window)
     seg = sub.sel(energy=slice(*search))
-    return float(seg["energy"][int(seg.argmax())])
+    return float(seg["energy"][int(np.argmax(seg.values))])
 
 
 def test_mn_and_co_l3_land_on_reference_energies(calibrated):
@@ -70,7 +70,8 @@ def test_other_features_and_a_larger_axis_error_give_the_same_axis(real, calibra
 
 
 def test_vacuum_pixels_masked_not_garbage(calibrated):
-    ds = mm.extract_edges(mm.remove_spikes(calibrated))
+    with pytest.warns(UserWarning, match="2 of 42 pixels have too few counts"):
+        ds = mm.extract_edges(mm.remove_spikes(calibrated))
     counts = calibrated.sum("energy").values
     vac = counts < 0.05 * np.percentile(counts, 90)
     assert vac.any() and (~vac).any()
