@@ -36,8 +36,13 @@ BackgroundModel = Literal["powerlaw", "exponential", "polynomial"]
 # helpers shared by the processing modules
 
 
-def check_spectra(da, name: str = "si", *, finite: bool = True) -> xr.DataArray:
-    """Validate a spectrum / SI argument and return it.
+def check_spectra(da, name: str = "si", *, finite: bool = True,
+                  usable: np.ndarray | None = None) -> xr.DataArray:
+    """Validate a spectrum / SI argument and return it (energy last; dask
+    data re-chunked to whole spectra).
+
+    ``usable`` (boolean, the leading shape) limits the NaN/inf check to those
+    pixels.
 
     Raises
     ------
@@ -56,10 +61,18 @@ def check_spectra(da, name: str = "si", *, finite: bool = True) -> xr.DataArray:
     if e.size < 3 or not np.all(np.diff(e) > 0):
         raise DataError(f"{name}: the energy coordinate must increase strictly "
                         f"({e.size} values)")
-    if finite and isinstance(da.data, np.ndarray) and not np.isfinite(da.data).all():
-        bad = int((~np.isfinite(da.data)).sum())
-        raise DataError(f"{name}: holds {bad} NaN/inf values; expected finite counts "
-                        "(mask the pixels or replace the values first)")
+    if not isinstance(da.data, np.ndarray) and hasattr(da.data, "chunks") \
+            and len(da.chunks[-1]) > 1:
+        da = da.chunk({"energy": -1})  # the per-spectrum kernels need whole spectra
+    if finite and isinstance(da.data, np.ndarray):
+        ok = np.isfinite(da.data)
+        if usable is not None:
+            ok |= ~np.asarray(usable, bool)[..., None]
+        if not ok.all():
+            bad = int((~ok).sum())
+            where = " in usable pixels" if usable is not None else ""
+            raise DataError(f"{name}: holds {bad} NaN/inf values{where}; expected finite "
+                            "counts (mask the pixels or replace the values first)")
     return da
 
 
@@ -419,10 +432,12 @@ def subtract_background(
         Power law only: the two-area estimate (Egerton; the same estimate as
         HyperSpy's ``fast=True``), or a count-weighted least-squares fit in
         log-log space. Exponential and polynomial always use least squares.
-    mask : boolean DataArray or array, optional
-        Usable pixels (leading dims of ``si``); others come out NaN. By
-        default, pixels whose fit fails (no counts in the window) are NaN and a
-        warning says how many.
+    mask : boolean DataArray or array, or "auto", optional
+        Usable pixels (leading dims of ``si``); others come out NaN, and may
+        hold NaN/inf. ``"auto"``: :func:`mask_low_counts` (vacuum, all-zero and
+        NaN/inf pixels NaN), with a warning saying how many. ``None``
+        (default): every pixel is fitted; pixels whose fit fails (no counts in
+        the window) are NaN and a warning says how many.
     return_background : bool
         Also return the background and the fitted parameters.
 
@@ -432,8 +447,20 @@ def subtract_background(
         The background-subtracted spectra (same dims and dtype family), or a
         Dataset with ``signal``, ``background`` and ``params`` when
         ``return_background`` is true.
+
+    Raises
+    ------
+    DataError
+        ``window`` outside the energy range or narrower than 4 channels;
+        NaN/inf in a pixel the mask keeps (every pixel without a mask;
+        numpy-backed data; dask-backed data are not scanned, non-finite
+        pixels then come out NaN); a mask of the wrong shape.
+    MMSpecError
+        Unknown ``model`` or ``method``.
     """
-    si = check_spectra(si, "si")
+    si = check_spectra(si, "si", finite=False)
+    mask = _resolve_mask(si, mask)
+    si = check_spectra(si, "si", usable=None if mask is None else mask.values)
     model = _check_model(model, method)
     e = np.asarray(si["energy"].values, float)
     i1, i2 = _window_indices(e, window)
@@ -471,6 +498,29 @@ def subtract_background(
         return out
     params = fit_background(si, window, model, order=order, method=method)
     return xr.Dataset({"signal": out, "background": bkg, "params": params}, attrs=out.attrs)
+
+
+def _resolve_mask(si: xr.DataArray, mask) -> xr.DataArray | None:
+    """``mask`` as a boolean DataArray with the leading dims of ``si`` (or None)."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        if mask != "auto":
+            raise MMSpecError(f"mask={mask!r}: expected a boolean map, 'auto' or None")
+        m = mask_low_counts(si)
+        n_bad = int((~m.values).sum())
+        if n_bad:
+            warnings.warn(f"subtract_background: {n_bad} of {m.size} pixel(s) have too few "
+                          "counts (vacuum, all-zero or NaN/inf); they are NaN", stacklevel=3)
+        return m
+    m = mask if isinstance(mask, xr.DataArray) else xr.DataArray(
+        np.asarray(mask, bool), dims=si.dims[:-1])
+    if set(m.dims) == set(si.dims[:-1]):
+        m = m.transpose(*si.dims[:-1])
+    if m.shape != si.shape[:-1]:
+        raise DataError(f"mask: expected shape {si.shape[:-1]} (the pixels of si), "
+                        f"got {m.shape}")
+    return m.astype(bool)
 
 
 def _lazy(da: xr.DataArray) -> bool:
@@ -576,61 +626,101 @@ def _e0(mu: np.ndarray, e: np.ndarray) -> np.ndarray:
     return e[lo + np.argmax(d[..., lo:hi], axis=-1)]
 
 
+def _masked_polyfit(x: np.ndarray, y: np.ndarray, w: np.ndarray, order: int) -> np.ndarray:
+    """Least-squares polynomials (highest power first) of every row, over the
+    channels where ``w`` is 1: normal equations solved for all rows at once."""
+    pw = np.arange(2 * order + 1)
+    xp = x[..., None] ** pw  # (rows, n, 2 order + 1)
+    moments = np.einsum("rn,rnq->rq", w, xp)
+    a = moments[:, order - np.arange(order + 1)[:, None] + order - np.arange(order + 1)]
+    b = np.einsum("rn,rnq->rq", w * y, xp[..., order::-1])
+    return np.linalg.solve(a, b[..., None])[..., 0]
+
+
+def _polyval_rows(c: np.ndarray, x: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    for k in range(c.shape[-1]):  # Horner over the (few) coefficients
+        out = out * x + c[:, k:k + 1]
+    return out
+
+
 def normalize_xas(da: xr.DataArray, pre=None, post=None, e0: float | None = None,
                   post_order: int = 2) -> xr.DataArray:
-    """Pre-/post-edge normalisation of XAS scans (edge step = 1).
+    """Pre-/post-edge normalisation of XAS scans (edge step = 1), Athena-like.
 
     A line fitted in ``pre`` (eV, relative to ``e0``) is subtracted; the
     edge step is the value at ``e0`` of a polynomial (degree ``post_order``)
-    fitted in ``post`` (relative to ``e0``) minus the pre-edge line; the result
-    is divided by it, then the post-edge curvature is flattened.
+    fitted in ``post`` (relative to ``e0``) to the pre-edge-subtracted scan;
+    the result is divided by it, then the post-edge curvature is flattened
+    (above ``e0``, the post-edge polynomial's departure from the step is
+    removed). All scans are fitted at once (no loop over scans).
 
     Parameters
     ----------
     da : xarray.DataArray
-        ``("energy",)`` or ``("scan", "energy")`` absorption, energy in eV.
+        ``("energy",)`` or ``("scan", "energy")`` absorption (any leading
+        dims), energy in eV.
     pre, post : (float, float), optional
-        Windows relative to ``e0``; default ``(-150, -30)`` and
-        ``(50, end)`` clipped to the data.
+        Windows relative to ``e0`` (eV); default ``(-150, -30)`` and
+        ``(50, end)`` clipped to the data (``(0.4 (end - e0), end)`` for short
+        scans). A pre-edge window with fewer than 2 points falls back to all
+        points 5 eV or more below ``e0``.
     e0 : float, optional
-        Edge energy (eV); default: maximum of the derivative of each scan.
+        Edge energy (eV); default: maximum of the derivative of each scan
+        (ignoring the first and last 5 % of the points).
+    post_order : int
+        Degree of the post-edge polynomial (0 - 3).
 
     Returns
     -------
     xarray.DataArray
-        Normalised scans; attrs ``e0`` and ``edge_step`` (per scan).
+        Normalised scans; attrs ``e0`` (eV) and ``edge_step`` (per scan, the
+        input's units), and a history entry.
+
+    Raises
+    ------
+    DataError
+        NaN/inf values, windows that cannot be placed inside the data, or an
+        edge step that is not positive.
     """
     da = check_spectra(da, "da")
+    if int(post_order) not in (0, 1, 2, 3):
+        raise MMSpecError(f"post_order={post_order!r}: expected 0, 1, 2 or 3")
+    post_order = int(post_order)
     e = np.asarray(da["energy"].values, float)
     y = np.asarray(da.values, float)
     e0s = np.full(y.shape[:-1], float(e0)) if e0 is not None else _e0(y, e)
-    out = np.empty_like(y)
-    steps = np.empty(y.shape[:-1])
     flat_y = y.reshape(-1, e.size)
-    flat_e0 = np.atleast_1d(e0s).reshape(-1)
-    for k in range(flat_y.shape[0]):  # a handful of scans, not pixels
-        ek = flat_e0[k]
-        p_lo, p_hi = pre if pre is not None else (max(-150.0, e[0] - ek), -30.0)
-        q_lo, q_hi = post if post is not None else (min(50.0, 0.4 * (e[-1] - ek)), e[-1] - ek)
-        mp = (e >= ek + p_lo) & (e <= ek + p_hi)
-        mq = (e >= ek + q_lo) & (e <= ek + q_hi)
-        if mp.sum() < 2:
-            mp = e <= ek - 5
-        if mq.sum() < post_order + 1 or mp.sum() < 2:
-            raise DataError(f"da: cannot place pre-edge {pre} / post-edge {post} windows "
-                            f"around e0={ek:.1f} eV within {e[0]:.1f} - {e[-1]:.1f} eV")
-        pl = np.polyfit(e[mp], flat_y[k, mp], 1)
-        pq = np.polyfit(e[mq] - ek, flat_y[k, mq] - np.polyval(pl, e[mq]), post_order)
-        step = np.polyval(pq, 0.0)
-        if not step > 0:
-            raise DataError(f"da: edge step at e0={ek:.1f} eV is {step:.3g}; expected > 0")
-        norm = (flat_y[k] - np.polyval(pl, e)) / step
-        flat = norm.copy()
-        above = e >= ek
-        flat[above] = norm[above] - (np.polyval(pq, e[above] - ek) - step) / step
-        out.reshape(-1, e.size)[k] = flat
-        steps.reshape(-1)[k] = step
-    res = da.copy(data=out)
+    ek = np.atleast_1d(e0s).reshape(-1)[:, None]  # (rows, 1)
+    x = e[None, :] - ek  # energy relative to each scan's e0
+    if pre is not None:
+        mp = (x >= float(pre[0])) & (x <= float(pre[1]))
+    else:
+        mp = (x >= np.maximum(-150.0, e[0] - ek)) & (x <= -30.0)
+    if post is not None:
+        mq = (x >= float(post[0])) & (x <= float(post[1]))
+    else:
+        mq = (x >= np.minimum(50.0, 0.4 * (e[-1] - ek))) & (x <= e[-1] - ek)
+    few = mp.sum(-1) < 2
+    mp[few] = x[few] <= -5.0
+    bad = (mq.sum(-1) < post_order + 1) | (mp.sum(-1) < 2)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataError(f"da: cannot place pre-edge {pre} / post-edge {post} windows "
+                        f"around e0={ek[k, 0]:.1f} eV within {e[0]:.1f} - {e[-1]:.1f} eV")
+    pl = _masked_polyfit(x, flat_y, mp.astype(float), 1)
+    line = _polyval_rows(pl, x)
+    pq = _masked_polyfit(x, flat_y - line, mq.astype(float), post_order)
+    step = pq[:, -1]  # the polynomial at x = 0 (e0)
+    if not (step > 0).all():
+        k = int(np.argmax(~(step > 0)))
+        raise DataError(f"da: edge step at e0={ek[k, 0]:.1f} eV is {step[k]:.3g}; "
+                        "expected > 0")
+    norm = (flat_y - line) / step[:, None]
+    flat = np.where(x >= 0, norm - (_polyval_rows(pq, x) - step[:, None]) / step[:, None],
+                    norm)
+    res = da.copy(data=flat.reshape(y.shape))
+    steps = step.reshape(y.shape[:-1])
     res.attrs = {**da.attrs, "e0": np.round(e0s, 3).tolist(), "edge_step": steps.tolist()}
     return append_history(res, "normalize_xas", pre=pre, post=post, e0=e0,
                           post_order=post_order)

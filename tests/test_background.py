@@ -73,6 +73,26 @@ def test_vectorised_equals_pixel_by_pixel_and_dask():
     np.testing.assert_allclose(out.values, full.values, rtol=1e-5, atol=1e-2)
 
 
+def test_dask_chunked_along_energy_and_auto_mask():
+    si, _, _ = eels_si(ny=2, nx=4)
+    d = si.values.copy()
+    d[1, 3] *= 0.001  # vacuum
+    d[0, 0, 700:705] = np.nan  # a broken pixel
+    si = si.copy(data=d)
+    with pytest.warns(UserWarning, match="2 of 8 pixel"):
+        full = mm.subtract_background(si, window=(560.0, 630.0), mask="auto")
+    assert np.isnan(full.values[1, 3]).all() and np.isnan(full.values[0, 0]).all()
+    assert np.isfinite(full.values[0, 1:]).all()
+    lazy = si.chunk({"y": 1, "energy": 512})
+    with pytest.warns(UserWarning, match="2 of 8 pixel"):
+        out = mm.subtract_background(lazy, window=(560.0, 630.0), mask="auto",
+                                     method="lstsq")
+    assert isinstance(out.data, dsa.Array)
+    ref = mm.subtract_background(si.fillna(1.0), window=(560.0, 630.0), method="lstsq")
+    np.testing.assert_allclose(out.values[0, 1:], ref.values[0, 1:], rtol=1e-5)
+    assert np.isnan(out.values[0, 0]).all()
+
+
 def test_history_and_input_untouched():
     si, _, _ = eels_si()
     before = si.values.copy()
@@ -128,6 +148,25 @@ def test_xas_normalisation_gives_unit_step():
     np.testing.assert_allclose(post, 1.0, atol=0.02)
     pre = out.sel(energy=slice(8210, 8300)).values
     np.testing.assert_allclose(pre, 0.0, atol=0.02)
+
+
+def test_xas_normalisation_of_many_scans_at_once_equals_one_by_one():
+    e = np.linspace(8200, 8500, 601)
+    rng = np.random.default_rng(2)
+    e0s = 8335 + 10 * rng.random(6)
+    mu = np.stack([0.3 + 2e-4 * (e - 8200) + (1 + k) * (0.5 + np.arctan((e - x) / 2) / np.pi)
+                   + 0.05 * np.exp(-(((e - x - 60) / 25) ** 2)) + rng.normal(0, 0.003, e.size)
+                   for k, x in enumerate(e0s)])
+    scans = xr.DataArray(mu, dims=("scan", "energy"), coords={"energy": e})
+    out = mm.normalize_xas(scans, post=(40.0, 140.0))
+    np.testing.assert_allclose(out.attrs["e0"], e0s, atol=1.0)
+    np.testing.assert_allclose(out.attrs["edge_step"], 1 + np.arange(6), rtol=0.05)
+    for k in range(6):
+        one = mm.normalize_xas(scans.isel(scan=k), post=(40.0, 140.0))
+        np.testing.assert_allclose(out.values[k], one.values, rtol=1e-9, atol=1e-12)
+        assert one.attrs["e0"] == out.attrs["e0"][k]
+    above = e > e0s.max() + 40
+    np.testing.assert_allclose(out.values[:, above], 1.0, atol=0.05)
 
 
 @pytest.mark.parametrize("edge", list(REAL_EDGES))

@@ -35,6 +35,18 @@ def test_nan_and_inf_rejected(si):
         mm.subtract_background(si.copy(data=d), window=(560, 630))
     with pytest.raises(DataError, match="NaN/inf"):
         mm.calibrate(si.copy(data=d), references={"O_K": 530.0, "Ni_L3": 853.5})
+    # a mask that drops (0, 1) but keeps (1, 1): still an error, for usable pixels
+    keep = np.ones((2, 3), bool)
+    keep[0, 1] = False
+    with pytest.raises(DataError, match="si: holds 1 NaN/inf values in usable pixels"):
+        mm.subtract_background(si.copy(data=d), window=(560, 630), mask=keep)
+    keep[1, 1] = False
+    out = mm.subtract_background(si.copy(data=d), window=(560, 630), mask=keep)
+    assert np.isnan(out.values[~keep]).all() and np.isfinite(out.values[keep]).all()
+    with pytest.raises(DataError, match=r"mask: expected shape \(2, 3\)"):
+        mm.subtract_background(si, window=(560, 630), mask=np.ones((3, 2), bool))
+    with pytest.raises(MMSpecError, match="mask='everything'"):
+        mm.subtract_background(si, window=(560, 630), mask="everything")
 
 
 def test_all_zero_pixels_give_nan_not_garbage(si):
@@ -83,6 +95,20 @@ def test_bad_model_and_parameters(si):
         mm.subtract_background(si, window=(560, 630), model="gauss")
     with pytest.raises(MMSpecError, match="threshold"):
         mm.remove_spikes(si, threshold=-1)
+    with pytest.raises(MMSpecError, match="post_order=7"):
+        mm.normalize_xas(si.isel(y=0), post_order=7)
+    with pytest.raises(MMSpecError, match="search=0"):
+        mm.calibrate(si, references={"O_K": 530.0, "Ni_L3": 853.5}, search=0)
+
+
+def test_xas_windows_outside_the_scan():
+    e = np.linspace(8300, 8400, 201)
+    mu = xr.DataArray(0.5 + np.arctan((e - 8340) / 2) / np.pi, dims=("energy",),
+                      coords={"energy": e})
+    with pytest.raises(DataError, match="da: cannot place pre-edge .* post-edge"):
+        mm.normalize_xas(mu, post=(200.0, 300.0))
+    with pytest.raises(DataError, match="da: edge step .* expected > 0"):
+        mm.normalize_xas(-mu, e0=8340.0)
 
 
 def test_nan_pixels_allowed_only_where_masked(si):
