@@ -348,17 +348,66 @@ def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | No
     return float(e[m[k]] + _parabola_peak(seg, k) * de)
 
 
-def fit_calibration(spectrum: xr.DataArray, references: Mapping[str, float], *,
-                    search: float = 20.0) -> dict:
+def _references(references) -> dict[str, float]:
+    """Feature -> true energy (eV); a list of names, or ``None`` values, take
+    the table's energies."""
+    if isinstance(references, str) or not isinstance(references, (Mapping, list, tuple)) \
+            or len(references) == 0:
+        raise MMSpecError(f"references={references!r}: expected a mapping of feature names to "
+                          f"energies (or a list of names), e.g. {{'O_K': 530.0, 'Ni_L3': 853.5}}"
+                          f"; names: {', '.join(FEATURES)}")
+    items = references.items() if isinstance(references, Mapping) else \
+        [(n, None) for n in references]
+    out = {}
+    for n, v in items:
+        if n not in FEATURES:
+            raise MMSpecError(f"references: unknown feature {n!r}; expected one of "
+                              f"{', '.join(FEATURES)}")
+        try:
+            out[n] = float(FEATURES[n]["energy"] if v is None else v)
+        except (TypeError, ValueError):
+            raise MMSpecError(f"references: {n!r} -> {v!r}: expected an energy in eV") from None
+    return out
+
+
+def _search_windows(windows, names) -> dict[str, tuple[float, float]]:
+    if windows is None:
+        return {}
+    if not isinstance(windows, Mapping):
+        raise MMSpecError(f"window={windows!r}: expected a mapping feature -> (low, high) eV")
+    out = {}
+    for n, w in windows.items():
+        if n not in names:
+            raise MMSpecError(f"window: {n!r} is not one of the references {names}")
+        try:
+            lo, hi = (float(v) for v in w)
+        except (TypeError, ValueError):
+            raise MMSpecError(f"window[{n!r}]={w!r}: expected (low, high) in eV") from None
+        if not hi > lo:
+            raise MMSpecError(f"window[{n!r}]={w!r}: high must exceed low")
+        out[n] = (lo, hi)
+    return out
+
+
+def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
+                    window: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """Fit ``E_true = offset + scale * E`` from reference features.
 
     Parameters
     ----------
     spectrum : xarray.DataArray
-        A summed spectrum ``("energy",)``.
-    references : mapping
-        Feature name -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``.
-        One reference fixes the offset only (scale 1).
+        A summed spectrum ``("energy",)``, counts, energy in eV.
+    references : mapping or list
+        Feature name -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``
+        (names from :data:`mmspec_widgets.edges.FEATURES`; a value overrides
+        the table's energy, ``None`` or a plain list of names keeps it). One
+        reference fixes the offset only (scale 1).
+    search : float
+        Half-width (eV) of the window around each true energy where the
+        feature is looked for (:func:`locate_feature`, ``anchor=True``).
+    window : mapping, optional
+        Feature -> ``(low, high)`` eV on the spectrum's axis: a window placed
+        by hand, searched as it is (``anchor=False``).
 
     Returns
     -------
@@ -366,19 +415,19 @@ def fit_calibration(spectrum: xr.DataArray, references: Mapping[str, float], *,
         ``offset_eV``, ``scale``, and per reference ``measured_eV``,
         ``target_eV``, ``residual_eV`` (meaningful with three or more).
     """
-    if not isinstance(references, Mapping) or len(references) == 0:
-        raise MMSpecError(f"references={references!r}: expected a mapping of feature names to "
-                          f"energies, e.g. {{'O_K': 530.0, 'Ni_L3': 853.5}}; names: "
-                          f"{', '.join(FEATURES)}")
-    names = list(references)
-    for n in names:
-        if n not in FEATURES:
-            raise MMSpecError(f"references: unknown feature {n!r}; expected one of "
-                              f"{', '.join(FEATURES)}")
-    targets = np.array([float(references[n]) for n in names])
-    measured = np.array([locate_feature(spectrum, n, expected=t, search=search,
-                                        anchor=True)
-                         for n, t in zip(names, targets, strict=True)])
+    refs = _references(references)
+    names = list(refs)
+    wins = _search_windows(window, names)
+    targets = np.array([refs[n] for n in names])
+    measured = []
+    for n, t in zip(names, targets, strict=True):
+        if n in wins:
+            lo, hi = wins[n]
+            measured.append(locate_feature(spectrum, n, expected=0.5 * (lo + hi),
+                                           search=0.5 * (hi - lo)))
+        else:
+            measured.append(locate_feature(spectrum, n, expected=t, search=search, anchor=True))
+    measured = np.array(measured)
     if len(names) == 1:
         scale, offset = 1.0, float(targets[0] - measured[0])
     else:
@@ -414,6 +463,7 @@ def apply_calibration(si: xr.DataArray, calibration: Mapping) -> xr.DataArray:
 
 def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
               references: Mapping[str, float] | None = None, *, search: float = 20.0,
+              window: Mapping[str, tuple[float, float]] | None = None,
               mask: xr.DataArray | None = None) -> xr.DataArray:
     """Calibrate the energy axis of a spectrum image.
 
@@ -430,14 +480,27 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
         Core-loss SI or spectrum, counts, energy in eV.
     zlp : xarray.DataArray, optional
         Zero-loss SI with the same navigation shape.
-    references : mapping, optional
+    references : mapping or list, optional
         Feature -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``;
-        names from :data:`mmspec_widgets.edges.FEATURES`.
+        names from :data:`mmspec_widgets.edges.FEATURES` (a list of names,
+        or ``None`` values, use the table's energies).
     search : float
         Half-width (eV) of the window where each feature is looked for, around
-        its true energy on the (zero-loss aligned) axis.
+        its true energy on the (zero-loss aligned) axis. The recorded axis may
+        be off by up to about ``search - 3`` eV at each feature.
+    window : mapping, optional
+        Feature -> ``(low, high)`` search window (eV, zero-loss aligned axis)
+        placed by hand, overriding ``search`` for that feature.
     mask : xarray.DataArray, optional
         Pixels to sum for locating features; default :func:`mask_low_counts`.
+
+    Raises
+    ------
+    MMSpecError
+        Neither ``zlp`` nor ``references``; unknown feature names; bad windows.
+    DataError
+        NaN/inf in ``si``; ``zlp`` of another navigation shape (both shapes
+        named); a feature not found or outside the data.
 
     Returns
     -------
@@ -447,6 +510,9 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
         and a history entry per step.
     """
     si = check_spectra(si, "si")
+    if zlp is None and references is None:
+        raise MMSpecError("calibrate: give zlp (the zero-loss SI of the same scan) and/or "
+                          "references (e.g. {'O_K': 530.0, 'Ni_L3': 853.5})")
     out = si if zlp is None else align_zero_loss(si, zlp)
     if references is None:
         return out
@@ -456,7 +522,7 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
     # a cosmic-ray spike in one pixel survives in the sum as a one-channel
     # bump that could outshine a weak edge: despike the sum before searching
     summed = remove_spikes(summed.compute())
-    cal = fit_calibration(summed, references, search=search)
+    cal = fit_calibration(summed, references, search=search, window=window)
     return apply_calibration(out, cal)
 
 

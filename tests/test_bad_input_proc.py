@@ -75,6 +75,14 @@ def test_unknown_reference_and_edge(si):
         mm.extract_edges(si, edges=["Fe_L23"])
     with pytest.raises(MMSpecError, match="references"):
         mm.calibrate(si, references={})
+    with pytest.raises(MMSpecError, match="give zlp .*and/or references"):
+        mm.calibrate(si)
+    with pytest.raises(MMSpecError, match=r"references: 'O_K' -> 'low'"):
+        mm.calibrate(si, references={"O_K": "low", "Ni_L3": 853.5})
+    with pytest.raises(MMSpecError, match=r"window\['O_K'\]=\(540, 520\)"):
+        mm.calibrate(si, references=["O_K", "Ni_L3"], window={"O_K": (540, 520)})
+    with pytest.raises(MMSpecError, match="window: 'Mn_L3' is not one of the references"):
+        mm.calibrate(si, references=["O_K", "Ni_L3"], window={"Mn_L3": (630, 650)})
 
 
 def test_not_a_dataarray_or_no_energy():

@@ -99,3 +99,20 @@ def test_later_features_are_anchored_on_the_first_of_their_edge():
     assert first == pytest.approx((530.0 - offset) / scale, abs=0.3)
     main = locate_feature(spec, "O_K_main", expected=541.0, search=20.0, anchor=True)
     assert main == pytest.approx((541.0 - offset) / scale, abs=0.3)
+
+
+def test_references_as_names_and_hand_placed_windows():
+    offset, scale = -5.0, 1.02
+    spec = _edges_spectrum(lambda t: (t - offset) / scale)
+    by_name = fit_calibration(spec, ["O_K", "Ni_L3"])
+    table = fit_calibration(spec, {"O_K": None, "Ni_L3": 853.5})
+    assert by_name == table
+    assert by_name["references"]["O_K"]["target_eV"] == 530.0
+    # windows placed by hand on the recorded axis find the same features
+    rec = {n: (t - offset) / scale for n, t in (("O_K", 530.0), ("Ni_L3", 853.5))}
+    hand = fit_calibration(spec, ["O_K", "Ni_L3"],
+                           window={n: (x - 4.0, x + 6.0) for n, x in rec.items()})
+    assert hand["scale"] == pytest.approx(by_name["scale"], abs=1e-3)
+    out = mm.calibrate(spec, references=["O_K", "Ni_L3"],
+                       window={"Ni_L3": (rec["Ni_L3"] - 4.0, rec["Ni_L3"] + 6.0)})
+    assert out.attrs["calibration_scale"] == pytest.approx(scale, abs=1e-3)
