@@ -60,6 +60,17 @@ def test_accessor_is_the_same_chain():
     xr.testing.assert_identical(a, b)
     ds = si.mmspec.remove_spikes().mmspec.extract_edges(["Mn_L23"])
     assert [h["step"] for h in ds.attrs["history"]] == ["remove_spikes", "extract_edges"]
+    assert si.mmspec.history == [] and a.mmspec.history[-1]["step"] == "subtract_background"
+    xr.testing.assert_identical(si.mmspec.fit_background((560, 630)),
+                                mm.background.fit_background(si, (560, 630)))
+    grid = ds["Mn_L23"]
+    xr.testing.assert_identical(grid.mmspec.normalize_edge("Mn_L23", "max"),
+                                normalize_edge(grid, "Mn_L23", "max"))
+    scans = si.isel(y=0).rename(x="scan")
+    aligned, shifts = scans.mmspec.align_scans(max_shift=2.0)
+    ref_aligned, ref_shifts = mm.align_scans(scans, max_shift=2.0)
+    xr.testing.assert_identical(aligned, ref_aligned)
+    xr.testing.assert_identical(shifts, ref_shifts)
 
 
 def test_edge_region_only_gives_the_same_numbers_as_the_whole_axis():
