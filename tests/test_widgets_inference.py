@@ -22,7 +22,7 @@ def trained():
     from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 
     ds = make_synthetic_training_set(n_structures=16, edges=EDGES, missing=0.0, seed=3)
-    model = MultimodalModel(edges=EDGES, estimator="rf", params={"n_estimators": 20},
+    model = MultimodalModel(edges=EDGES, params={"max_iter": 40, "min_samples_leaf": 3},
                             n_folds=2, dropout_copies=1, augment_copies=0)
     model.fit(ds)
     return ds, model
@@ -131,12 +131,19 @@ def test_explanation_overlay(w):
     assert np.all(np.asarray(w.imp_sources["O_K"].data["importance"]) == 0)
 
 
-def test_model_choice(trained, maps_data):
+def test_model_choice(trained, maps_data, tmp_path):
+    from mmspec_widgets.learn import save_model
+
     ds, model = trained
-    w = Inference(maps_data, models={"toy A": model, "toy B": model})
-    assert list(w.model_select.options) == ["toy A", "toy B"]
-    w.model_select.value = "toy B"
-    assert w.model_name == "toy B" and w.result is not None
+    path = save_model(model, tmp_path / "toy.skops")
+    w = Inference(maps_data, models={"toy A": model, "toy B (file)": path})
+    assert list(w.model_select.options) == ["toy A", "toy B (file)"]
+    w.model_select.value = "toy B (file)"
+    assert w.model_name == "toy B (file)" and w.result is not None
+    np.testing.assert_allclose(w.result["li_content"].values,
+                               model.predict(maps_data)["li_content"].values)
+    with pytest.raises(MMSpecError, match="models"):
+        Inference(maps_data, models={"bad": object()})
 
 
 def test_bad_inputs(trained, maps_data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import ipywidgets as ipw
 import numpy as np
@@ -70,7 +71,8 @@ class Inference(WidgetBase):
     model : MultimodalModel, optional
         Fitted model; default :func:`mmspec_widgets.learn.load_model`.
     models : dict, optional
-        Several models to choose from, ``{name: model}``.
+        Several models to choose from, ``{name: model or path of a saved
+        bundle}``.
     edges : sequence of str, optional
         Edges used in fused mode; default all model edges found in ``data``.
     target : str
@@ -119,7 +121,16 @@ class Inference(WidgetBase):
             models = {str(getattr(model, "model_id", "model")): model, **dict(models)}
         if not models:
             raise MMSpecError("models: expected at least one fitted model")
-        self.models = dict(models)
+        self.models = {}
+        for name, m in dict(models).items():
+            if isinstance(m, (str, Path)):  # a saved bundle
+                from ..learn import load_model
+
+                m = load_model(m)
+            if not hasattr(m, "predict") or not hasattr(m, "edges_"):
+                raise MMSpecError(f"models[{name!r}]: expected a fitted MultimodalModel or the "
+                                  f"path of a saved bundle, got {type(m).__name__}")
+            self.models[str(name)] = m
         self.explain_data = explain_data
         self.explain_window = float(explain_window)
         self._explain_cache: dict = {}
