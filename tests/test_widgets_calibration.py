@@ -90,23 +90,28 @@ def test_checkbox_adds_a_feature_and_residuals_show(real):
     assert w.calibration["scale"] == 1.0
 
 
-def test_dragging_a_span_moves_the_search_window(pair):
-    si, zlp = pair
-    w = Calibration(si, zlp, references=["O_K", "O_K_main", "Ni_L3"])
-    # O_K_main's default window (521 - 561 eV) also holds the much stronger O K line
-    # (found near 521 eV on the aligned axis): the feature found is that line
+def test_dragging_a_span_moves_the_search_window(real):
+    si, zlp = real
+    refs = ["O_K", "O_K_main", "Mn_L3", "Ni_L3"]
+    w = Calibration(si, zlp, references=refs)
+    assert w.moved_windows() == {}
     first = w.calibration["references"]["O_K_main"]["measured_eV"]
-    assert first < 525.0
-    # drag the span to exclude it: the search now happens in 526 - 561 eV only
-    w.boxes["O_K_main"].left = 526.0
-    assert w.windows["O_K_main"] == (526.0, 561.0)
+    # drag the O K main-peak span to 535 - 560 eV (the aligned axis)
+    w.boxes["O_K_main"].left = 535.0
+    w.boxes["O_K_main"].right = 560.0
+    assert w.windows["O_K_main"] == (535.0, 560.0)
+    assert w.moved_windows() == {"O_K_main": (535.0, 560.0)}
     moved = w.calibration["references"]["O_K_main"]["measured_eV"]
-    assert 526.0 <= moved <= 561.0 and moved != first
+    assert 535.0 <= moved <= 560.0 and moved != first
     assert w.marker_source.data["x"][1] == pytest.approx(moved)
+    # the same numbers as the library given that hand-placed window
+    lib = calibrate(si, zlp=zlp, references=refs, window={"O_K_main": (535.0, 560.0)})
+    assert w.calibration["scale"] == pytest.approx(lib.attrs["calibration_scale"], abs=1e-12)
+    np.testing.assert_allclose(w.result.energy.values, lib.energy.values)
     # a span dragged off the axis is refused and snaps back
     w.boxes["O_K_main"].right = 2000.0
-    assert w.windows["O_K_main"] == (526.0, 561.0)
-    assert w.boxes["O_K_main"].right == 561.0
+    assert w.windows["O_K_main"] == (535.0, 560.0)
+    assert w.boxes["O_K_main"].right == 560.0
     assert "Span not moved" in w.status.value and "windows" in w.status.value
 
 

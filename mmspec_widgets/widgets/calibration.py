@@ -97,7 +97,7 @@ class Calibration(WidgetBase):
     def __init__(self, si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                  references=None, windows=None) -> None:
         super().__init__()
-        from ..background import mask_low_counts
+        from ..background import mask_low_counts, remove_spikes
         from ..calibrate import align_zero_loss, zero_loss_positions
 
         self.si = P.check_si(si, "si")
@@ -118,9 +118,9 @@ class Calibration(WidgetBase):
             self.aligned = self.si
         if hasattr(self.aligned.data, "dask"):
             self.aligned = self.aligned.compute()
-        mask = mask_low_counts(self.aligned)
-        self.summed = self.aligned.where(mask).sum(("y", "x"))
-        self.summed.attrs = dict(self.aligned.attrs)
+        # the spectrum the library searches: usable pixels summed, despiked
+        self._mask = mask_low_counts(self.aligned)
+        self.summed = remove_spikes(self.aligned.where(self._mask).sum(("y", "x")))
         self.energy = np.asarray(self.aligned.energy.values, dtype=float)
         self.candidates = suggest_references(self.energy)
         if not self.candidates:
@@ -336,39 +336,34 @@ class Calibration(WidgetBase):
                                  f"{html.escape(str(err))}</span>")
 
     # ---------------------------------------------------------------- compute
+    def moved_windows(self) -> dict:
+        """Search windows placed by hand (those differing from ``true energy +- 20 eV``)."""
+        return {n: tuple(w) for n, w in self.windows.items()
+                if n in self.references and tuple(w) != self._default_window(n)}
+
     def _fit(self) -> None:
-        """Locate each feature in its window (library), fit E_true = offset + scale E."""
+        """Run :func:`mmspec_widgets.calibrate.calibrate` on the aligned SI."""
         if not self._ready:
             return
-        from ..calibrate import apply_calibration, locate_feature
+        from ..calibrate import calibrate
 
         names = list(self.references)
-        targets = np.array([self.references[n] for n in names])
         try:
-            measured = []
-            for n in names:
-                lo, hi = self.windows[n]
-                measured.append(locate_feature(self.summed, n, expected=0.5 * (lo + hi),
-                                               search=0.5 * (hi - lo)))
-            measured = np.asarray(measured)
-            if len(names) == 1:
-                scale, offset = 1.0, float(targets[0] - measured[0])
-            else:
-                if np.ptp(measured) < 1.0:
-                    raise DataError("the chosen features were found less than 1 eV apart; "
-                                    "move their spans or choose features farther apart")
-                scale, offset = (float(v) for v in np.polyfit(measured, targets, 1))
+            out = calibrate(self.aligned, references=dict(self.references),
+                            window=self.moved_windows() or None, mask=self._mask)
         except MMSpecError as err:
             self.status.value = f"<span style='color:#b00'>Fit failed: {html.escape(str(err))}</span>"
             return
-        resid = targets - (offset + scale * measured)
-        cal = {"offset_eV": offset, "scale": scale,
-               "references": {n: {"measured_eV": float(m), "target_eV": float(t),
-                                  "residual_eV": float(r)}
-                              for n, m, t, r in zip(names, measured, targets, resid, strict=True)}}
+        refs = out.attrs["calibration_references"]
+        cal = {"offset_eV": float(out.attrs["calibration_offset_eV"]),
+               "scale": float(out.attrs["calibration_scale"]),
+               "references": {n: dict(refs[n]) for n in names}}
         self.calibration = cal
-        self.result = apply_calibration(self.aligned, cal)
-        self._show(names, measured, targets, resid, offset, scale)
+        self.result = out
+        measured = np.array([refs[n]["measured_eV"] for n in names])
+        targets = np.array([refs[n]["target_eV"] for n in names])
+        resid = np.array([refs[n]["residual_eV"] for n in names])
+        self._show(names, measured, targets, resid, cal["offset_eV"], cal["scale"])
 
     # ------------------------------------------------------------------ views
     def _show(self, names, measured, targets, resid, offset, scale) -> None:
