@@ -169,8 +169,8 @@ def register(subparsers) -> None:
     p.add_argument("--folds", type=int, default=4, help="grouped CV folds (default 4)")
     p.add_argument("--dropout-copies", type=int, default=3,
                    help="edge-dropout copies of the training rows (default 3)")
-    p.add_argument("--augment-copies", type=int, default=1,
-                   help="augmented copies of the training spectra (default 1)")
+    p.add_argument("--augment-copies", type=int, default=3,
+                   help="augmented copies of the training spectra (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write the held-out evaluation report into DIR")
