@@ -96,3 +96,15 @@ def test_train_model_uses_the_training_split_only(toy):
 
     assert training_data_hash(other, model.edges_, model.targets_) != \
         training_data_hash(toy, model.edges_, model.targets_)
+
+
+def test_a_target_without_labels_is_predicted_as_nan(toy):
+    ds = toy.copy(deep=True)
+    ds["mn_oxidation"][:] = np.nan  # e.g. a set without Mn
+    model = MultimodalModel(edges=("Ni_K",), targets=("li_content", "mn_oxidation"), n_folds=3,
+                            dropout_copies=0, augment_copies=0, params={"max_iter": 10},
+                            settings={"n_points": 8, "n_windows": 2, "n_peaks": 1}).fit(ds)
+    assert model.metadata_["untrained_targets"] == ["mn_oxidation"]
+    maps = model.predict(ds)
+    assert np.isnan(maps.mn_oxidation.values).all() and np.isnan(maps.mn_oxidation_std).all()
+    assert np.isfinite(maps.li_content.values).all()

@@ -523,10 +523,18 @@ class MultimodalModel(BaseEstimator):
 
         self.models_, self.sigma_models_, self.calibration_ = {}, {}, {}
         self.cv_report_ = {}
+        untrained = []
         for k_t, t in enumerate(self.targets_):
             task = _task(t)
             yt = Yall[idx, k_t]
             ok = np.isfinite(yt)
+            n_labelled = int(np.isfinite(Y[:, k_t]).sum())
+            if n_labelled < 2 * int(self.n_folds):
+                # too few labelled samples (e.g. no Mn anywhere): predicted as NaN
+                self.models_[t] = []
+                self.cv_report_[t] = {"all_rows": None, "all_edges": None}
+                untrained.append(t)
+                continue
             oof = np.full(D.shape[0], np.nan)
             models = []
             for k in range(len(folds)):
@@ -585,6 +593,7 @@ class MultimodalModel(BaseEstimator):
             "n_features": int(F.shape[1]),
             "fit_seconds": round(time.perf_counter() - t0, 1),
             "edges_requested": requested,
+            "untrained_targets": untrained,
             "training_data_sha256": training_data_hash(ds, self.edges_, self.targets_),
         }
         return self
@@ -676,6 +685,10 @@ class MultimodalModel(BaseEstimator):
         out: dict[str, np.ndarray] = {}
         for t in self.targets_:
             task = _task(t)
+            if not self.models_[t]:  # untrained target
+                out[t] = np.full(X.shape[0], np.nan)
+                out[f"{t}_std"] = np.full(X.shape[0], np.nan)
+                continue
             preds = np.stack([_predict(m, D, task) for m in self.models_[t]])
             mean = preds.mean(axis=0)
             if task == "regression":
