@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmspec_widgets.errors import DataError
+from mmspec_widgets.errors import DataError, MMSpecError
 from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 from mmspec_widgets.learn.fusion import MultimodalModel
 from mmspec_widgets.learn.train import (
@@ -109,3 +109,22 @@ def test_a_target_without_labels_is_predicted_as_nan(toy):
     assert np.isnan(maps.mn_oxidation.values).all() and np.isnan(maps.mn_oxidation_std).all()
     has_ni_k = np.isfinite(ds.Ni_K.values).all(axis=1)
     assert np.isfinite(maps.li_content.values[has_ni_k]).all()
+
+
+def test_xgboost_is_optional(toy):
+    params = dict(edges=("O_K", "Ni_K"), targets=("li_content", "antisite"), n_folds=3,
+                  dropout_copies=1, augment_copies=0, estimator="xgb",
+                  params={"n_estimators": 20, "max_depth": 3},
+                  settings={"n_points": 8, "n_windows": 2, "n_peaks": 1})
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        with pytest.raises(MMSpecError, match="xgboost"):
+            MultimodalModel(**params).fit(toy)
+        return
+    model = MultimodalModel(**params).fit(toy)
+    maps = model.predict(toy, edges=["Ni_K"])
+    ok = np.isfinite(toy.Ni_K.values).all(axis=1)
+    assert np.isfinite(maps.li_content.values[ok]).all()
+    p = maps.antisite.values[ok]
+    assert (p >= 0).all() and (p <= 1).all()

@@ -259,7 +259,7 @@ def make_estimator(kind: str, task: str, params: dict | None = None, random_stat
             raise MMSpecError("estimator 'xgb' needs the optional package xgboost "
                               "(pip install xgboost-cpu)") from None
         base = {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 6, "subsample": 0.8,
-                "colsample_bytree": 0.5, "tree_method": "hist", "n_jobs": 2}
+                "colsample_bytree": 0.5, "tree_method": "hist", "n_jobs": 1}
         cls = xgboost.XGBRegressor if task == "regression" else xgboost.XGBClassifier
         return cls(**{**base, **params}, random_state=random_state)
     raise MMSpecError(f"estimator={kind!r}: expected 'hgb', 'rf' or 'xgb'")
