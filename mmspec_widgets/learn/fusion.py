@@ -337,7 +337,7 @@ class MultimodalModel(BaseEstimator):
         Late fusion only: ``"<edge>/<target>"`` -> per-edge estimator.
     sigma_models_, calibration_ : dict
         Regression targets: residual model and ``(c1, q90, floor)``: std =
-        ``c1 * max(residual model, floor)``, 90 % half-width = ``q90 * std``.
+        ``max(c1 * residual model, floor)``, 90 % half-width = ``q90 * std``.
     ood_ : OODDetector
     cv_report_ : dict
         Out-of-fold scores measured during fit (rows with all available edges,
@@ -693,7 +693,7 @@ class MultimodalModel(BaseEstimator):
             mean = preds.mean(axis=0)
             if task == "regression":
                 c1, _, floor = self.calibration_[t]
-                std = c1 * np.maximum(self.sigma_models_[t].predict(D), floor)
+                std = np.maximum(c1 * self.sigma_models_[t].predict(D), floor)
             else:
                 std = preds.std(axis=0)
             mean[~usable] = np.nan
