@@ -60,6 +60,10 @@ def test_initial_maps_are_the_fused_prediction(w, trained, maps_data):
     n_ood = int(expected["ood"].values.sum())
     assert len(w.hatch_source.data["x"]) == n_ood
     assert f"{n_ood} of 24 pixels out of distribution" in w.status.value
+    w.ood_box.value = False
+    assert w.show_ood is False and len(w.hatch_source.data["x"]) == 0
+    w.show_ood = True
+    assert len(w.hatch_source.data["x"]) == n_ood
     assert w.pred_fig.xaxis.axis_label == "x (nm)"
 
 

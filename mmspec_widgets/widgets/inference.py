@@ -9,7 +9,7 @@ import ipywidgets as ipw
 import numpy as np
 import traitlets as tl
 import xarray as xr
-from bokeh.layouts import column, gridplot, row
+from bokeh.layouts import column, gridplot
 from bokeh.models import LinearAxis, Range1d
 from bokeh.palettes import RdBu11
 
@@ -93,6 +93,8 @@ class Inference(WidgetBase):
         The maps of the current model and edges (``model.predict``).
     explanation : xarray.Dataset or None
         Energy importance of the current target and edges, when shown.
+    show_ood : bool
+        Hatch the out-of-distribution pixels on the prediction map (trait).
     """
 
     model_name = tl.Unicode()
@@ -102,6 +104,7 @@ class Inference(WidgetBase):
     target = tl.Unicode("li_content")
     pixel = tl.Tuple(tl.Int(), tl.Int(), default_value=(0, 0))
     show_explanation = tl.Bool(False)
+    show_ood = tl.Bool(True)
     result = tl.Instance(xr.Dataset, allow_none=True)
     explanation = tl.Instance(xr.Dataset, allow_none=True)
 
@@ -187,7 +190,7 @@ class Inference(WidgetBase):
         tmpl = self._template
         ny, nx = tmpl.sizes["y"], tmpl.sizes["x"]
         line_scan = nx >= 3 * ny
-        width = 560 if line_scan else 215
+        width = 560 if line_scan else 290
         self.pred_fig, self.pred_source, self.pred_mapper = P.image_figure(
             tmpl * 0.0, title="Prediction", colorbar_title="", width=width, max_height=300)
         self.std_fig, self.std_source, self.std_mapper = P.image_figure(
@@ -233,7 +236,8 @@ class Inference(WidgetBase):
             self.imp_sources[e], self.imp_ranges[e] = imp, rng
 
         self.maps_layout = column(self.pred_fig, self.std_fig, self.ood_fig) if line_scan \
-            else row(self.pred_fig, self.std_fig, self.ood_fig)
+            else gridplot([[self.pred_fig, self.std_fig], [self.ood_fig, None]],
+                          toolbar_location="right")
         self.spectra_grid = gridplot(list(self.spec_figs.values()), ncols=2,
                                      toolbar_location="right")
         self.maps_plot = self._wrap(self.maps_layout)
@@ -272,10 +276,13 @@ class Inference(WidgetBase):
         row2 = ipw.HBox([self.mode_toggle, ipw.HTML("&nbsp;Edges:&nbsp;"),
                          *self.edge_boxes.values(), self.single_select],
                         layout=ipw.Layout(flex_flow="row wrap", align_items="center"))
-        row3 = ipw.HBox([self.explain_box])
+        self.ood_box = ipw.Checkbox(value=True, indent=False,
+                                    description="Hatch out-of-distribution pixels")
+        self.ood_box.observe(lambda ch: setattr(self, "show_ood", ch["new"]), "value")
+        row3 = ipw.HBox([self.explain_box, self.ood_box])
         self.pred_fig.name, self.std_fig.name = "inference-prediction", "inference-std"
         self.ood_fig.name = "inference-ood"
-        self.pixel_table.layout = ipw.Layout(min_width="330px", max_width="360px")
+        self.pixel_table.layout = ipw.Layout(min_width="300px", max_width="330px")
         self.ui = ipw.VBox([row1, row2, row3, self.status, self.maps_plot,
                             ipw.HTML("<b>Spectra of the selected pixel</b> (shaded: energies "
                                      "the model relies on for the map shown, when "
@@ -389,6 +396,11 @@ class Inference(WidgetBase):
     def _on_pixel(self, change) -> None:
         self._show_pixel()
 
+    @tl.observe("show_ood")
+    def _on_show_ood(self, change) -> None:
+        self.ood_box.value = change["new"]
+        self._show_maps()
+
     @tl.observe("show_explanation")
     def _on_explain(self, change) -> None:
         self.explain_box.value = change["new"]
@@ -489,6 +501,8 @@ class Inference(WidgetBase):
         self.grid_source.data = dict(self.grid_source.data, value=value.ravel())
         g = self.grid_source.data
         sel = ood.ravel()
+        if not self.show_ood:
+            sel = np.zeros_like(sel)
         self.hatch_source.data = {k: np.asarray(g[k])[sel] for k in ("x", "y", "w", "h")}
 
     @staticmethod
@@ -514,7 +528,10 @@ class Inference(WidgetBase):
             fig.y_range.start, fig.y_range.end = P.visible_y_range(
                 grid, [spec], float(grid.min()), float(grid.max()))
             used = e in active
-            fig.title.text = f"{_edge_label(e)}" + ("" if used else " (not used)")
+            note = "" if used else " (not used)"
+            if not np.isfinite(spec).any():
+                note += " - no spectrum in this pixel (masked or absent edge)"
+            fig.title.text = f"{_edge_label(e)}{note}"
             fig.renderers[-1].glyph.line_alpha = 1.0 if used else 0.3
         q90 = self.result.attrs.get("q90", {}) or {}
         rows = []
@@ -531,9 +548,10 @@ class Inference(WidgetBase):
                 txt = f"{v:.3f} ± {half:.3f}"
             bold = "font-weight:bold;" if t == self.target else ""
             rows.append(f"<tr style='{bold}'><td style='padding:1px 6px 1px 0'>"
-                        f"{html.escape(TARGET_LABELS.get(t, t))}</td>"
-                        f"<td style='text-align:right;white-space:nowrap;padding:1px 6px'>"
-                        f"{txt}</td><td style='color:#666;white-space:nowrap'>{units}</td></tr>")
+                        f"{html.escape(TARGET_LABELS.get(t, t))}<br>"
+                        f"<span style='color:#777;font-size:11px;font-weight:normal'>{units}"
+                        f"</span></td><td style='text-align:right;white-space:nowrap;"
+                        f"padding:1px 0 1px 6px'>{txt}</td></tr>")
         ood = bool(self.result["ood"].isel(y=r, x=c))
         score = float(self.result["ood_score"].isel(y=r, x=c))
         flag = ("<span style='color:#b2182b'><b>out of distribution</b></span>" if ood
@@ -543,8 +561,7 @@ class Inference(WidgetBase):
             f"<br>OOD score {score:.2f}: {flag}"
             "<table style='font-size:12px;border-collapse:collapse;margin-top:4px'>"
             "<tr style='border-bottom:1px solid #ccc'><th style='text-align:left'>target</th>"
-            "<th style='text-align:right;padding:1px 6px'>value ± 90 %</th>"
-            "<th style='text-align:left'>units</th></tr>"
+            "<th style='text-align:right;padding:1px 0 1px 6px'>value ± 90 %</th></tr>"
             + "".join(rows) + "</table></div>")
 
     def _show_explanation(self) -> None:
