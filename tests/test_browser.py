@@ -242,9 +242,9 @@ def _to_screen(geo: dict, x: float, y: float) -> tuple[float, float]:
     return geo["left"] + fx * geo["width"], geo["top"] + (1.0 - fy) * geo["height"]
 
 
-def _shot(locator, name: str) -> bytes:
+def _shot(locator, name: str, *, docs: bool = True) -> bytes:
     png = locator.screenshot(path=str(ARTIFACTS / name))
-    if os.environ.get("MMSPEC_UPDATE_SCREENSHOTS") == "1":
+    if docs and os.environ.get("MMSPEC_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
     return png
@@ -278,7 +278,7 @@ def test_widgets_render(page):
 def test_explorer_click_on_map_selects_pixel(page):
     ex = page.locator(".mmspec-explorer")
     ex.scroll_into_view_if_needed()
-    _shot(ex, "explorer.png")
+    _shot(ex, "explorer_initial.png", docs=False)
     before = _canvas_png(page, "explorer-spectrum")
     info = ex.locator(".widget-html-content").first
     assert "row 0, col 0" in info.inner_text()
@@ -292,7 +292,7 @@ def test_explorer_click_on_map_selects_pixel(page):
     page.wait_for_timeout(800)
     after = _canvas_png(page, "explorer-spectrum")
     assert before != after, "the spectrum plot did not change after the click"
-    _shot(ex, "explorer_after_click.png")
+    _shot(ex, "explorer.png")
 
 
 def test_inference_click_shows_pixel_panel(page):

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 from bokeh.layouts import column
 from bokeh.models import (
+    BasicTickFormatter,
     BoxAnnotation,
     ColorBar,
     ColumnDataSource,
@@ -158,7 +159,9 @@ def image_figure(
               color_mapper=mapper, level="image")
     bar = ColorBar(color_mapper=mapper, title=colorbar_title, width=10,
                    label_standoff=6, title_standoff=6)
-    if colorbar_title in ("Counts", "Intensity") and hi >= 1000:
+    if colorbar_title in ("Counts", "Intensity") and hi >= 1e6:
+        bar.formatter = BasicTickFormatter(use_scientific=True, power_limit_high=5, precision=1)
+    elif colorbar_title in ("Counts", "Intensity") and hi >= 1000:
         bar.formatter = counts_formatter()
     fig.add_layout(bar, "right")
     for axis, dim in ((fig.xaxis, "x"), (fig.yaxis, "y")):

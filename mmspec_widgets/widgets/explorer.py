@@ -129,7 +129,7 @@ class Explorer(WidgetBase):
         total = self._map(*self._e_full)
         self.map_fig, self.map_source, self.map_mapper = P.image_figure(
             total, title="Spectrum image: counts in shown energy range",
-            colorbar_title="Counts", width=370 if self.survey is not None else 560)
+            colorbar_title="Counts", width=320 if self.survey is not None else 560)
         self.grid_source = P.add_pixel_grid(self.map_fig, total)
         self.outline_source = P.pixel_outline(self.map_fig)
         self.grid_source.selected.on_change("indices", self._on_select)
@@ -139,7 +139,7 @@ class Explorer(WidgetBase):
         if self.survey is not None:
             self.survey_fig, _, _ = P.image_figure(
                 self.survey, title=str(self.survey.attrs.get("title", "Survey image")),
-                palette="Greys256", colorbar_title="Intensity", width=270)
+                palette="Greys256", colorbar_title="Intensity", width=250)
             if si_area is not None:
                 x0, y0, x1, y1 = (float(v) for v in si_area)
                 self.survey_fig.rect(x=[(x0 + x1) / 2], y=[(y0 + y1) / 2],
