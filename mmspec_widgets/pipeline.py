@@ -48,6 +48,7 @@ from .background import (
     check_spectra,
     map_row_blocks,
 )
+from .demo import REFERENCES as _DEMO_REFERENCES
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
@@ -63,7 +64,8 @@ __all__ = [
 ]
 
 DEFAULT_EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
-REFERENCES = {"O_K": 530.0, "Ni_L3": 853.5}
+#: calibration references of the standard chain (those of ``mmspec demo``)
+REFERENCES = dict(_DEMO_REFERENCES)
 #: fraction of the 90th percentile of pixel totals below which a pixel is
 #: vacuum (as :func:`mmspec_widgets.background.mask_low_counts`)
 MASK_FRACTION = 0.05
@@ -1095,7 +1097,7 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
     edges : sequence of str
         Edges to extract.
     references : mapping, optional
-        Calibration references; default ``{"O_K": 530.0, "Ni_L3": 853.5}``.
+        Calibration references; default :data:`REFERENCES` (as ``run_chain``).
     engine : {"auto", "numba", "numpy"}
         Per-pixel kernel (see :func:`extract_block`).
     predict : bool
