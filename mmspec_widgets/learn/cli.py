@@ -71,8 +71,10 @@ def _cmd_evaluate(args) -> int:
             from .explain import edge_importance, energy_importance
 
             targets = args.explain or ["li_content", "o_vacancy", "antisite"]
-            extra["edge_imp"] = edge_importance(model, ds, n_repeats=3)
-            extra["energy_imp"] = energy_importance(model, ds, window=2.0, targets=targets)
+            # on all samples: what the model relies on (the test split alone is small)
+            extra["edge_imp"] = edge_importance(model, ds, split=None, n_repeats=3)
+            extra["energy_imp"] = energy_importance(model, ds, window=2.0, targets=targets,
+                                                    split=None)
             extra["spectra"] = ds
         if args.cv:
             from .evaluate import cross_validate

@@ -453,8 +453,8 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
     if edge_imp is not None:
         edges = [str(e) for e in edge_imp.edge.values]
         lines += ["", "## Which edges matter: permutation importance", "",
-                  "Drop of the held-out score when one edge's spectra are shuffled between "
-                  "test samples (all edges given).", "",
+                  "Drop of the score when one edge's spectra are shuffled between samples "
+                  f"(all edges given; {edge_imp.attrs.get('samples', 'test samples')}).", "",
                   "| target | " + " | ".join(edges) + " |", "|---|" + "---|" * len(edges)]
         for t in edge_imp.target.values:
             vals = edge_imp.sel(target=t).values
@@ -474,8 +474,9 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
         plt.close(fig)
         lines += ["", "## Which energies matter", "",
                   f"Score drop when a {energy_imp.attrs.get('window_eV', 2.0):g} eV window of "
-                  "one edge is shuffled between test samples (orange), under the mean test "
-                  "spectrum (black).", "", "![energy-resolved importance](importance.png)"]
+                  "one edge is shuffled between samples "
+                  f"({energy_imp.attrs.get('samples', 'test samples')}; orange), under the "
+                  "mean spectrum (black).", "", "![energy-resolved importance](importance.png)"]
     md_path = out_dir / "evaluation.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, png

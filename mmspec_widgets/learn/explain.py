@@ -41,6 +41,11 @@ def _prepare(model, ds, split, targets):
     return X, Y, targets, slices, layout
 
 
+def _which(split, n: int) -> str:
+    return f"{n} {split} samples" if split is not None else \
+        f"all {n} samples, training ones included: what the model relies on"
+
+
 def _nanmean(drops) -> np.ndarray:
     """Mean over repeats; NaN (no warning) where a target could not be scored."""
     with warnings.catch_warnings():
@@ -93,7 +98,8 @@ def edge_importance(model, ds: xr.Dataset, *, targets: Sequence[str] | None = No
     return xr.DataArray(out, dims=("target", "edge"),
                         coords={"target": targets, "edge": list(slices)},
                         attrs={"long_name": "permutation importance (score drop)",
-                               "model_id": model.model_id})
+                               "model_id": model.model_id,
+                               "samples": _which(split, X.shape[0])})
 
 
 def energy_importance(model, ds: xr.Dataset, *, window: float = 2.0,
@@ -157,5 +163,6 @@ def energy_importance(model, ds: xr.Dataset, *, window: float = 2.0,
                                        dim: (dim, grid, {"units": "eV"})})
     out = xr.Dataset(data)
     out.attrs = {"long_name": "energy-window permutation importance (score drop)",
-                 "window_eV": float(window), "model_id": model.model_id}
+                 "window_eV": float(window), "model_id": model.model_id,
+                 "samples": _which(split, X.shape[0])}
     return out
