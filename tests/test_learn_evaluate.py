@@ -65,7 +65,15 @@ def test_evaluate_model_schema_and_values(model, toy):
     li = res["targets"]["li_content"]["by_edges"]
     assert li["+".join(EDGES)] > 0.6
     n = res["details"]["n_test"]
-    assert n["O_K"] >= n["+".join(EDGES)] > 10
+    # default: a set is scored on samples with at least one of its edges
+    assert n["+".join(EDGES)] >= max(n[e] for e in EDGES) > 10
+    holes = toy.copy(deep=True)
+    test_rows = np.flatnonzero(toy.split.values == "test")[:4]
+    holes["Mn_L23"][test_rows] = np.nan  # regions without Mn
+    n_any = evaluate_model(model, holes, details=True)["details"]["n_test"]
+    strict = evaluate_model(model, holes, details=True, require="all")["details"]["n_test"]
+    assert n_any["O_K"] == strict["O_K"] >= strict["+".join(EDGES)] > 10
+    assert strict["+".join(EDGES)] <= n_any["+".join(EDGES)] - 4
     cov = res["details"]["coverage"]["+".join(EDGES)]["li_content"]
     assert 0 < cov["within_1std"] <= cov["within_90"] <= 1
     # a set with no test samples scores None rather than failing
@@ -187,7 +195,7 @@ def test_cross_validate_pools_out_of_fold_predictions(toy, tmp_path):
     assert res["targets"]["antisite"]["metric"] == "roc_auc"
     n_train = int((toy.split.values == "train").sum())
     n = res["details"]["n_test"]
-    assert n_train - 5 <= n["O_K+Ni_K"] <= n["Ni_K"] <= n_train  # every train sample once
+    assert n_train - 5 <= n["Ni_K"] <= n["O_K+Ni_K"] <= n_train  # every train sample once
     assert res["targets"]["li_content"]["by_edges"]["O_K+Ni_K"] > 0.3
     md, _ = write_report(res, tmp_path, cv_result=res)
     assert "Grouped cross-validation per edge set" in md.read_text()

@@ -64,7 +64,7 @@ def _cmd_evaluate(args) -> int:
     sets = None
     if args.edge_sets:
         sets = [_edges_arg([s]) for s in args.edge_sets]
-    result = evaluate_model(model, ds, sets, details=bool(args.report))
+    result = evaluate_model(model, ds, sets, require=args.require, details=bool(args.report))
     if args.report:
         extra = {}
         if args.explain is not None:
@@ -81,6 +81,7 @@ def _cmd_evaluate(args) -> int:
 
             params = {k: v for k, v in model.get_params().items() if k != "edges"}
             extra["cv_result"] = cross_validate(ds, edges=model.edges_, cv_folds=args.cv,
+                                                require=args.require,
                                                 **params)
         if args.compare:
             from .evaluate import compare_configs
@@ -88,7 +89,8 @@ def _cmd_evaluate(args) -> int:
             common = {k: v for k, v in model.get_params().items()
                       if k not in ("fusion", "kinds", "dropout_copies")}
             common["edges"] = model.edges_
-            extra["comparison"] = compare_configs(ds, cv_folds=args.cv or 5, **common)
+            extra["comparison"] = compare_configs(ds, cv_folds=args.cv or 5,
+                                                  require=args.require, **common)
         md, png = write_report(result, args.report, model=model, **extra)
         if not args.json:
             print(f"report: {md}, {png}")
@@ -188,6 +190,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write evaluation.md and evaluation.png into DIR")
+    p.add_argument("--require", choices=("any", "all"), default="any",
+                   help="test samples scored for an edge set: those with at least one of "
+                        "its edges (default; an element absent from a region has no edge) "
+                        "or only those with all of them")
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="with --report: add K-fold grouped cross-validation per edge set on "
                         "the training split (retrains K models)")

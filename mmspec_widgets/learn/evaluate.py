@@ -3,8 +3,9 @@
 :func:`evaluate_model` scores a model on the test split of the simulated set
 (structures never seen in training): R2 for amounts and oxidation states,
 ROC-AUC for ``o_vacancy`` / ``antisite`` (probability of >= 1 against
-count > 0).  Each edge set is scored on the test samples that have all of its
-edges, predicting from those edges only.
+count > 0).  Each edge set is scored on the test samples that have at least
+one of its edges, predicting from the set's edges they have (``require="all"``:
+only samples with every edge of the set).
 
 :func:`write_report` turns the result into ``evaluation.md`` and a heat map
 ``evaluation.png`` (targets x edge sets).
@@ -79,7 +80,7 @@ def _score(target: str, y: np.ndarray, p: np.ndarray, min_samples: int) -> float
 
 
 def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = None, *,
-                   split: str | None = "test", min_samples: int = 5,
+                   split: str | None = "test", min_samples: int = 5, require: str = "any",
                    details: bool = False) -> dict:
     """Held-out scores of ``model`` for every target and edge set.
 
@@ -93,7 +94,11 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
     edge_sets : iterable of sequences of str, optional
         Default :func:`default_edge_sets` of the model's edges.
     min_samples : int
-        Fewer complete test samples for a set: its score is ``None``.
+        Fewer test samples for a set: its score is ``None``.
+    require : {"any", "all"}
+        Samples scored for an edge set: those having at least one of its edges,
+        predicted from the set's edges they have (default; an element absent
+        from a region has no edge), or only those having all of them.
     details : bool
         Add ``"details"``: test sample count per set and, per regression
         target, coverage of +-1 std and of the 90 % interval.
@@ -110,9 +115,9 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
             raise DataError(f"no samples with split == {split!r} to evaluate on")
         ds = ds.isel(sample=np.flatnonzero(sel))
     sets = list(edge_sets) if edge_sets is not None else default_edge_sets(model.edges_)
-    preds, rows_of = _predict_sets(model, ds, sets)
+    preds, rows_of = _predict_sets(model, ds, sets, require)
     result = {t: {"metric": _metric(t), "by_edges": {}} for t in model.targets_}
-    info = {"n_test": {}, "coverage": {}}
+    info = {"n_test": {}, "coverage": {}, "require": require}
     for s in sets:
         key = edge_set_key(s)
         rows = rows_of[key]
@@ -135,17 +140,26 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
     return out
 
 
-def _predict_sets(model, ds: xr.Dataset, sets) -> tuple[dict, dict]:
-    """Predictions of ``model`` for each edge set on the samples having all its edges."""
+def _predict_sets(model, ds: xr.Dataset, sets, require: str = "any") -> tuple[dict, dict]:
+    """Predictions of ``model`` for each edge set.
+
+    ``require="all"``: on the samples having every edge of the set;
+    ``require="any"``: on the samples having at least one, from those of the
+    set's edges they have (in a simulated region without, say, Mn there is no
+    Mn edge to measure).
+    """
+    if require not in ("any", "all"):
+        raise DataError(f"require={require!r}: expected 'any' or 'all'")
     X_all, _ = dataset_to_matrix(ds, model.edges_, use=[e for e in model.edges_ if e in ds])
     blocks = np.cumsum([0] + [get_edge(e).n_points for e in model.edges_])
     present = {e: np.all(np.isfinite(X_all[:, blocks[j]:blocks[j + 1]]), axis=1)
                for j, e in enumerate(model.edges_)}
+    none = np.zeros(X_all.shape[0], bool)
     preds, rows_of = {}, {}
     for s in sets:
         key = edge_set_key(s)
-        rows = np.all([present[e] for e in s], axis=0) if all(e in present for e in s) else \
-            np.zeros(X_all.shape[0], bool)
+        have = [present.get(e, none) for e in s]
+        rows = np.all(have, axis=0) if require == "all" else np.any(have, axis=0)
         rows_of[key] = rows
         if not rows.any():
             continue
@@ -159,7 +173,7 @@ def _predict_sets(model, ds: xr.Dataset, sets) -> tuple[dict, dict]:
 
 def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = None, *,
                    split: str | None = "train", cv_folds: int = 5, min_samples: int = 5,
-                   **model_params) -> dict:
+                   require: str = "any", **model_params) -> dict:
     """Grouped cross-validated scores per target and edge set.
 
     A model is trained on all but one fold of structures and scored on the
@@ -176,6 +190,8 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
     cv_folds : int
         Folds, grouped by ``structure_id``.
     min_samples : int
+    require : {"any", "all"}
+        See :func:`evaluate_model`.
     **model_params
         Passed to :class:`~mmspec_widgets.learn.fusion.MultimodalModel`.
 
@@ -200,7 +216,7 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
         if sets is None:
             sets = default_edge_sets(model.edges_)
         targets = model.targets_
-        preds, rows_of = _predict_sets(model, ds.isel(sample=te), sets)
+        preds, rows_of = _predict_sets(model, ds.isel(sample=te), sets, require)
         for key, p in preds.items():
             store = oof.setdefault(key, {t: np.full(len(groups), np.nan) for t in targets})
             for t in targets:
@@ -214,7 +230,7 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
             y = np.asarray(ds[t].values, float)
             result[t]["by_edges"][key] = None if p is None else _score(t, y, p, min_samples)
         n[key] = int(np.isfinite(oof[key][targets[0]]).sum()) if key in oof else 0
-    return {"targets": result, "details": {"n_test": n}}
+    return {"targets": result, "details": {"n_test": n, "require": require}}
 
 
 def summarize(result: dict) -> dict:
@@ -246,7 +262,7 @@ def summarize(result: dict) -> dict:
 
 
 def compare_configs(ds: xr.Dataset, configs: dict | None = None, *, cv_folds: int = 5,
-                    split: str | None = "train", **common) -> dict:
+                    split: str | None = "train", require: str = "any", **common) -> dict:
     """Grouped-CV comparison of model variants (fusion strategy, featurizers ...).
 
     Parameters
@@ -257,6 +273,8 @@ def compare_configs(ds: xr.Dataset, configs: dict | None = None, *, cv_folds: in
         Name -> MultimodalModel parameters; default :data:`FUSION_VARIANTS`.
     cv_folds : int
     split : str or None
+    require : {"any", "all"}
+        See :func:`evaluate_model`.
     **common
         Parameters shared by all variants (e.g. ``edges``, ``params``).
 
@@ -266,7 +284,7 @@ def compare_configs(ds: xr.Dataset, configs: dict | None = None, *, cv_folds: in
         Name -> :func:`summarize` of its :func:`cross_validate` result.
     """
     configs = dict(FUSION_VARIANTS if configs is None else configs)
-    return {name: summarize(cross_validate(ds, split=split, cv_folds=cv_folds,
+    return {name: summarize(cross_validate(ds, split=split, cv_folds=cv_folds, require=require,
                                            **{**common, **params}))
             for name, params in configs.items()}
 
@@ -296,6 +314,15 @@ def _model_description(model) -> list[str]:
             "carry the spread of the grouped-CV fold models. The OOD flag compares each "
             "edge's features with the training set (Mahalanobis distance in PCA space, "
             "99 % threshold).", ""]
+
+
+_REQUIRE_TEXT = {
+    "any": "Each edge set is scored on the test samples having at least one of its edges, "
+           "the model seeing the set's edges each sample has (a region without, say, Mn has "
+           "no Mn edge), and nothing else.",
+    "all": "Each edge set is scored on the test samples having all of its edges, the model "
+           "seeing only those edges.",
+}
 
 
 def _fmt(v) -> str:
@@ -353,9 +380,8 @@ def write_report(result: dict, out_dir: str | Path = "docs", *, model=None,
              "Generated by `mmspec evaluate --report docs` from the held-out test split of the "
              "simulated training set (structures never seen in training). R2 for amounts and "
              "oxidation states, ROC-AUC for O-vacancy and antisite presence (probability of "
-             "at least one, against count > 0). Each edge set is scored on the test samples "
-             "having all of its edges, the model seeing only those edges. `–`: too few test "
-             "samples (or a single class) to score.", ""]
+             "at least one, against count > 0). " + _REQUIRE_TEXT[details.get("require", "any")]
+             + " `–`: too few test samples (or a single class) to score.", ""]
     if model is not None:
         md = model.metadata_
         lines += [f"Model `{model.model_id}`: fusion `{model.fusion}`, estimator "
