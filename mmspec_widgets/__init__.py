@@ -36,7 +36,8 @@ _LAZY = {
 }
 
 _SUBMODULES = {"edges", "errors", "io", "calibrate", "background", "extract",
-               "datasets", "simulate", "learn", "widgets", "cli", "paths", "accessor"}
+               "datasets", "simulate", "learn", "widgets", "cli", "paths", "accessor", "pipeline", "bench", "twin",
+               "demo"}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 

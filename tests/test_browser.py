@@ -339,14 +339,18 @@ def test_background_window_drag(page):
     page.wait_for_function(
         "() => { const e = document.querySelector('.mmspec-background .widget-html-content');"
         " return e && !e.innerText.includes('485.0-522.0 eV'); }", timeout=15_000)
-    page.wait_for_timeout(1500)
-    text = status.inner_text()
-    lo, hi = (float(v) for v in text.split(" background fitted in ")[1].split(" eV")[0]
-              .split("-"))
+    # the slider, the status and the plots agree once the drag has settled
+    # (under load the last drag step may reach one before the other)
+    for _ in range(40):
+        page.wait_for_timeout(500)
+        text = status.inner_text()
+        lo, hi = (float(v) for v in text.split(" background fitted in ")[1].split(" eV")[0]
+                  .split("-"))
+        readout = bg.locator(".widget-readout").first.inner_text()
+        if readout.replace(" ", "") == f"{lo:.1f}–{hi:.1f}":
+            break
     assert 440.0 < lo < 485.0, text  # the window moved to lower energy
     assert hi - lo == pytest.approx(37.0, abs=0.7), text  # moved, not resized
-    # the slider, the status and the plots agree once the drag is over
-    readout = bg.locator(".widget-readout").first.inner_text()
     assert readout.replace(" ", "") == f"{lo:.1f}–{hi:.1f}", (readout, text)
     assert _canvas_png(page, "background-pixel") != before
     _shot(bg, "background.png")

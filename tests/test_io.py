@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from mmspec_widgets.io import load, load_zlp_pair
 
 
 def _common_attrs(da, path):
-    assert da.attrs["source_file"] == str(path.resolve())
+    assert Path(da.attrs["source_file"]).resolve() == path.resolve()
     assert da.attrs["history"] == []
     assert isinstance(da.attrs["title"], str) and da.attrs["title"]
     for key, value in da.attrs.items():
