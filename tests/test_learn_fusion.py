@@ -254,9 +254,10 @@ def test_calibrate_scale_recovers_gaussian_quantiles():
         calibrate_scale(r[:5], sigma[:5])
 
 
-def test_late_fusion_predicts_from_subsets(split):
+@pytest.mark.parametrize("fusion", ["late", "hybrid"])
+def test_late_and_hybrid_fusion_predict_from_subsets(split, fusion):
     tr, te = split
-    late = MultimodalModel(fusion="late", edges=("O_K", "Li_K", "Ni_L23", "Ni_K"),
+    late = MultimodalModel(fusion=fusion, edges=("O_K", "Li_K", "Ni_L23", "Ni_K"),
                            edge_params={"max_iter": 40, "max_leaf_nodes": 7}, **SMALL)
     late.fit(tr)
     assert set(late.edge_models_) >= {"O_K/li_content", "Ni_K/ni_oxidation"}

@@ -166,7 +166,7 @@ def register(subparsers) -> None:
                    help="training set netCDF (default: data/training_set.nc)")
     p.add_argument("--out", default=None, help="bundle path (default: data/models/default.skops)")
     p.add_argument("--trials", type=int, default=20, help="Optuna trials (default 20; 0: none)")
-    p.add_argument("--fusion", choices=("early", "late"), default="early")
+    p.add_argument("--fusion", choices=("early", "late", "hybrid"), default="early")
     p.add_argument("--estimator", choices=("hgb", "rf"), default="hgb")
     p.add_argument("--edges", nargs="*", default=None,
                    help="edges to train on (default: every edge with data)")

@@ -32,6 +32,7 @@ __all__ = ["default_edge_sets", "evaluate_model", "cross_validate", "compare_con
 FUSION_VARIANTS = {
     "early fusion, CDF + cubic + peaks": {"fusion": "early"},
     "late fusion, CDF + cubic + peaks": {"fusion": "late"},
+    "hybrid fusion, CDF + cubic + peaks": {"fusion": "hybrid"},
     "early fusion, CDF only": {"fusion": "early", "kinds": ("cdf",)},
     "early fusion, no edge dropout": {"fusion": "early", "dropout_copies": 0},
 }
@@ -297,12 +298,16 @@ def _model_description(model) -> list[str]:
              "peaks": f"the {st.get('n_peaks', 3)} most prominent peaks (position, height, "
                       "width)",
              "grid": "the normalised spectrum", "pca": "PCA scores"}
-    fusion = ("early fusion: one gradient-boosting model per target on the joined features "
-              "of all edges plus edge-presence indicators"
-              if model.fusion == "early" else
-              "late fusion: per-edge models predict every target from one edge, and a "
-              "stacking model per target combines their (out-of-fold) predictions with "
-              "edge-presence indicators")
+    fusion = {
+        "early": "early fusion: one gradient-boosting model per target on the joined "
+                 "features of all edges plus edge-presence indicators",
+        "late": "late fusion: per-edge models predict every target from one edge, and a "
+                "stacking model per target combines their (out-of-fold) predictions with "
+                "edge-presence indicators",
+        "hybrid": "hybrid fusion: per-edge models predict every target from one edge, and "
+                  "one gradient-boosting model per target combines the joined features, "
+                  "those (out-of-fold) predictions and edge-presence indicators",
+    }[model.fusion]
     return ["How it works: every spectrum is normalised to unit area and described by "
             + ", ".join(kinds.get(k, k) for k in model.kinds) + f"; {fusion}. Training "
             f"repeats each sample {model.dropout_copies} more times with random subsets of "

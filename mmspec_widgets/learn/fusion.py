@@ -15,7 +15,10 @@ are missing.
 ``fusion="late"``
     per-edge models predict every target from one edge each; a stacking
     model per target combines the per-edge predictions of all targets
-    (out-of-fold during training) and the presence indicators.
+    (out-of-fold during training) and the presence indicators;
+``fusion="hybrid"``
+    the stage-2 model sees the joined features *and* the per-edge
+    predictions, so it can lean on a strong single-edge specialist.
 
 Either way the model is trained with *edge dropout*: the training rows are
 repeated with random subsets of their edges hidden (set to NaN, the presence
@@ -298,15 +301,16 @@ class MultimodalModel(BaseEstimator):
         Featurizers applied to every edge (see ``features.FEATURIZERS``).
     settings : dict, optional
         Featurizer parameters, e.g. ``{"n_points": 40, "n_windows": 6}``.
-    fusion : {"early", "late"}
-        Joined features, or per-edge models stacked (see module docstring).
+    fusion : {"early", "late", "hybrid"}
+        Joined features, per-edge models stacked, or both side by side (see
+        module docstring).
     estimator : {"hgb", "rf", "xgb"}
         Tree ensemble used throughout.
     params : dict, optional
         Hyperparameters: either one dict for all targets, or
         ``{target: dict}`` (e.g. found by :func:`~mmspec_widgets.learn.train.tune`).
     edge_params : dict, optional
-        Late fusion: hyperparameters of the per-edge models (default: small
+        Late and hybrid fusion: hyperparameters of the per-edge models (default: small
         fixed boosting models, ``_EDGE_MODEL_PARAMS``).
     n_folds : int
         Grouped cross-validation folds.
@@ -334,7 +338,9 @@ class MultimodalModel(BaseEstimator):
         one model fitted on all training rows; for classification the grouped-CV
         fold models, whose mean is the probability and whose spread its std.
     edge_models_ : dict
-        Late fusion only: ``"<edge>/<target>"`` -> per-edge estimator.
+        Late and hybrid fusion: ``"<edge>/<target>"`` -> per-edge estimator.
+    design_columns_ : list of ndarray
+        Per edge, the stage-2 input columns hidden when the edge is absent.
     sigma_models_, calibration_ : dict
         Regression targets: residual model and ``(c1, q90, floor)``: std =
         ``max(c1 * residual model, floor)``, 90 % half-width = ``q90 * std``.
@@ -419,8 +425,18 @@ class MultimodalModel(BaseEstimator):
 
     def _design(self, A: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Stage-2 design: masked level-1 values plus presence indicators."""
-        cols = self.columns_ if self.fusion == "early" else self.pred_columns_
+        cols = getattr(self, "design_columns_", None)
+        if cols is None:  # bundles written before hybrid fusion existed
+            cols = self.columns_ if self.fusion == "early" else self.pred_columns_
         return np.concatenate([self._mask_blocks(A, mask, cols), mask.astype(float)], axis=1)
+
+    def _stage2_input(self, F: np.ndarray, P: np.ndarray | None) -> np.ndarray:
+        """Level-1 values seen by the stage-2 models: features, predictions or both."""
+        if self.fusion == "early":
+            return F
+        if self.fusion == "late":
+            return P
+        return np.concatenate([F, P], axis=1)
 
     def _level1(self, F: np.ndarray) -> np.ndarray:
         """Late fusion: per-edge predictions of every target (NaN where the edge is absent)."""
@@ -460,8 +476,8 @@ class MultimodalModel(BaseEstimator):
 
     def _fit(self, ds: xr.Dataset):
         t0 = time.perf_counter()
-        if self.fusion not in ("early", "late"):
-            raise MMSpecError(f"fusion={self.fusion!r}: expected 'early' or 'late'")
+        if self.fusion not in ("early", "late", "hybrid"):
+            raise MMSpecError(f"fusion={self.fusion!r}: expected 'early', 'late' or 'hybrid'")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown:
             raise MMSpecError(f"unknown targets {unknown}: expected some of {', '.join(TARGETS)}")
@@ -511,12 +527,19 @@ class MultimodalModel(BaseEstimator):
         for k, (_, test) in enumerate(folds):
             fold_of[test] = k
 
-        if self.fusion == "late":
-            A = self._fit_level1(F, Yall, present, folds)
-            nt = len(self.targets_)
-            self.pred_columns_ = [np.arange(j * nt, (j + 1) * nt) for j in range(len(self.edges_))]
+        P = None
+        nt = len(self.targets_)
+        pred_columns = [np.arange(j * nt, (j + 1) * nt) for j in range(len(self.edges_))]
+        if self.fusion in ("late", "hybrid"):
+            P = self._fit_level1(F, Yall, present, folds)  # out-of-fold per-edge predictions
+        if self.fusion == "early":
+            self.design_columns_ = self.columns_
+        elif self.fusion == "late":
+            self.design_columns_ = pred_columns
         else:
-            A = F
+            self.design_columns_ = [np.concatenate([c, F.shape[1] + p])
+                                    for c, p in zip(self.columns_, pred_columns, strict=True)]
+        A = self._stage2_input(F, P)
         idx, mask = self._dropout(present, rng)
         D = self._design(A[idx], mask)
         fold_rep = fold_of[idx]
@@ -584,7 +607,7 @@ class MultimodalModel(BaseEstimator):
         # prediction-only compact trees: small bundles, identical predictions
         self.models_ = {t: [compact(m) for m in ms] for t, ms in self.models_.items()}
         self.sigma_models_ = {t: compact(m) for t, m in self.sigma_models_.items()}
-        if self.fusion == "late":
+        if self.fusion != "early":
             self.edge_models_ = {k: compact(m) for k, m in self.edge_models_.items()}
         self.metadata_ = {
             "n_samples": int(X.shape[0]),
@@ -679,7 +702,7 @@ class MultimodalModel(BaseEstimator):
                 if bad.any():
                     F[np.ix_(bad, self.columns_[self.edges_.index(e)])] = np.nan
         present = self._present(F)
-        A = self._level1(F) if self.fusion == "late" else F
+        A = self._stage2_input(F, self._level1(F) if self.fusion != "early" else None)
         D = self._design(A, present)
         usable = present.any(axis=1)
         out: dict[str, np.ndarray] = {}
