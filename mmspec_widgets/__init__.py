@@ -5,6 +5,7 @@ Data flow, one module per arrow::
     file --io.load--> labelled SI --calibrate--> calibrated
          --background.remove_spikes / subtract_background--> background-free
          --extract.extract_edges--> per-edge grids (xarray.Dataset)
+         --quantify.quantify--> + local composition from the edge jumps
          --learn (features, fusion, model)--> labelled maps
 
 Public names are imported lazily so that ``import mmspec_widgets`` stays fast.
@@ -29,6 +30,8 @@ _LAZY = {
     "mask_low_counts": "background",
     "normalize_xas": "background",
     "extract_edges": "extract",
+    "quantify": "quantify",
+    "fit_k_factors": "quantify",
     "load_model": "learn",
     "MMSpecError": "errors",
     "FileFormatError": "errors",
@@ -37,7 +40,7 @@ _LAZY = {
 
 _SUBMODULES = {"edges", "errors", "io", "calibrate", "background", "extract",
                "datasets", "simulate", "learn", "widgets", "cli", "paths", "accessor", "pipeline", "bench", "twin",
-               "demo"}
+               "demo", "quantify"}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
@@ -45,6 +48,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 # now so that importing the submodule later cannot shadow it.
 from . import accessor  # noqa: E402, F401  (registers da.mmspec)
 from .calibrate import calibrate  # noqa: E402, F401
+from .quantify import quantify  # noqa: E402, F401  (same: module and function)
 
 
 def __getattr__(name: str):

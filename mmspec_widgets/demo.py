@@ -25,7 +25,8 @@ REFERENCES = {"O_K": 530.0, "Mn_L3": 642.5}
 
 def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
               edges=("O_K", "Mn_L23", "Co_L23", "Ni_L23"),
-              references: dict | None = None) -> tuple[xr.Dataset, xr.Dataset]:
+              references: dict | None = None, k_factors: dict | None = None,
+              composition: dict | None = None) -> tuple[xr.Dataset, xr.Dataset]:
     """Run the standard chain on a spectrum image.
 
     Parameters
@@ -40,6 +41,14 @@ def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
         Edges to extract and feed to the model.
     references : dict, optional
         Calibration references; default :data:`REFERENCES`.
+    k_factors : dict, optional
+        Edge -> k-factor for :func:`mmspec_widgets.quantify.quantify`, so the
+        model also reads the local composition from the edge jumps.
+    composition : dict, optional
+        Known mean composition of the particle (e.g.
+        ``quantify.composition_from_fractions(0.6, 0.2, 0.2)``): k-factors are
+        fitted on the whole image (:func:`~mmspec_widgets.quantify.fit_k_factors`).
+        Neither given: the model reads the spectra's shapes only.
 
     Returns
     -------
@@ -50,10 +59,15 @@ def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
     from .calibrate import calibrate
     from .extract import extract_edges
     from .learn import load_model
+    from .quantify import fit_k_factors, quantify
 
     cal = calibrate(si, zlp=zlp, references=dict(references or REFERENCES))
     clean = remove_spikes(cal)
     eds = extract_edges(clean, edges=list(edges))
+    if composition is not None and k_factors is None:
+        k_factors = fit_k_factors(eds, composition)
+    if k_factors is not None:
+        eds = quantify(eds, k_factors)
     model = model if model is not None else load_model()
     maps = model.predict(eds)
     return eds, maps
@@ -141,7 +155,10 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
     t0 = time.perf_counter()
     twin = load_digital_twin(twin_folder)
     model = load_model(model_path)
-    eds, maps = run_chain(twin.si, twin.zlp, model=model)
+    # the particle's mean composition is known (as a user knows they have, say,
+    # NMC622): k-factors are fitted on it and the local composition read per pixel
+    composition = twin.provenance.get("nominal_composition")
+    eds, maps = run_chain(twin.si, twin.zlp, model=model, composition=composition)
     elapsed = time.perf_counter() - t0
     scores = score_maps(maps, twin.truth)
     save(maps, out / "maps.nc")

@@ -166,7 +166,11 @@ def extract_edges(
     -------
     xarray.Dataset
         One variable per edge on dim ``energy_<edge>`` (coordinate = the
-        standard grid, eV), leading dims as ``si``; attrs carry the input's
+        standard grid, eV), leading dims as ``si``, and ``jump_<edge>``: the
+        edge's background-free level before normalisation (input units, e.g.
+        counts; the same mean over the last 10 % of the grid that ``post_edge``
+        divides by), whose ratios give the local composition
+        (:func:`mmspec_widgets.quantify.quantify`); attrs carry the input's
         history plus this step, and ``edges``.
 
     Raises
@@ -238,14 +242,21 @@ def extract_edges(
             else:
                 sub = part
             da = resample_to_grid(sub, grid, dim)
+            n = da.sizes[dim]
+            jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
                 da = da.where(m)
+                jump = jump.where(m)
             da.attrs = {"edge": name, "units": "normalised" if normalize else "counts",
                         "normalization": str(normalize),
                         "background": str(background),
                         "pre_edge_window_eV": list(win) if background else []}
             out[name] = da
+            jump.attrs = {"long_name": f"{name} edge jump (background-free level over the "
+                                       "last 10 % of its grid)",
+                          "units": str(si.attrs.get("units", "counts"))}
+            out[f"jump_{name}"] = jump.astype(np.float64)
     out.attrs = {k: v for k, v in si.attrs.items() if k != "history"}
     out.attrs["history"] = list(si.attrs.get("history", []))
     out.attrs["edges"] = list(names)

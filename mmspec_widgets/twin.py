@@ -173,14 +173,49 @@ def _edge_shape(grid: np.ndarray, spec: np.ndarray, energy: np.ndarray,
 
 
 def _amounts(ts: xr.Dataset, i: int) -> dict[str, float]:
-    vac = float(ts["o_vacancy"].values[i])
-    n_o_region = float(ts.attrs.get("region_n_oxygen", 24.0))
-    return {
-        "O_K": 2.0 * max(0.0, 1.0 - vac / n_o_region),
-        "Mn_L23": float(np.nan_to_num(ts["mn_fraction"].values[i])),
-        "Co_L23": float(np.nan_to_num(ts["co_fraction"].values[i])),
-        "Ni_L23": float(np.nan_to_num(ts["ni_fraction"].values[i])),
-    }
+    """Atoms per formula unit (per TM) of each twin edge's element in sample ``i``.
+
+    With the training set's ``amount_<edge>`` (atoms per O, vacancies included)
+    the O per TM is ``1 / sum(amounts)``, exactly the composition the models
+    are trained on; older sets fall back to 2 O per TM less the vacancies.
+    """
+    fr = {e: float(np.nan_to_num(ts[f"{get_edge(e).element.lower()}_fraction"].values[i]))
+          for e in TWIN_EDGES if e != "O_K"}
+    names = [f"amount_{e}" for e in fr]
+    if all(n in ts for n in names):
+        per_o = sum(float(np.nan_to_num(ts[n].values[i])) for n in names)
+        o_per_tm = 1.0 / per_o if per_o > 0 else 2.0
+    else:
+        vac = float(ts["o_vacancy"].values[i])
+        n_o_region = float(ts.attrs.get("region_n_oxygen", 24.0))
+        o_per_tm = 2.0 * max(0.0, 1.0 - vac / n_o_region)
+    return {"O_K": o_per_tm, **fr}
+
+
+def _nominal(ts: xr.Dataset, idx: np.ndarray) -> dict[str, float]:
+    """Mean composition (atoms per TM) of the twin's particle pixels: what a
+    user would know of their sample (e.g. "NMC622") to fit k-factors."""
+    am = [_amounts(ts, int(i)) for i in idx]
+    return {get_edge(e).element: round(float(np.mean([a[e] for a in am])), 4)
+            for e in TWIN_EDGES}
+
+
+def twin_k_factors(physics: dict | None = None) -> dict[str, float]:
+    """The k-factors the twin's physics implies (atoms per O = k * jump / jump_O_K).
+
+    An edge's jump in the twin is ``jump_ratio * atoms * background at the
+    edge onset`` (per unit thickness), so k = (jump_ratio_O * B(onset_O)) /
+    (jump_ratio_e * B(onset_e)) with the power-law background B of exponent
+    ``background_r``.  :func:`mmspec_widgets.quantify.fit_k_factors` on the
+    twin should find these.
+    """
+    phys = {**DEFAULT_PHYSICS, **(physics or {})}
+    r = float(phys["background_r"])
+
+    def strength(e):
+        return phys["jump_ratio"][e] * (get_edge(e).energy[0] / 500.0) ** (-r)
+
+    return {e: (strength("O_K") / strength(e) if e != "O_K" else 1.0) for e in TWIN_EDGES}
 
 
 def build_digital_twin(
@@ -334,6 +369,8 @@ def build_digital_twin(
                          "zlp_jitter_eV": zlp_jitter_eV,
                          "meaning": "E_true = offset_eV + jitter + dispersion * E_recorded"},
         "spikes": int(n_spikes), "physics": phys, "edges": list(TWIN_EDGES),
+        "k_factors": twin_k_factors(phys),
+        "nominal_composition": _nominal(ts, sample[valid]),
         "regions": {str(k): v for k, v in REGIONS.items()},
         "training_set": {k: str(v) for k, v in ts.attrs.items()
                          if k in ("created", "git_revision", "n_structures", "content_hash")},

@@ -13,7 +13,15 @@ from tests._synth import eels_si
 def test_extract_layout_grid_and_normalisation():
     si, _, _ = eels_si(ny=2, nx=3, edge_at=640.0)
     ds = mm.extract_edges(si, edges=["Mn_L23", "O_K"])
-    assert list(ds.data_vars) == ["O_K", "Mn_L23"]  # edge-table order
+    edges_vars = [v for v in ds.data_vars if not str(v).startswith("jump_")]
+    assert edges_vars == ["O_K", "Mn_L23"]  # edge-table order
+    # the jump is the level post_edge divided by, read from the unnormalised edge
+    raw = mm.extract_edges(si, edges=["Mn_L23", "O_K"], normalize=None)
+    m = raw["Mn_L23"].values
+    k = m.shape[-1]
+    np.testing.assert_allclose(ds["jump_Mn_L23"].values, m[..., k - max(3, k // 10):].mean(-1),
+                               rtol=1e-6)
+    assert ds["jump_Mn_L23"].dims == ("y", "x") and (ds["jump_Mn_L23"].values > 0).all()
     assert ds["Mn_L23"].dims == ("y", "x", "energy_Mn_L23")
     np.testing.assert_allclose(ds["energy_Mn_L23"].values, edge_grid("Mn_L23"))
     assert ds["energy_Mn_L23"].attrs["units"] == "eV"

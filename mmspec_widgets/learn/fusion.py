@@ -232,6 +232,45 @@ def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def amount_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str] | None = None
+                  ) -> np.ndarray:
+    """Relative amounts ``amount_<edge>`` (atoms per O atom) as columns.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Training set or the output of :func:`mmspec_widgets.quantify.quantify`.
+    edges : sequence of str
+        One column per edge; NaN where ``ds`` has no ``amount_<edge>``.
+    dims : sequence of str, optional
+        Leading dims in row order (default: those of the first amount found).
+
+    Returns
+    -------
+    ndarray, shape (n_rows, len(edges))
+        Amounts (atoms per O atom, >= 0); NaN where unknown.
+    """
+    cols, n = [], None
+    for e in edges:
+        name = f"amount_{e}"
+        if name in ds:
+            v = ds[name]
+            if dims is not None:
+                v = v.transpose(*dims)
+            a = np.asarray(v.values, dtype=float).ravel()
+            cols.append(np.where(np.isfinite(a), np.maximum(a, 0.0), np.nan))
+            n = a.size
+        else:
+            cols.append(None)
+    if n is None:
+        if dims is not None:
+            n = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
+        else:
+            n = 0
+    return np.stack([c if c is not None else np.full(n, np.nan) for c in cols], axis=1) \
+        if cols else np.zeros((n, 0))
+
+
 def make_estimator(kind: str, task: str, params: dict | None = None, random_state: int = 0):
     """A fresh tree-ensemble estimator that accepts NaN features.
 
@@ -324,6 +363,15 @@ class MultimodalModel(BaseEstimator):
         ``noise``, ``counts``).
     ood_quantile : float
         Training quantile of the OOD threshold.
+    use_amounts : bool
+        Read the relative amounts ``amount_<edge>`` (atoms per O atom) of the
+        L2,3 edges when the training set has them and O K is among the edges:
+        in EELS the jump of an edge counts its atoms, so with O K they give the
+        local composition (see :mod:`mmspec_widgets.quantify`).  At prediction
+        an amount is used only where its edge and O K are both given.
+    amount_noise : float
+        Relative (log-normal) noise on the amounts of the augmented copies,
+        standing for k-factor and counting errors.
     n_jobs : int or None
         Threads for the tree ensembles (OpenMP/BLAS limit while fitting and
         predicting); 1 by default, which is fastest on small shared machines.
@@ -337,6 +385,8 @@ class MultimodalModel(BaseEstimator):
         Target -> list of estimators (stage 2 for late fusion): for regression
         one model fitted on all training rows; for classification the grouped-CV
         fold models, whose mean is the probability and whose spread its std.
+    amount_edges_ : list of str
+        Edges whose relative amounts the model reads (empty: shapes only).
     edge_models_ : dict
         Late and hybrid fusion: ``"<edge>/<target>"`` -> per-edge estimator.
     design_columns_ : list of ndarray
@@ -352,12 +402,18 @@ class MultimodalModel(BaseEstimator):
         Provenance (training data hash, sizes, package versions, time).
     """
 
+    # read by bundles saved before these parameters existed (they read no amounts)
+    use_amounts = False
+    amount_noise = 0.05
+    amount_edges_: list = []
+
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
                  fusion: str = "early", estimator: str = "hgb", params: dict | None = None,
                  edge_params: dict | None = None,
                  n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
                  augment: dict | None = None, ood_quantile: float = 0.99,
+                 use_amounts: bool = True, amount_noise: float = 0.05,
                  n_jobs: int | None = 1, random_state: int = 0):
         self.edges = edges
         self.targets = targets
@@ -372,6 +428,8 @@ class MultimodalModel(BaseEstimator):
         self.augment_copies = augment_copies
         self.augment = augment
         self.ood_quantile = ood_quantile
+        self.use_amounts = use_amounts
+        self.amount_noise = amount_noise
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -423,12 +481,18 @@ class MultimodalModel(BaseEstimator):
             A[np.ix_(~mask[:, j], cols)] = np.nan
         return A
 
-    def _design(self, A: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Stage-2 design: masked level-1 values plus presence indicators."""
+    def _design(self, A: np.ndarray, mask: np.ndarray, G: np.ndarray | None = None
+                ) -> np.ndarray:
+        """Stage-2 design: masked level-1 values, presence indicators, then the
+        composition features ``G`` of models that read amounts."""
         cols = getattr(self, "design_columns_", None)
         if cols is None:  # bundles written before hybrid fusion existed
             cols = self.columns_ if self.fusion == "early" else self.pred_columns_
-        return np.concatenate([self._mask_blocks(A, mask, cols), mask.astype(float)], axis=1)
+        parts = [self._mask_blocks(A, mask, cols), mask.astype(float)]
+        if getattr(self, "amount_edges_", None):
+            parts.append(G if G is not None else
+                         np.full((A.shape[0], len(self.amount_edges_) + 1), np.nan))
+        return np.concatenate(parts, axis=1)
 
     def _stage2_input(self, F: np.ndarray, P: np.ndarray | None) -> np.ndarray:
         """Level-1 values seen by the stage-2 models: features, predictions or both."""
@@ -437,6 +501,47 @@ class MultimodalModel(BaseEstimator):
         if self.fusion == "late":
             return P
         return np.concatenate([F, P], axis=1)
+
+    def _amount_features(self, Am: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+        """Composition features from relative amounts (atoms per O).
+
+        Each L2,3 element's share of their sum (its TM fraction, if the k-factors
+        are right) and the sum itself (TM per O: 0.5 in a stoichiometric layered
+        oxide, more where O is missing).  NaN where ``keep`` is False or an
+        amount is unknown.
+        """
+        k = len(self.amount_edges_)
+        n = keep.shape[0]
+        G = np.full((n, k + 1), np.nan)
+        if Am is None or not k:
+            return G
+        Am = np.asarray(Am, dtype=float).reshape(n, k)
+        total = Am.sum(axis=1)
+        ok = keep & np.all(np.isfinite(Am), axis=1) & (total > 0)
+        G[ok, :k] = Am[ok] / total[ok, None]
+        G[ok, k] = total[ok]
+        return G
+
+    def _baseline(self, G: np.ndarray | None, n: int) -> np.ndarray:
+        """Physics baseline of each target (0 where none): a TM fraction is its
+        element's share of the L2,3 amounts wherever the amounts are read; the
+        trees learn the correction."""
+        B = np.zeros((n, len(self.targets_)))
+        if G is None:
+            return B
+        for k_t, t in enumerate(self.targets_):
+            if t.endswith("_fraction"):
+                edge = f"{t.split('_')[0].capitalize()}_L23"
+                if edge in self.amount_edges_:
+                    g = G[:, self.amount_edges_.index(edge)]
+                    B[:, k_t] = np.where(np.isfinite(g), g, 0.0)
+        return B
+
+    def _amount_keep(self, present: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Rows whose amounts are usable: O K kept and no L2,3 edge the row has hidden."""
+        j_o = self.edges_.index("O_K")
+        js = [self.edges_.index(e) for e in self.amount_edges_]
+        return mask[:, j_o] & np.all(mask[:, js] | ~present[:, js], axis=1)
 
     def _level1(self, F: np.ndarray) -> np.ndarray:
         """Late fusion: per-edge predictions of every target (NaN where the edge is absent)."""
@@ -491,6 +596,15 @@ class MultimodalModel(BaseEstimator):
             raise DataError("training set has no 'structure_id' coordinate (needed to group CV)")
         X, _ = dataset_to_matrix(ds, self.edges_)
         Y = target_matrix(ds, self.targets_)
+        # relative amounts (atoms per O) of the L2,3 edges: EELS edge intensity
+        # ratios to O K, known only where O K and the edge are both measured
+        self.amount_edges_ = ([e for e in self.edges_ if f"amount_{e}" in ds
+                               and get_edge(e).shell == "L23"]
+                              if self.use_amounts and "O_K" in self.edges_ else [])
+        if len(self.amount_edges_) < 2:
+            self.amount_edges_ = []
+        Am = amount_matrix(ds, self.amount_edges_, dims=("sample",)) \
+            if self.amount_edges_ else None
         groups = np.asarray(ds["structure_id"].values).astype(str).ravel()
         if np.unique(groups).size < int(self.n_folds):
             raise DataError(f"training set has {np.unique(groups).size} structures; need at "
@@ -499,7 +613,7 @@ class MultimodalModel(BaseEstimator):
         self.grids_ = {e: edge_grid(e) for e in self.edges_}
 
         # spectral augmentation: extra perturbed copies of every spectrum
-        Xs, Ys, Gs = [X], [Y], [groups]
+        Xs, Ys, Gs, As = [X], [Y], [groups], [Am]
         blocks = np.cumsum([0] + [self.grids_[e].size for e in self.edges_])
         for _ in range(int(self.augment_copies)):
             Xa = X.copy()
@@ -510,7 +624,10 @@ class MultimodalModel(BaseEstimator):
             Xs.append(Xa)
             Ys.append(Y)
             Gs.append(groups)
+            if Am is not None:  # k-factor and counting errors: multiplicative noise
+                As.append(Am * np.exp(rng.normal(0.0, float(self.amount_noise), Am.shape)))
         Xall, Yall, Gall = np.concatenate(Xs), np.concatenate(Ys), np.concatenate(Gs)
+        Aall = np.concatenate(As) if Am is not None else None
 
         self.featurizer_ = FusedFeaturizer(self.edges_, tuple(self.kinds), self.settings).fit(X)
         F = self.featurizer_.transform(Xall)
@@ -541,7 +658,11 @@ class MultimodalModel(BaseEstimator):
                                     for c, p in zip(self.columns_, pred_columns, strict=True)]
         A = self._stage2_input(F, P)
         idx, mask = self._dropout(present, rng)
-        D = self._design(A[idx], mask)
+        G = None
+        if self.amount_edges_:
+            G = self._amount_features(Aall[idx], self._amount_keep(present[idx], mask))
+        D = self._design(A[idx], mask, G)
+        B = self._baseline(G, D.shape[0])
         fold_rep = fold_of[idx]
 
         self.models_, self.sigma_models_, self.calibration_ = {}, {}, {}
@@ -549,7 +670,7 @@ class MultimodalModel(BaseEstimator):
         untrained = []
         for k_t, t in enumerate(self.targets_):
             task = _task(t)
-            yt = Yall[idx, k_t]
+            yt = Yall[idx, k_t] - B[:, k_t]  # trees learn the correction to the baseline
             ok = np.isfinite(yt)
             n_labelled = int(np.isfinite(Y[:, k_t]).sum())
             if n_labelled < 2 * int(self.n_folds):
@@ -581,7 +702,8 @@ class MultimodalModel(BaseEstimator):
             self.models_[t] = models
             full = np.zeros(D.shape[0], bool)
             full[: present.shape[0]] = True  # rows with all available edges
-            self.cv_report_[t] = self._cv_scores(t, yt, oof, ok, full & ok)
+            self.cv_report_[t] = self._cv_scores(t, yt + B[:, k_t], oof + B[:, k_t], ok,
+                                                 full & ok)
             if task == "regression":
                 # residual model: |out-of-fold residual| from the same design; its
                 # scale is calibrated on residual predictions that are themselves
@@ -666,8 +788,8 @@ class MultimodalModel(BaseEstimator):
         return out
 
     # ---------------------------------------------------------------- predict
-    def predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None = None
-                       ) -> dict[str, np.ndarray]:
+    def predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None = None,
+                       amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Predictions for joined spectra rows (see :func:`dataset_to_matrix`).
 
         Parameters
@@ -678,6 +800,11 @@ class MultimodalModel(BaseEstimator):
             Ignore, row by row, an edge whose OOD distance exceeds this multiple
             of its threshold (e.g. a weak edge that is only noise): the row is
             predicted from its other edges.  None: use every edge given.
+        amounts : ndarray, shape (n_rows, len(amount_edges_)), optional
+            Relative amounts, atoms per O atom (see :func:`amount_matrix` and
+            :func:`mmspec_widgets.quantify.quantify`), of every L2,3 edge in
+            ``amount_edges_`` (0 for an element measured absent); used in rows
+            where O K is given and all are finite.  None: shapes only.
 
         Returns
         -------
@@ -688,10 +815,10 @@ class MultimodalModel(BaseEstimator):
         """
         check_is_fitted(self, "models_")
         with self._threads():
-            return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges)
+            return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges, amounts)
 
-    def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None
-                        ) -> dict[str, np.ndarray]:
+    def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
+                        amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
         Fo = self.ood_featurizer_.transform(X)
         score = self.ood_.score(Fo)
         F = self.featurizer_.transform(X)
@@ -703,7 +830,12 @@ class MultimodalModel(BaseEstimator):
                     F[np.ix_(bad, self.columns_[self.edges_.index(e)])] = np.nan
         present = self._present(F)
         A = self._stage2_input(F, self._level1(F) if self.fusion != "early" else None)
-        D = self._design(A, present)
+        G = None
+        if getattr(self, "amount_edges_", None) and amounts is not None:
+            G = self._amount_features(amounts, present[:, self.edges_.index("O_K")])
+        D = self._design(A, present, G)
+        B = self._baseline(G, D.shape[0]) if getattr(self, "amount_edges_", None) else \
+            np.zeros((D.shape[0], len(self.targets_)))
         usable = present.any(axis=1)
         out: dict[str, np.ndarray] = {}
         for t in self.targets_:
@@ -713,7 +845,7 @@ class MultimodalModel(BaseEstimator):
                 out[f"{t}_std"] = np.full(X.shape[0], np.nan)
                 continue
             preds = np.stack([_predict(m, D, task) for m in self.models_[t]])
-            mean = preds.mean(axis=0)
+            mean = preds.mean(axis=0) + B[:, self.targets_.index(t)]
             if task == "regression":
                 c1, _, floor = self.calibration_[t]
                 std = np.maximum(c1 * self.sigma_models_[t].predict(D), floor)
@@ -761,14 +893,20 @@ class MultimodalModel(BaseEstimator):
         layout = _layout(ds, self.edges_, edges)
         dims, shape, used = layout["dims"], layout["shape"], layout["edges"]
         n = int(np.prod(shape)) if shape else 1
+        amount_edges = getattr(self, "amount_edges_", [])
+        Am = None
+        if amount_edges and "O_K" in used and all(e in used for e in amount_edges) \
+                and all(f"amount_{e}" in ds for e in amount_edges):
+            Am = amount_matrix(ds, amount_edges, dims=dims)
         if n <= _CHUNK_ROWS:
             out = self.predict_arrays(dataset_to_matrix(ds, self.edges_, use=used)[0],
-                                      drop_ood_edges)
+                                      drop_ood_edges, Am)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             rows = ds[used].stack(_row=dims).transpose("_row", ...)
             parts = [self.predict_arrays(dataset_to_matrix(
                 rows.isel(_row=slice(i, i + _CHUNK_ROWS)), self.edges_, use=used)[0],
-                drop_ood_edges) for i in range(0, n, _CHUNK_ROWS)]
+                drop_ood_edges, None if Am is None else Am[i:i + _CHUNK_ROWS])
+                for i in range(0, n, _CHUNK_ROWS)]
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         data = {}
         for name, v in out.items():

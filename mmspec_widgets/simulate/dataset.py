@@ -345,6 +345,26 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
             data_vars[lab] = xr.Variable("sample", vals.astype(np.int64), {"units": "count"})
         else:
             data_vars[lab] = xr.Variable("sample", vals)
+    # relative amounts: atoms of each L2,3 element per O atom, what k-factor-scaled
+    # edge-jump ratios to O K measure (``mmspec_widgets.quantify``): an EELS edge's
+    # intensity is proportional to its atoms. A pixel integrates a column, not the
+    # small sphere of the region, so the O per TM is the layered oxide's 2, less the
+    # region's share of vacancies (the sphere's own TM/O ratio depends on whether it
+    # is centred on a TM or an O site and would tell vacancy from pristine falsely).
+    for edge in edges:
+        if get_edge(edge).shell != "L23":
+            continue
+        frac = f"{get_edge(edge).element.lower()}_fraction"
+        vals = []
+        for m, _ in rows:
+            lab = m["labels"]
+            n_o = float(lab.get("n_oxygen") or np.nan)
+            o_per_tm = 2.0 * (1.0 - float(lab["o_vacancy"]) / (n_o + float(lab["o_vacancy"])))
+            vals.append(float(lab[frac]) / o_per_tm)
+        data_vars[f"amount_{edge}"] = xr.Variable(
+            "sample", np.array(vals),
+            {"long_name": f"{get_edge(edge).element} atoms per O atom (layered-oxide column "
+                          "with the region's vacancies)", "units": "atoms per O"})
     data_vars["seed"] = xr.Variable("sample", np.array([m["spec"]["seed"] for m, _ in rows]))
     data_vars["li_structure"] = xr.Variable(
         "sample", np.array([m["spec"]["li"] for m, _ in rows]),
