@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
-from .features import FusedFeaturizer, augment_spectra
+from .features import FusedFeaturizer, _fused_transform, augment_spectra
 from .trees import compact
 from .uncertainty import Z90, OODDetector, calibrate_scale
 
@@ -315,6 +315,33 @@ def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
     return proba[:, classes.index(1.0)] if 1.0 in classes else np.zeros(D.shape[0])
 
 
+def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
+    """``[_predict(est, D[:, cols], task) for est, task, cols in jobs]`` (cols None:
+    all columns), the compact boosting models evaluated together in one
+    compiled pass over ``D`` (identical numbers)."""
+    from scipy.special import expit
+
+    from .trees import CompactBoosting, raw_scores
+
+    out: list = [None] * len(jobs)
+    fast = [i for i, job in enumerate(jobs) if isinstance(job[0], CompactBoosting)]
+    if fast:
+        raw = raw_scores([jobs[i][0] for i in fast], D, [jobs[i][2] for i in fast])
+        for col, i in enumerate(fast):
+            est, task, _ = jobs[i]
+            if task == "regression":
+                out[i] = raw[:, col]
+                continue
+            p1 = expit(raw[:, col])  # CompactBoosting.predict_proba: [1 - p1, p1]
+            classes = list(est.classes_)
+            out[i] = (p1 if classes.index(1.0) == 1 else 1 - p1) if 1.0 in classes \
+                else np.zeros(D.shape[0])
+    for i, (est, task, cols) in enumerate(jobs):
+        if out[i] is None:
+            out[i] = _predict(est, D if cols is None else D[:, cols], task)
+    return out
+
+
 def _n_complete(da: xr.DataArray) -> int:
     v = np.asarray(da.values, dtype=float)
     return int(np.all(np.isfinite(v.reshape(-1, v.shape[-1])), axis=1).sum())
@@ -547,6 +574,7 @@ class MultimodalModel(BaseEstimator):
         """Late fusion: per-edge predictions of every target (NaN where the edge is absent)."""
         present = self._present(F)
         P = np.full((F.shape[0], len(self.edges_) * len(self.targets_)), np.nan)
+        jobs, where = [], []
         for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
             rows = present[:, j]
             if not rows.any():
@@ -554,7 +582,10 @@ class MultimodalModel(BaseEstimator):
             for k, t in enumerate(self.targets_):
                 est = self.edge_models_.get(f"{e}/{t}")
                 if est is not None:
-                    P[rows, j * len(self.targets_) + k] = _predict(est, F[rows][:, cols], _task(t))
+                    jobs.append((est, _task(t), cols))
+                    where.append((rows, j * len(self.targets_) + k))
+        for (rows, c), p in zip(where, _predict_many(jobs, F), strict=True):
+            P[rows, c] = p[rows]  # all rows were predicted at once; the edge's rows kept
         return P
 
     # ---------------------------------------------------------------- fit
@@ -819,9 +850,9 @@ class MultimodalModel(BaseEstimator):
 
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
                         amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        Fo = self.ood_featurizer_.transform(X)
+        # both featurizers at once: shared normalisation, shared CDF (same numbers)
+        F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
         score = self.ood_.score(Fo)
-        F = self.featurizer_.transform(X)
         if drop_ood_edges is not None:
             ratios = self.ood_.edge_ratios(Fo)
             for j, e in enumerate(self.ood_.edges_):
@@ -837,6 +868,11 @@ class MultimodalModel(BaseEstimator):
         B = self._baseline(G, D.shape[0]) if getattr(self, "amount_edges_", None) else \
             np.zeros((D.shape[0], len(self.targets_)))
         usable = present.any(axis=1)
+        # every tree model of every target in one pass over D
+        jobs = [(m, _task(t), None) for t in self.targets_ for m in self.models_[t]]
+        jobs += [(self.sigma_models_[t], "regression", None) for t in self.targets_
+                 if self.models_[t] and _task(t) == "regression"]
+        done = {id(job[0]): p for job, p in zip(jobs, _predict_many(jobs, D), strict=True)}
         out: dict[str, np.ndarray] = {}
         for t in self.targets_:
             task = _task(t)
@@ -844,11 +880,11 @@ class MultimodalModel(BaseEstimator):
                 out[t] = np.full(X.shape[0], np.nan)
                 out[f"{t}_std"] = np.full(X.shape[0], np.nan)
                 continue
-            preds = np.stack([_predict(m, D, task) for m in self.models_[t]])
+            preds = np.stack([done[id(m)] for m in self.models_[t]])
             mean = preds.mean(axis=0) + B[:, self.targets_.index(t)]
             if task == "regression":
                 c1, _, floor = self.calibration_[t]
-                std = np.maximum(c1 * self.sigma_models_[t].predict(D), floor)
+                std = np.maximum(c1 * done[id(self.sigma_models_[t])], floor)
             else:
                 std = preds.std(axis=0)
             mean[~usable] = np.nan

@@ -8,10 +8,26 @@ them, thousands of trees, which makes a bundle large and slow to load.
 (feature, threshold, NaN direction, children, leaf value) and predicts with
 the same rules, adding tree outputs in the same order, so its predictions are
 identical to the original model's.
+
+Prediction is a compiled traversal (:func:`raw_scores`), which also evaluates
+many models on the same rows in one pass.  Rows are grouped by which columns
+are missing; within a group, every column that is constant there (missing
+features of an absent edge, presence indicators) is decided once for the whole
+group, so the trees shrink to the splits the group's rows can still take.  The
+remaining splits are walked for eight rows at a time, without branches on the
+data, on threads over row blocks.  Each leaf reached is the one the scikit-learn
+rules reach, and tree outputs are added to the baseline in the trees' order:
+the results are bit-identical to the original model's.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+
+import numba
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator
@@ -20,9 +36,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import MMSpecError
 
-__all__ = ["CompactBoosting", "compact"]
+__all__ = ["CompactBoosting", "compact", "raw_scores"]
 
-_CHUNK = 2048
+#: rows handled by one task of the thread pool
+_BLOCK_ROWS = 4096
+#: rows sharing their missing-column pattern that get trees specialised to it
+_MIN_GROUP = 128
 
 
 class CompactBoosting(BaseEstimator):
@@ -101,32 +120,7 @@ class CompactBoosting(BaseEstimator):
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise MMSpecError(f"CompactBoosting: X has shape {X.shape}, expected "
                               f"(n, {self.n_features_in_})")
-        n = X.shape[0]
-        raw = np.full(n, self.baseline_)
-        if self.roots_.size == 0 or n == 0:
-            return raw
-        # leaves point to themselves, so every row can take depth_ steps
-        leaf = self.is_leaf_
-        idx = np.arange(leaf.size)
-        children = np.stack([np.where(leaf, idx, self.right_), np.where(leaf, idx, self.left_)],
-                            axis=1).ravel()  # [2 i]: right child, [2 i + 1]: left child
-        feature = np.where(leaf, 0, self.feature_)
-        threshold = np.where(leaf, np.inf, self.threshold_)
-        missing_left = self.missing_left_ | leaf
-        for start in range(0, n, _CHUNK):
-            Xc = X[start:start + _CHUNK]
-            node = np.tile(self.roots_, (Xc.shape[0], 1))  # (rows, trees)
-            rows = np.arange(Xc.shape[0])[:, None]
-            for _ in range(self.depth_):
-                x = Xc[rows, feature[node]]
-                with np.errstate(invalid="ignore"):
-                    go_left = np.where(np.isnan(x), missing_left[node], x <= threshold[node])
-                node = children[2 * node + go_left]
-            values = self.value_[node]
-            out = raw[start:start + _CHUNK]
-            for t in range(values.shape[1]):  # same summation order as scikit-learn
-                out += values[:, t]
-        return raw
+        return raw_scores([self], X)[:, 0]
 
     def predict(self, X) -> np.ndarray:
         """Regression: predicted values; classification: predicted class labels."""
@@ -150,3 +144,352 @@ def compact(est):
     if isinstance(est, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
         return CompactBoosting.from_estimator(est)
     return est
+
+
+# --------------------------------------------------------------------------- compiled traversal
+#
+# Node tables of a stack of models (all trees of all models, global indices):
+#   meta[i]  = feature << 1 | nan_right    (nan_right: a missing value goes right)
+#   thr[i]   = split threshold (x <= thr goes left); +inf for a leaf
+#   left[i], right[i] = children; a leaf points to itself on both sides
+#   value[i] = leaf value (0 for split nodes)
+# A specialised copy (``_k_specialise``) keeps, tree by tree, only the nodes the
+# rows of one group can reach, breadth first with the two children of a node
+# side by side, so that a node packs into ``smeta = first_child << 32 | feature
+# << 1 | nan_right`` and the next node is ``first_child + go_right``.  A leaf's
+# first child is itself and its threshold +inf: a row that reached it stays
+# there, so every row of a tree can take the same number of steps (the
+# specialised tree's depth) without testing for leaves.
+
+_jit = numba.njit(nogil=True, cache=True)
+
+
+@_jit
+def _k_goes_right(x, thr, meta):
+    # scikit-learn's rule: missing -> the node's missing side, else x <= thr -> left
+    if x != x:
+        return (meta & 1) == 1
+    return not x <= thr
+
+
+@_jit
+def _k_specialise(roots, meta, thr, left, right, value, cmask, cval,
+                  sroots, sdepth, smeta, sthr, sval, queue, qdepth):
+    """Copy of the trees without the splits on columns constant in a group."""
+    n_out = 0
+    for t in range(roots.size):
+        j = roots[t]
+        while left[j] != j and cmask[meta[j] >> 1]:  # split decided for the whole group
+            j = right[j] if _k_goes_right(cval[meta[j] >> 1], thr[j], meta[j]) else left[j]
+        sroots[t] = n_out
+        queue[0] = j
+        qdepth[0] = 0
+        head, tail = 0, 1
+        n_out += 1
+        deepest = 0
+        while head < tail:
+            j = queue[head]
+            d = qdepth[head]
+            s = sroots[t] + head
+            head += 1
+            if left[j] == j:  # leaf: stays where it is
+                sthr[s] = np.inf
+                smeta[s] = np.uint64(s) << _U32
+                sval[s] = value[j]
+                if d > deepest:
+                    deepest = d
+                continue
+            sthr[s] = thr[j]
+            sval[s] = 0.0
+            smeta[s] = np.uint64(sroots[t] + tail) << _U32 | np.uint64(meta[j])
+            for side in range(2):
+                c = left[j] if side == 0 else right[j]
+                while left[c] != c and cmask[meta[c] >> 1]:
+                    c = right[c] if _k_goes_right(cval[meta[c] >> 1], thr[c], meta[c]) \
+                        else left[c]
+                queue[tail] = c
+                qdepth[tail] = d + 1
+                tail += 1
+                n_out += 1
+        sdepth[t] = deepest
+    return n_out
+
+
+_U1 = np.uint64(1)
+_U32 = np.uint64(32)
+_LOW = np.uint64(0xFFFFFFFF)
+
+
+@_jit
+def _k_step(X, r, node, smeta, sthr, missing):
+    # unsigned indices: no negative-index handling in the innermost loop
+    m = smeta[node]
+    x = X[r, (m & _LOW) >> _U1]
+    if missing is None:  # no missing value among the columns still tested
+        # (a None argument: this branch is chosen when the kernel is compiled)
+        right = x > sthr[node]
+    else:  # x > thr, or missing with nan_right: no branch on the data
+        right = (x > sthr[node]) | ((x != x) & ((m & _U1) == _U1))
+    return (m >> _U32) + np.uint64(right)
+
+
+@_jit
+def _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, tree_model, baseline, out,
+                missing):
+    """out[rows[i], k] = baseline[k] + leaf values of model k's trees, in tree order;
+    eight rows at a time (the last group padded with its last row).  ``missing``:
+    None where the tested columns hold no missing value, else True."""
+    n = rows.size
+    n_models = baseline.size
+    for i0 in range(0, n, 8):
+        nb = min(8, n - i0)
+        r0 = np.uint64(rows[i0])
+        r1 = np.uint64(rows[i0 + min(1, nb - 1)])
+        r2 = np.uint64(rows[i0 + min(2, nb - 1)])
+        r3 = np.uint64(rows[i0 + min(3, nb - 1)])
+        r4 = np.uint64(rows[i0 + min(4, nb - 1)])
+        r5 = np.uint64(rows[i0 + min(5, nb - 1)])
+        r6 = np.uint64(rows[i0 + min(6, nb - 1)])
+        r7 = np.uint64(rows[i0 + min(7, nb - 1)])
+        for k in range(n_models):
+            for lane in range(nb):
+                out[rows[i0 + lane], k] = baseline[k]
+        for t in range(sroots.size):
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(sroots[t])
+            for _ in range(sdepth[t]):
+                a0 = _k_step(X, r0, a0, smeta, sthr, missing)
+                a1 = _k_step(X, r1, a1, smeta, sthr, missing)
+                a2 = _k_step(X, r2, a2, smeta, sthr, missing)
+                a3 = _k_step(X, r3, a3, smeta, sthr, missing)
+                a4 = _k_step(X, r4, a4, smeta, sthr, missing)
+                a5 = _k_step(X, r5, a5, smeta, sthr, missing)
+                a6 = _k_step(X, r6, a6, smeta, sthr, missing)
+                a7 = _k_step(X, r7, a7, smeta, sthr, missing)
+            k = tree_model[t]
+            out[r0, k] += sval[a0]
+            if nb > 1:
+                out[r1, k] += sval[a1]
+            if nb > 2:
+                out[r2, k] += sval[a2]
+            if nb > 3:
+                out[r3, k] += sval[a3]
+            if nb > 4:
+                out[r4, k] += sval[a4]
+            if nb > 5:
+                out[r5, k] += sval[a5]
+            if nb > 6:
+                out[r6, k] += sval[a6]
+            if nb > 7:
+                out[r7, k] += sval[a7]
+
+
+@_jit
+def _k_missing_keys(X, r0, r1, cols):
+    """Per row, a 64-bit hash of which of ``cols`` are missing (FNV-1a over bits)."""
+    keys = np.empty(r1 - r0, np.int64)
+    for r in range(r0, r1):
+        h = np.uint64(14695981039346656037)
+        word = np.uint64(0)
+        nbits = 0
+        for c in cols:
+            x = X[r, c]
+            word = (word << np.uint64(1)) | np.uint64(x != x)
+            nbits += 1
+            if nbits == 64:
+                h = (h ^ word) * np.uint64(1099511628211)
+                word = np.uint64(0)
+                nbits = 0
+        h = (h ^ word) * np.uint64(1099511628211)
+        keys[r - r0] = np.int64(h)
+    return keys
+
+
+@_jit
+def _k_constant_columns(X, rows, cols, cmask, cval):
+    """cmask[c]: column c holds the same value (or is missing) in every row;
+    returns whether the other columns are free of missing values."""
+    r_first = rows[0]
+    finite = True
+    for c in cols:
+        v = X[r_first, c]
+        same = True
+        for i in range(1, rows.size):
+            x = X[rows[i], c]
+            if not (x == v or (x != x and v != v)):
+                same = False
+                break
+        cmask[c] = same
+        cval[c] = v
+        if not same:
+            for i in range(rows.size):
+                if X[rows[i], c] != X[rows[i], c]:
+                    finite = False
+                    break
+    return finite
+
+
+class _Stack:
+    """Node tables of several models, with their columns mapped into one X."""
+
+    def __init__(self, models: Sequence[CompactBoosting], columns):
+        metas, thrs, lefts, rights, values, roots, tree_model, base = [], [], [], [], [], [], [], []
+        offset = 0
+        largest = 1
+        n_cols = 0
+        for k, m in enumerate(models):
+            leaf = m.is_leaf_
+            n = leaf.size
+            own = np.arange(n, dtype=np.int64)
+            feat = np.where(leaf, 0, m.feature_).astype(np.int64)
+            cols = None if columns is None else columns[k]
+            if cols is not None:
+                cols = np.asarray(cols, dtype=np.int64)
+                if cols.size != m.n_features_in_:
+                    raise MMSpecError(f"raw_scores: model {k} reads {m.n_features_in_} "
+                                      f"features, {cols.size} columns given")
+                feat = cols[feat] if n else feat
+                n_cols = max(n_cols, int(cols.max()) + 1 if cols.size else 0)
+            else:
+                n_cols = max(n_cols, int(m.n_features_in_))
+            metas.append(feat << 1 | (~m.missing_left_ & ~leaf).astype(np.int64))
+            thrs.append(np.where(leaf, np.inf, m.threshold_))
+            lefts.append(np.where(leaf, own, m.left_) + offset)
+            rights.append(np.where(leaf, own, m.right_) + offset)
+            values.append(np.where(leaf, m.value_, 0.0))
+            roots.append(m.roots_ + offset)
+            tree_model.append(np.full(m.roots_.size, k, dtype=np.int64))
+            base.append(m.baseline_)
+            sizes = np.diff(np.append(m.roots_, n))
+            largest = max(largest, int(sizes.max()) if sizes.size else 1)
+            offset += n
+
+        def cat(parts, dtype):
+            return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dtype)
+
+        self.meta = cat(metas, np.int64)
+        self.thr = cat(thrs, np.float64)
+        self.left = cat(lefts, np.int64)
+        self.right = cat(rights, np.int64)
+        self.value = cat(values, np.float64)
+        self.roots = cat(roots, np.int64)
+        self.tree_model = cat(tree_model, np.int64)
+        self.baseline = np.asarray(base, dtype=np.float64)
+        self.largest_tree = largest
+        self.n_columns = n_cols
+        split = ~(self.left == np.arange(self.left.size))
+        self.used = np.unique(self.meta[split] >> 1).astype(np.int64)
+
+    def specialise(self, cmask: np.ndarray, cval: np.ndarray):
+        n_nodes, n_trees = self.thr.size, self.roots.size
+        sroots = np.empty(n_trees, np.int64)
+        sdepth = np.empty(n_trees, np.int64)
+        smeta = np.empty(n_nodes, np.uint64)
+        sthr = np.empty(n_nodes, np.float64)
+        sval = np.empty(n_nodes, np.float64)
+        queue = np.empty(self.largest_tree, np.int64)
+        qdepth = np.empty(self.largest_tree, np.int64)
+        _k_specialise(self.roots, self.meta, self.thr, self.left, self.right, self.value,
+                      cmask, cval, sroots, sdepth, smeta, sthr, sval, queue, qdepth)
+        return sroots, sdepth, smeta, sthr, sval
+
+    def evaluate(self, X: np.ndarray, r0: int, r1: int, out: np.ndarray) -> None:
+        """Raw scores of rows ``r0:r1`` of ``X`` into ``out`` (same rows)."""
+        if r1 <= r0:
+            return
+        keys = _k_missing_keys(X, r0, r1, self.used)
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        big = counts >= _MIN_GROUP
+        groups = [np.flatnonzero(inverse == g) + r0 for g in np.flatnonzero(big)]
+        rest = np.flatnonzero(~big[inverse]) + r0
+        if rest.size:
+            groups.append(rest)
+        cmask = np.zeros(X.shape[1], dtype=bool)
+        cval = np.zeros(X.shape[1], dtype=np.float64)
+        for rows in groups:
+            rows = rows.astype(np.int64)
+            finite = _k_constant_columns(X, rows, self.used, cmask, cval)
+            sroots, sdepth, smeta, sthr, sval = self.specialise(cmask, cval)
+            _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, self.tree_model,
+                        self.baseline, out, None if finite else True)
+
+
+_STACKS: dict = {}
+_STACKS_LOCK = threading.Lock()
+_STACKS_MAX = 16
+
+
+def _stack_for(models, columns) -> _Stack:
+    """The node tables of ``models`` (cached while the models live)."""
+    key = (tuple(id(m) for m in models),
+           None if columns is None else tuple(
+               None if c is None else np.asarray(c, dtype=np.int64).tobytes() for c in columns))
+    with _STACKS_LOCK:
+        hit = _STACKS.get(key)
+        if hit is not None and all(r() is m for r, m in zip(hit[0], models, strict=True)):
+            return hit[1]
+    stack = _Stack(models, columns)
+    with _STACKS_LOCK:
+        if len(_STACKS) >= _STACKS_MAX:
+            _STACKS.pop(next(iter(_STACKS)))
+        _STACKS[key] = ([weakref.ref(m) for m in models], stack)
+    return stack
+
+
+def _threads() -> int:
+    from ..background import n_threads
+
+    if "distributed" in sys.modules:  # on a dask worker the cluster's threads share the cores
+        try:
+            from distributed import get_worker
+
+            get_worker()
+            return 1
+        except ValueError:
+            pass
+    return n_threads()
+
+
+def raw_scores(models: Sequence[CompactBoosting], X: np.ndarray,
+               columns: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+    """Raw predictions (before the link function) of several models on the same rows.
+
+    Parameters
+    ----------
+    models : sequence of CompactBoosting
+        Fitted compact models.
+    X : ndarray, shape (n_rows, n_columns)
+        Features (any units; NaN for missing values).
+    columns : sequence of (ndarray of int or None), optional
+        Per model, the column of ``X`` holding each of its features (a model
+        fitted on a subset of the columns); None: ``X``'s columns in order.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, len(models))
+        Regression: the predictions; classification: the log-odds of the
+        second class.  Identical to each model's own scikit-learn prediction.
+    """
+    from ..background import map_row_blocks
+
+    models = list(models)
+    for m in models:
+        if not isinstance(m, CompactBoosting) or not hasattr(m, "roots_"):
+            raise MMSpecError("raw_scores: expected fitted CompactBoosting models")
+    if columns is not None and len(columns) != len(models):
+        raise MMSpecError(f"raw_scores: {len(columns)} column maps for {len(models)} models")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    stack = _stack_for(models, columns)
+    if X.ndim != 2 or X.shape[1] < stack.n_columns:
+        raise MMSpecError(f"raw_scores: X has shape {X.shape}, expected (n, >= {stack.n_columns})")
+    n = X.shape[0]
+    out = np.empty((n, len(models)), dtype=np.float64)
+    if not models:
+        return out
+    if stack.roots.size == 0:
+        out[:] = stack.baseline
+        return out
+    threads = _threads()
+    block = max(_MIN_GROUP, min(_BLOCK_ROWS, -(-n // threads)))
+    map_row_blocks(lambda r0, r1: stack.evaluate(X, r0, r1, out), n, block, threads)
+    return out
