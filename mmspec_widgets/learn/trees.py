@@ -26,6 +26,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -36,7 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import MMSpecError
 
-__all__ = ["CompactBoosting", "compact", "raw_scores"]
+__all__ = ["CompactBoosting", "compact", "raw_scores", "single_threaded"]
 
 #: rows handled by one task of the thread pool
 _BLOCK_ROWS = 4096
@@ -436,9 +437,29 @@ def _stack_for(models, columns) -> _Stack:
     return stack
 
 
+_LOCAL = threading.local()
+
+
+@contextmanager
+def single_threaded():
+    """Within this block (in this thread), :func:`raw_scores` uses one thread:
+    for callers that already run several predictions side by side."""
+    before = getattr(_LOCAL, "single", False)
+    _LOCAL.single = True
+    try:
+        yield
+    finally:
+        _LOCAL.single = before
+
+
 def _threads() -> int:
+    """Threads for prediction: :func:`~mmspec_widgets.background.n_threads`, or 1
+    inside :func:`single_threaded` or on a dask worker (whose threads already
+    share the cores)."""
     from ..background import n_threads
 
+    if getattr(_LOCAL, "single", False):
+        return 1
     if "distributed" in sys.modules:  # on a dask worker the cluster's threads share the cores
         try:
             from distributed import get_worker
