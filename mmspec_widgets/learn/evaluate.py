@@ -319,11 +319,24 @@ def _model_description(model) -> list[str]:
             "its edges hidden (edge dropout; one edge alone in about a third of the copies), "
             "so one model serves any subset of edges, and adds "
             f"{model.augment_copies} copy with energy shifts, broadening and noise. "
+            + _amounts_text(model) +
             "Standard deviations of amounts come from a residual model fitted to grouped "
             "out-of-fold residuals and scaled on held-out residuals; defect probabilities "
             "carry the spread of the grouped-CV fold models. The OOD flag compares each "
             "edge's features with the training set (Mahalanobis distance in PCA space, "
             "99 % threshold).", ""]
+
+
+def _amounts_text(model) -> str:
+    edges = list(getattr(model, "amount_edges_", []) or [])
+    if not edges:
+        return ""
+    return ("Where O K and all of " + ", ".join(edges) + " are given, the model also reads "
+            "the relative amounts (atoms per O atom, from the edge jumps; "
+            "`mmspec_widgets.quantify`): each element's share of the L2,3 amounts, which is "
+            "the baseline of its TM fraction (the trees learn the correction), and TM per O; "
+            f"training copies carry {100 * float(model.amount_noise):.0f} % log-normal noise "
+            "on the amounts. ")
 
 
 _REQUIRE_TEXT = {
