@@ -1019,7 +1019,10 @@ def _fused_features(featurizers: Sequence[FusedFeaturizer], X: np.ndarray) -> li
                 hit = next((o for u, o in done if _same_featurizer(u, t)), None)
                 if hit is None:
                     if rows_ok is None:
-                        rows_ok = np.flatnonzero(np.isfinite(Xe).all(axis=1))
+                        # rows whose first value is missing cannot be complete: an
+                        # absent edge is not scanned
+                        cand = np.flatnonzero(np.isfinite(Xe[:, 0]))
+                        rows_ok = cand[np.isfinite(Xe[cand]).all(axis=1)]
                     hit = np.full((X.shape[0], t._n_out()), np.nan)
                     if rows_ok.size:
                         key = (t.normalize, t.baseline, t.energy_.tobytes())

@@ -883,9 +883,10 @@ class MultimodalModel(BaseEstimator):
                         amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
         F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
-        score = self.ood_.score(Fo)
-        if drop_ood_edges is not None:
-            ratios = self.ood_.edge_ratios(Fo)
+        if drop_ood_edges is None:
+            score = self.ood_.score(Fo)
+        else:
+            score, ratios = self.ood_.score_and_ratios(Fo)  # distances computed once
             for j, e in enumerate(self.ood_.edges_):
                 bad = ratios[:, j] > float(drop_ood_edges)
                 if bad.any():

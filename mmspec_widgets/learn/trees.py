@@ -156,11 +156,13 @@ def compact(est):
 #   value[i] = leaf value (0 for split nodes)
 # A specialised copy (``_k_specialise``) keeps, tree by tree, only the nodes the
 # rows of one group can reach, breadth first with the two children of a node
-# side by side, so that a node packs into ``smeta = first_child << 32 | feature
-# << 1 | nan_right`` and the next node is ``first_child + go_right``.  A leaf's
-# first child is itself and its threshold +inf: a row that reached it stays
-# there, so every row of a tree can take the same number of steps (the
-# specialised tree's depth) without testing for leaves.
+# side by side.  Node s takes two 8-byte words, ``smeta[2 s] = 2 first_child << 32
+# | feature << 1 | nan_right`` and its threshold (a float64 view of the same
+# buffer at 2 s + 1), so that one cache line holds both and the next node's word
+# is ``2 first_child + 2 go_right``.  A leaf's first child is itself and its
+# threshold +inf: a row that reached it stays there, so every row of a tree can
+# take the same number of steps (the specialised tree's depth) without testing
+# for leaves.
 
 _jit = numba.njit(nogil=True, cache=True)
 
@@ -194,15 +196,15 @@ def _k_specialise(roots, meta, thr, left, right, value, cmask, cval,
             s = sroots[t] + head
             head += 1
             if left[j] == j:  # leaf: stays where it is
-                sthr[s] = np.inf
-                smeta[s] = np.uint64(s) << _U32
+                sthr[2 * s + 1] = np.inf
+                smeta[2 * s] = np.uint64(2 * s) << _U32
                 sval[s] = value[j]
                 if d > deepest:
                     deepest = d
                 continue
-            sthr[s] = thr[j]
+            sthr[2 * s + 1] = thr[j]
             sval[s] = 0.0
-            smeta[s] = np.uint64(sroots[t] + tail) << _U32 | np.uint64(meta[j])
+            smeta[2 * s] = np.uint64(2 * (sroots[t] + tail)) << _U32 | np.uint64(meta[j])
             for side in range(2):
                 c = left[j] if side == 0 else right[j]
                 while left[c] != c and cmask[meta[c] >> 1]:
@@ -223,28 +225,32 @@ _LOW = np.uint64(0xFFFFFFFF)
 
 @_jit
 def _k_step(X, r, node, smeta, sthr, missing):
-    # unsigned indices: no negative-index handling in the innermost loop
+    # ``node``: word index (2 s) of a specialised node; unsigned indices avoid
+    # negative-index handling in the innermost loop
     m = smeta[node]
     x = X[r, (m & _LOW) >> _U1]
     if missing is None:  # no missing value among the columns still tested
         # (a None argument: this branch is chosen when the kernel is compiled)
-        right = x > sthr[node]
+        right = x > sthr[node + _U1]
     else:  # x > thr, or missing with nan_right: no branch on the data
-        right = (x > sthr[node]) | ((x != x) & ((m & _U1) == _U1))
-    return (m >> _U32) + np.uint64(right)
+        right = (x > sthr[node + _U1]) | ((x != x) & ((m & _U1) == _U1))
+    return (m >> _U32) + (np.uint64(right) << _U1)
 
 
 @_jit
 def _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, tree_model, baseline, out,
                 missing):
-    """out[rows[i], k] = baseline[k] + leaf values of model k's trees, in tree order;
-    eight rows at a time (the last group padded with its last row).  ``missing``:
-    None where the tested columns hold no missing value, else True."""
+    """out[rows[i], k] = baseline[k] + leaf values of model k's trees, in tree order.
+
+    Sixteen rows at a time walk each tree side by side (independent chains the
+    processor overlaps; the last group is padded with its last row).
+    ``missing``: None where the tested columns hold no missing value, else True.
+    """
     n = rows.size
     n_models = baseline.size
-    for i0 in range(0, n, 8):
-        nb = min(8, n - i0)
-        r0 = np.uint64(rows[i0])
+    for i0 in range(0, n, 16):
+        nb = min(16, n - i0)
+        r0 = np.uint64(rows[i0 + min(0, nb - 1)])
         r1 = np.uint64(rows[i0 + min(1, nb - 1)])
         r2 = np.uint64(rows[i0 + min(2, nb - 1)])
         r3 = np.uint64(rows[i0 + min(3, nb - 1)])
@@ -252,11 +258,20 @@ def _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, tree_model, baseline
         r5 = np.uint64(rows[i0 + min(5, nb - 1)])
         r6 = np.uint64(rows[i0 + min(6, nb - 1)])
         r7 = np.uint64(rows[i0 + min(7, nb - 1)])
+        r8 = np.uint64(rows[i0 + min(8, nb - 1)])
+        r9 = np.uint64(rows[i0 + min(9, nb - 1)])
+        r10 = np.uint64(rows[i0 + min(10, nb - 1)])
+        r11 = np.uint64(rows[i0 + min(11, nb - 1)])
+        r12 = np.uint64(rows[i0 + min(12, nb - 1)])
+        r13 = np.uint64(rows[i0 + min(13, nb - 1)])
+        r14 = np.uint64(rows[i0 + min(14, nb - 1)])
+        r15 = np.uint64(rows[i0 + min(15, nb - 1)])
         for k in range(n_models):
             for lane in range(nb):
                 out[rows[i0 + lane], k] = baseline[k]
         for t in range(sroots.size):
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(sroots[t])
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.uint64(2 * sroots[t])
+            a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = a0
             for _ in range(sdepth[t]):
                 a0 = _k_step(X, r0, a0, smeta, sthr, missing)
                 a1 = _k_step(X, r1, a1, smeta, sthr, missing)
@@ -266,22 +281,46 @@ def _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, tree_model, baseline
                 a5 = _k_step(X, r5, a5, smeta, sthr, missing)
                 a6 = _k_step(X, r6, a6, smeta, sthr, missing)
                 a7 = _k_step(X, r7, a7, smeta, sthr, missing)
+                a8 = _k_step(X, r8, a8, smeta, sthr, missing)
+                a9 = _k_step(X, r9, a9, smeta, sthr, missing)
+                a10 = _k_step(X, r10, a10, smeta, sthr, missing)
+                a11 = _k_step(X, r11, a11, smeta, sthr, missing)
+                a12 = _k_step(X, r12, a12, smeta, sthr, missing)
+                a13 = _k_step(X, r13, a13, smeta, sthr, missing)
+                a14 = _k_step(X, r14, a14, smeta, sthr, missing)
+                a15 = _k_step(X, r15, a15, smeta, sthr, missing)
             k = tree_model[t]
-            out[r0, k] += sval[a0]
+            out[r0, k] += sval[a0 >> _U1]
             if nb > 1:
-                out[r1, k] += sval[a1]
+                out[r1, k] += sval[a1 >> _U1]
             if nb > 2:
-                out[r2, k] += sval[a2]
+                out[r2, k] += sval[a2 >> _U1]
             if nb > 3:
-                out[r3, k] += sval[a3]
+                out[r3, k] += sval[a3 >> _U1]
             if nb > 4:
-                out[r4, k] += sval[a4]
+                out[r4, k] += sval[a4 >> _U1]
             if nb > 5:
-                out[r5, k] += sval[a5]
+                out[r5, k] += sval[a5 >> _U1]
             if nb > 6:
-                out[r6, k] += sval[a6]
+                out[r6, k] += sval[a6 >> _U1]
             if nb > 7:
-                out[r7, k] += sval[a7]
+                out[r7, k] += sval[a7 >> _U1]
+            if nb > 8:
+                out[r8, k] += sval[a8 >> _U1]
+            if nb > 9:
+                out[r9, k] += sval[a9 >> _U1]
+            if nb > 10:
+                out[r10, k] += sval[a10 >> _U1]
+            if nb > 11:
+                out[r11, k] += sval[a11 >> _U1]
+            if nb > 12:
+                out[r12, k] += sval[a12 >> _U1]
+            if nb > 13:
+                out[r13, k] += sval[a13 >> _U1]
+            if nb > 14:
+                out[r14, k] += sval[a14 >> _U1]
+            if nb > 15:
+                out[r15, k] += sval[a15 >> _U1]
 
 
 @_jit
@@ -310,22 +349,26 @@ def _k_constant_columns(X, rows, cols, cmask, cval):
     """cmask[c]: column c holds the same value (or is missing) in every row;
     returns whether the other columns are free of missing values."""
     r_first = rows[0]
+    missing = np.zeros(cols.size, np.bool_)
+    same = np.ones(cols.size, np.bool_)
+    for j in range(cols.size):
+        cval[cols[j]] = X[r_first, cols[j]]
+    for i in range(rows.size):  # row by row: the row's values are contiguous
+        r = rows[i]
+        for j in range(cols.size):
+            x = X[r, cols[j]]
+            v = cval[cols[j]]
+            if x != x:
+                missing[j] = True
+                if v == v:
+                    same[j] = False
+            elif x != v:
+                same[j] = False
     finite = True
-    for c in cols:
-        v = X[r_first, c]
-        same = True
-        for i in range(1, rows.size):
-            x = X[rows[i], c]
-            if not (x == v or (x != x and v != v)):
-                same = False
-                break
-        cmask[c] = same
-        cval[c] = v
-        if not same:
-            for i in range(rows.size):
-                if X[rows[i], c] != X[rows[i], c]:
-                    finite = False
-                    break
+    for j in range(cols.size):
+        cmask[cols[j]] = same[j]
+        if missing[j] and not same[j]:
+            finite = False
     return finite
 
 
@@ -384,8 +427,8 @@ class _Stack:
         n_nodes, n_trees = self.thr.size, self.roots.size
         sroots = np.empty(n_trees, np.int64)
         sdepth = np.empty(n_trees, np.int64)
-        smeta = np.empty(n_nodes, np.uint64)
-        sthr = np.empty(n_nodes, np.float64)
+        smeta = np.empty(2 * n_nodes, np.uint64)  # node i: meta at 2 i, threshold at 2 i + 1
+        sthr = smeta.view(np.float64)
         sval = np.empty(n_nodes, np.float64)
         queue = np.empty(self.largest_tree, np.int64)
         qdepth = np.empty(self.largest_tree, np.int64)
@@ -511,6 +554,7 @@ def raw_scores(models: Sequence[CompactBoosting], X: np.ndarray,
         out[:] = stack.baseline
         return out
     threads = _threads()
-    block = max(_MIN_GROUP, min(_BLOCK_ROWS, -(-n // threads)))
+    # one thread: one block (rows grouped and trees specialised once per group)
+    block = n if threads == 1 else max(_MIN_GROUP, min(_BLOCK_ROWS, -(-n // threads)))
     map_row_blocks(lambda r0, r1: stack.evaluate(X, r0, r1, out), n, block, threads)
     return out

@@ -204,6 +204,18 @@ class OODDetector(BaseEstimator):
 
         return np.exp(self.log_mean_[edge] + self.log_std_[edge] * norm.ppf(level))
 
+    def _edge_distances(self, F: np.ndarray) -> list:
+        """Per fitted edge: the rows where it is present and their distances."""
+        out = []
+        for e, cols in self.columns_.items():
+            if e not in self.fits_:
+                continue
+            block = F[:, cols]
+            rows = np.all(np.isfinite(block), axis=1)
+            d = self._distance_with(self.fits_[e], block[rows]) if rows.any() else None
+            out.append((e, rows, d))
+        return out
+
     def edge_ratios(self, F: np.ndarray) -> np.ndarray:
         """Per edge: distance / threshold at ``quantile`` (NaN where the edge is absent).
 
@@ -213,14 +225,13 @@ class OODDetector(BaseEstimator):
             Columns in the order of ``edges_``.
         """
         check_is_fitted(self, "log_mean_")
+        return self._ratios(F, self._edge_distances(F))
+
+    def _ratios(self, F: np.ndarray, distances: list) -> np.ndarray:
         out = np.full((F.shape[0], len(self.edges_)), np.nan)
-        for j, e in enumerate(self.edges_):
-            if e not in self.fits_:
-                continue
-            rows = np.all(np.isfinite(F[:, self.columns_[e]]), axis=1)
-            if rows.any():
-                d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
-                out[rows, j] = d / self.threshold(e, float(self.quantile))
+        for e, rows, d in distances:
+            if d is not None:
+                out[rows, self.edges_.index(e)] = d / self.threshold(e, float(self.quantile))
         return out
 
     def score(self, F: np.ndarray) -> np.ndarray:
@@ -239,18 +250,28 @@ class OODDetector(BaseEstimator):
         ndarray, shape (n_samples,)
         """
         check_is_fitted(self, "log_mean_")
+        return self._score(F, self._edge_distances(F))
+
+    def score_and_ratios(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(F), edge_ratios(F))``, computing each edge's distances once."""
+        check_is_fitted(self, "log_mean_")
+        distances = self._edge_distances(F)
+        return self._score(F, distances), self._ratios(F, distances)
+
+    def _score(self, F: np.ndarray, distances: list) -> np.ndarray:
         n = F.shape[0]
-        present = {e: np.all(np.isfinite(F[:, c]), axis=1) for e, c in self.columns_.items()
-                   if e in self.fits_}
-        k = np.sum([p for p in present.values()], axis=0) if present else np.zeros(n)
+        k = np.sum([rows for _, rows, _ in distances], axis=0) if distances else np.zeros(n)
         k = np.maximum(k, 1)
-        level = 1 - (1 - float(self.quantile)) / k
+        # the threshold's quantile depends on k only: its normal quantile once per k
+        from scipy.stats import norm
+
+        ks, inverse = np.unique(k, return_inverse=True)
+        z = norm.ppf(1 - (1 - float(self.quantile)) / ks)[inverse.ravel()]
         out = np.full(n, -np.inf)
-        for e, rows in present.items():
-            if not rows.any():
+        for e, rows, d in distances:
+            if d is None:
                 continue
-            d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
-            thr = self.threshold(e, level[rows])
+            thr = np.exp(self.log_mean_[e] + self.log_std_[e] * z[rows])
             out[rows] = np.maximum(out[rows], d / thr)
         out[~np.isfinite(out)] = np.inf
         return out
