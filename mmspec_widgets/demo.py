@@ -80,8 +80,12 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
 
     For amounts: mean absolute error and the fraction of pixels whose truth lies
     within 2 stated standard deviations; for ``o_vacancy`` / ``antisite``: the
-    accuracy of ``probability > 0.5`` against ``count > 0``.
+    accuracy of ``probability > 0.5`` against ``count > 0``, the balanced
+    accuracy (mean of the hit rates on defect and defect-free pixels: 0.5 for a
+    map that says "no defect" everywhere) and the ROC AUC of the probability.
     """
+    from sklearn.metrics import roc_auc_score
+
     out = {}
     valid = np.isfinite(truth["li_content"].values)
     for name in maps.data_vars:
@@ -93,8 +97,14 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
         if not m.any():
             continue
         if name in ("o_vacancy", "antisite"):
-            acc = float(np.mean((pred[m] > 0.5) == (true[m] > 0)))
-            out[name] = {"metric": "accuracy", "value": acc, "n_pixels": int(m.sum())}
+            hit, pos = pred[m] > 0.5, true[m] > 0
+            acc = float(np.mean(hit == pos))
+            entry = {"metric": "accuracy", "value": acc, "n_pixels": int(m.sum()),
+                     "n_defect_pixels": int(pos.sum())}
+            if 0 < pos.sum() < pos.size:
+                entry["balanced_accuracy"] = float(0.5 * (hit[pos].mean() + (~hit[~pos]).mean()))
+                entry["roc_auc"] = float(roc_auc_score(pos, pred[m]))
+            out[name] = entry
         else:
             err = np.abs(pred[m] - true[m])
             entry = {"metric": "mae", "value": float(err.mean()), "n_pixels": int(m.sum())}
@@ -186,8 +196,12 @@ def _cmd(args) -> int:
     print(f"{'target':<14}{'metric':<10}{'value':>8}{'within 2 std':>14}")
     for name, s in summary["scores"].items():
         w = s.get("within_2std")
+        extra = ""
+        if "balanced_accuracy" in s:
+            extra = (f"   balanced accuracy {s['balanced_accuracy']:.2f}, "
+                     f"ROC AUC {s['roc_auc']:.2f} ({s['n_defect_pixels']} defect pixels)")
         print(f"{name:<14}{s['metric']:<10}{s['value']:>8.3f}"
-              f"{'' if w is None else f'{w:>14.2f}'}")
+              f"{'' if w is None else f'{w:>14.2f}'}{extra}")
     print(f"maps: {summary['maps']}\nfigure: {summary['figure']}")
     return 0
 
