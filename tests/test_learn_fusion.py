@@ -265,3 +265,37 @@ def test_late_and_hybrid_fusion_predict_from_subsets(split, fusion):
     assert _r2(te.li_content.values, full.li_content.values) > 0.7
     ni = late.predict(te, edges=["Ni_K"])
     assert _r2(te.ni_oxidation.values, ni.ni_oxidation.values) > 0.7
+
+
+def _with_amounts(ds: xr.Dataset) -> xr.Dataset:
+    """The toy set plus the relative amounts the simulated set carries (atoms per O)."""
+    ds = ds.copy()
+    vac = np.asarray(ds["o_vacancy"].values, float)
+    o_per_tm = 2.0 * (1.0 - vac / (24.0 + vac))
+    for el in ("Mn", "Co", "Ni"):
+        ds[f"amount_{el}_L23"] = ("sample", np.nan_to_num(ds[f"{el.lower()}_fraction"].values)
+                                  / o_per_tm)
+    return ds
+
+
+def test_amounts_give_the_fractions_when_the_eels_edges_come_together(split):
+    tr, te = (_with_amounts(d) for d in split)
+    m = MultimodalModel(edges=EELS, targets=("ni_fraction", "co_fraction", "li_content"),
+                        **SMALL).fit(tr)
+    assert m.amount_edges_ == ["Mn_L23", "Co_L23", "Ni_L23"]
+    fused = m.predict(te)
+    assert fused.attrs["amounts_used"] is True
+    shapes = m.predict(te.drop_vars([f"amount_{e}" for e in m.amount_edges_]))
+    assert shapes.attrs["amounts_used"] is False
+    no_o = m.predict(te, edges=["Mn_L23", "Co_L23", "Ni_L23"])  # no O K: no amounts
+    assert no_o.attrs["amounts_used"] is False
+    for t in ("ni_fraction", "co_fraction"):
+        y = te[t].values
+        err_fused = np.nanmean(np.abs(fused[t].values - y))
+        err_shapes = np.nanmean(np.abs(shapes[t].values - y))
+        assert _r2(y, fused[t].values) > 0.7, t
+        assert err_fused < 0.6 * err_shapes, (t, err_fused, err_shapes)
+    # a model told not to read amounts ignores them
+    plain = MultimodalModel(edges=EELS, targets=("ni_fraction",), use_amounts=False,
+                            **SMALL).fit(tr)
+    assert plain.amount_edges_ == [] and plain.predict(te).attrs["amounts_used"] is False

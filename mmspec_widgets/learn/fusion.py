@@ -1015,9 +1015,12 @@ class MultimodalModel(BaseEstimator):
         history = list(history) if isinstance(history, list | tuple) else []
         history.append({"step": "learn.predict", "model_id": self.model_id,
                         "edges": list(used), "fusion": self.fusion,
-                        "drop_ood_edges": drop_ood_edges})
+                        "drop_ood_edges": drop_ood_edges,
+                        "amounts": [f"amount_{e}" for e in amount_edges] if Am is not None
+                        else []})
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
                       "model_id": self.model_id,
+                      "amounts_used": Am is not None,
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
                       "history": history}
         return maps

@@ -440,8 +440,10 @@ class Inference(WidgetBase):
         label = " + ".join(_edge_label(e) for e in active)
         how = "fused" if self.mode == "fused" and len(active) > 1 else "single edge" \
             if len(active) == 1 else "fused"
+        jumps = (" with the composition from their jumps"
+                 if self.result.attrs.get("amounts_used") else "")
         self.status.value = (f"<b>{html.escape(self.model_name)}</b>: {how} prediction from "
-                             f"<b>{label}</b>; {n_ood} of {n} pixels out of distribution "
+                             f"<b>{label}</b>{jumps}; {n_ood} of {n} pixels out of distribution "
                              "(hatched).")
         self._show_maps()
         self._show_pixel()
