@@ -88,3 +88,38 @@ def test_extract_edges_records_jumps_that_quantify_the_twin():
     # the Ni share of the TM jumps tracks the true local Ni fraction
     assert np.corrcoef(share[ok], true[ok])[0, 1] > 0.8
     assert np.median(np.abs(share[ok] - true[ok])) < 0.1
+
+
+def test_cli_predict_reads_the_composition_from_the_jumps(tmp_path, capsys):
+    import warnings
+
+    import mmspec_widgets as mm
+    from mmspec_widgets import cli
+    from mmspec_widgets.demo import REFERENCES
+    from mmspec_widgets.twin import load_digital_twin
+
+    twin = load_digital_twin()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eds = mm.extract_edges(mm.remove_spikes(mm.calibrate(twin.si, zlp=twin.zlp,
+                                                             references=REFERENCES)))
+    src = mm.save(eds, tmp_path / "edges.nc")
+    nominal = twin.provenance["nominal_composition"]
+    comp = ",".join(str(nominal[el]) for el in ("Ni", "Mn", "Co"))
+    out = tmp_path / "maps.nc"
+    assert cli.main(["predict", str(src), "--composition", comp, "--out", str(out)]) == 0
+    assert "k-factors fitted" in capsys.readouterr().out
+    maps = xr.load_dataset(out)
+    assert str(maps.attrs["amounts_used"]) in ("True", "1")
+    truth = twin.truth["ni_fraction"].values
+    err = np.nanmean(np.abs(maps["ni_fraction"].values - truth))
+    assert err < 0.1
+    plain = tmp_path / "plain.nc"
+    assert cli.main(["predict", str(src), "--out", str(plain)]) == 0
+    assert np.nanmean(np.abs(xr.load_dataset(plain)["ni_fraction"].values - truth)) > err
+    capsys.readouterr()
+    assert cli.main(["predict", str(src), "--composition", "0.6;0.2", "--out", str(plain)]) == 1
+    assert "NI,MN,CO" in capsys.readouterr().err
+    assert cli.main(["predict", str(src), "--composition", comp, "--k-factors", "Ni_L23=1",
+                     "--out", str(plain)]) == 1
+    assert "not both" in capsys.readouterr().err

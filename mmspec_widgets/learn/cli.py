@@ -133,8 +133,39 @@ def _read_edges_file(path: Path, edges):
 
 
 def _serialisable_attrs(attrs: dict) -> dict:
-    return {k: (v if isinstance(v, str | int | float) else json.dumps(v, default=str))
+    return {k: (int(v) if isinstance(v, bool) else v if isinstance(v, str | int | float)
+                else json.dumps(v, default=str))
             for k, v in attrs.items()}
+
+
+def _quantify_arg(ds, args):
+    """Apply ``--composition`` / ``--k-factors``: amounts from the edge jumps."""
+    from ..quantify import composition_from_fractions, fit_k_factors, quantify
+
+    if args.composition and args.k_factors:
+        raise MMSpecError("predict: give --composition or --k-factors, not both")
+    if args.composition:
+        try:
+            ni, mn, co = (float(v) for v in args.composition.split(","))
+        except ValueError:
+            raise MMSpecError(f"--composition {args.composition!r}: expected the TM fractions "
+                              "NI,MN,CO, e.g. 0.6,0.2,0.2") from None
+        k = fit_k_factors(ds, composition_from_fractions(ni, mn, co))
+        print("k-factors fitted on the mean composition: "
+              + ", ".join(f"{e} {v:.4g}" for e, v in k.items()))
+        return quantify(ds, k)
+    if args.k_factors:
+        k = {}
+        for item in args.k_factors.split(","):
+            name, _, value = item.partition("=")
+            try:
+                k[name.strip()] = float(value)
+            except ValueError:
+                raise MMSpecError(f"--k-factors {args.k_factors!r}: expected EDGE=VALUE pairs "
+                                  "separated by commas, e.g. Mn_L23=0.56,Co_L23=5.3,"
+                                  "Ni_L23=13") from None
+        return quantify(ds, k)
+    return ds
 
 
 def _cmd_predict(args) -> int:
@@ -142,6 +173,7 @@ def _cmd_predict(args) -> int:
 
     edges = _edges_arg(args.edges)
     ds = _read_edges_file(Path(args.file), edges)
+    ds = _quantify_arg(ds, args)
     model = load_model(args.model)
     maps = model.predict(ds, edges=edges,
                          drop_ood_edges=None if args.keep_ood_edges else args.drop_ood_edges)
@@ -219,6 +251,13 @@ def register(subparsers) -> None:
     p.add_argument("--drop-ood-edges", type=float, default=10.0, metavar="FACTOR",
                    help="per pixel, ignore an edge more than FACTOR times beyond its OOD "
                         "threshold (default 10)")
+    p.add_argument("--composition", default=None, metavar="NI,MN,CO",
+                   help="known mean TM fractions of the particle (e.g. 0.6,0.2,0.2): fit "
+                        "k-factors on the whole file and read each pixel's composition from "
+                        "its edge jumps (needs O K and the L2,3 edges)")
+    p.add_argument("--k-factors", default=None, metavar="EDGE=K,...",
+                   help="k-factors relative to O K (e.g. Mn_L23=0.56,Co_L23=5.3,Ni_L23=13) "
+                        "instead of --composition")
     p.add_argument("--keep-ood-edges", action="store_true",
                    help="use every edge given, however unlike the training spectra")
     p.set_defaults(func=_cmd_predict)
