@@ -112,6 +112,42 @@ def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.D
     return si.isel(energy=slice(i0, i1))
 
 
+def _jump_std(part: xr.DataArray, sub: xr.DataArray, window, post: tuple[float, float]
+              ) -> np.ndarray:
+    """Standard deviation of an edge jump from counting statistics.
+
+    Two terms, per pixel: the Poisson noise of the counts averaged over the
+    post-edge window, and the error of the background extrapolated there from
+    a power law fitted to Poisson counts in the pre-edge ``window``
+    (weighted least squares on ``ln y = a - r ln E``, weights ``y``; the
+    variance of ``ln B(E)`` from the fit's covariance, fully correlated over
+    the window).  Meaningful for raw counts (EELS); an approximation for the
+    other background models.
+    """
+    e = np.asarray(part["energy"].values, float)
+    raw = np.asarray(part.values, float)
+    bkg = raw - np.asarray(sub.values, float)
+    lead = raw.shape[:-1]
+    raw = raw.reshape(-1, e.size)
+    bkg = bkg.reshape(-1, e.size)
+    w = (e >= float(window[0])) & (e <= float(window[1]))
+    p = (e >= post[0]) & (e <= post[1])
+    if w.sum() < 2 or p.sum() < 1:
+        return np.full(lead, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.clip(raw[:, w], 0.0, None)
+        ln = np.log(e[w])
+        s0, s1, s2 = y.sum(1), (y * ln).sum(1), (y * ln * ln).sum(1)
+        det = s0 * s2 - s1 * s1
+        lc = np.log(e[p]).mean()
+        var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / det
+        b = bkg[:, p].mean(1)
+        var_bkg = b * b * var_ln_b
+        var_poisson = np.clip(raw[:, p], 0.0, None).mean(1) / p.sum()
+        out = np.sqrt(var_bkg + var_poisson)
+    return np.where(np.isfinite(out), out, np.nan).reshape(lead)
+
+
 def _check_finite(si: xr.DataArray, m: xr.DataArray | None) -> xr.DataArray:
     """NaN/inf are allowed only in pixels that ``m`` excludes (numpy data);
     there they are set to 0 (those pixels come out NaN anyway)."""
@@ -170,7 +206,8 @@ def extract_edges(
         edge's background-free level before normalisation (input units, e.g.
         counts; the same mean over the last 10 % of the grid that ``post_edge``
         divides by), whose ratios give the local composition
-        (:func:`mmspec_widgets.quantify.quantify`); attrs carry the input's
+        (:func:`mmspec_widgets.quantify.quantify`), with ``jump_<edge>_std``
+        from counting statistics when a background is subtracted; attrs carry the input's
         history plus this step, and ``edges``.
 
     Raises
@@ -244,10 +281,17 @@ def extract_edges(
             da = resample_to_grid(sub, grid, dim)
             n = da.sizes[dim]
             jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
+            jump_std = None
+            if background is not None:
+                tail = grid[n - max(3, n // 10):]
+                jump_std = xr.DataArray(_jump_std(part, sub, win, (tail[0], tail[-1])),
+                                        dims=jump.dims, coords=jump.coords)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
                 da = da.where(m)
                 jump = jump.where(m)
+                if jump_std is not None:
+                    jump_std = jump_std.where(m)
             da.attrs = {"edge": name, "units": "normalised" if normalize else "counts",
                         "normalization": str(normalize),
                         "background": str(background),
@@ -257,6 +301,11 @@ def extract_edges(
                                        "last 10 % of its grid)",
                           "units": str(si.attrs.get("units", "counts"))}
             out[f"jump_{name}"] = jump.astype(np.float64)
+            if jump_std is not None:
+                jump_std.attrs = {"long_name": f"standard deviation of the {name} jump "
+                                               "(Poisson counts + background extrapolation)",
+                                  "units": jump.attrs["units"]}
+                out[f"jump_{name}_std"] = jump_std.astype(np.float64)
     out.attrs = {k: v for k, v in si.attrs.items() if k != "history"}
     out.attrs["history"] = list(si.attrs.get("history", []))
     out.attrs["edges"] = list(names)

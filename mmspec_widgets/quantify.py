@@ -164,8 +164,10 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float], *,
     -------
     xarray.Dataset
         A copy of ``edges`` with ``amount_<edge>`` (atoms per O; NaN where
-        the O K jump is not positive; negative noise clipped to 0) and the
-        step in ``attrs["history"]``.  The input is not modified.
+        the O K jump is not positive; negative noise clipped to 0),
+        ``amount_<edge>_std`` where the jumps carry their standard deviations
+        (``jump_<edge>_std`` of :func:`~mmspec_widgets.extract.extract_edges`)
+        and the step in ``attrs["history"]``.  The input is not modified.
     """
     k = {get_edge(e).name: float(v) for e, v in dict(k_factors).items()}
     if which is None:
@@ -179,11 +181,21 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float], *,
     j_o = _jump(edges, REFERENCE_EDGE)
     denom = j_o.where((j_o > 0) & np.isfinite(j_o))
     out = edges.copy()
+    std_o = edges.get(f"jump_{REFERENCE_EDGE}_std")
     for e in names:
-        a = (k[e] * _jump(edges, e) / denom).clip(min=0.0)
+        j = _jump(edges, e)
+        a = (k[e] * j / denom).clip(min=0.0)
         a.attrs = {"long_name": f"{get_edge(e).element} atoms per O atom",
                    "units": "atoms per O", "k_factor": k[e]}
         out[f"amount_{e}"] = a
+        std_e = edges.get(f"jump_{e}_std")
+        if std_e is not None and std_o is not None:
+            # first-order propagation of the two jumps' errors through k * J_e / J_O
+            s = k[e] * np.sqrt(std_e ** 2 + (j * std_o / denom) ** 2) / denom
+            s.attrs = {"long_name": f"standard deviation of amount_{e} (counting statistics "
+                                    "of the two jumps; k-factor error not included)",
+                       "units": "atoms per O"}
+            out[f"amount_{e}_std"] = s
     out.attrs = dict(edges.attrs)
     out.attrs["history"] = list(edges.attrs.get("history", []))
     return append_history(out, "quantify", k_factors={e: k[e] for e in names},

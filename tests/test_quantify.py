@@ -123,3 +123,47 @@ def test_cli_predict_reads_the_composition_from_the_jumps(tmp_path, capsys):
     assert cli.main(["predict", str(src), "--composition", comp, "--k-factors", "Ni_L23=1",
                      "--out", str(plain)]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+def test_stated_jump_std_matches_the_scatter_of_fresh_poisson_draws():
+    import warnings
+
+    import mmspec_widgets as mm
+    from mmspec_widgets.demo import REFERENCES
+    from mmspec_widgets.twin import load_digital_twin
+
+    twin = load_digital_twin()
+    rng = np.random.default_rng(5)
+
+    def edges_of(si):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mm.extract_edges(mm.remove_spikes(mm.calibrate(si, zlp=twin.zlp,
+                                                                  references=REFERENCES)))
+
+    eds = edges_of(twin.si)
+    draws = [edges_of(twin.si.copy(data=rng.poisson(np.clip(twin.si.values, 0, None))
+                                   .astype(np.float32))) for _ in range(5)]
+    for e in ("O_K", "Mn_L23", "Co_L23", "Ni_L23"):
+        stated = eds[f"jump_{e}_std"].values
+        emp = np.nanstd(np.stack([d[f"jump_{e}"].values for d in draws]), axis=0, ddof=1)
+        ok = np.isfinite(stated) & np.isfinite(emp) & (stated > 0)
+        assert ok.mean() > 0.8
+        assert 0.7 < np.median(emp[ok] / stated[ok]) < 1.4, e
+    # propagated into the amounts, and from there into the fraction std of the model
+    q = quantify(eds, fit_k_factors(eds, twin.provenance["nominal_composition"]))
+    assert "amount_Ni_L23_std" in q and (q["amount_Ni_L23_std"] > 0).any()
+    from mmspec_widgets.learn import load_model
+
+    model = load_model()
+    base = model.predict(q)
+    wide = q.copy()
+    for e in ("Mn_L23", "Co_L23", "Ni_L23"):
+        wide[f"amount_{e}_std"] = 10 * q[f"amount_{e}_std"]
+    widened = model.predict(wide)
+    particle = np.isfinite(base["ni_fraction"].values)
+    assert np.all(widened["ni_fraction_std"].values[particle]
+                  >= base["ni_fraction_std"].values[particle] - 1e-12)
+    assert np.nanmean(widened["ni_fraction_std"].values) > 1.5 * np.nanmean(
+        base["ni_fraction_std"].values)
+    np.testing.assert_allclose(widened["ni_fraction"].values, base["ni_fraction"].values)

@@ -273,6 +273,12 @@ def amount_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str] | No
         if cols else np.zeros((n, 0))
 
 
+def _std_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> np.ndarray:
+    """``amount_<edge>_std`` as columns, rows in the order of ``dims``."""
+    return np.stack([np.asarray(ds[f"amount_{e}_std"].transpose(*dims).values,
+                                dtype=float).ravel() for e in edges], axis=1)
+
+
 def make_estimator(kind: str, task: str, params: dict | None = None, random_state: int = 0):
     """A fresh tree-ensemble estimator that accepts NaN features.
 
@@ -594,6 +600,24 @@ class MultimodalModel(BaseEstimator):
                     g = G[:, self.amount_edges_.index(edge)]
                     B[:, k_t] = np.where(np.isfinite(g), g, 0.0)
         return B
+
+    def _add_share_std(self, out: dict, Am: np.ndarray, Sd: np.ndarray) -> None:
+        """Add, in quadrature, the counting error of each TM share to the std of
+        its fraction, in the pixels whose fraction is read from the amounts."""
+        total = Am.sum(axis=1)
+        ok = np.all(np.isfinite(Am), axis=1) & np.all(np.isfinite(Sd), axis=1) & (total > 0)
+        for i, e in enumerate(self.amount_edges_):
+            t = f"{get_edge(e).element.lower()}_fraction"
+            if t not in out or f"{t}_std" not in out:
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # d share_i / d a_j = (delta_ij * total - a_i) / total^2
+                d = -Am[:, i:i + 1] / total[:, None] ** 2 * np.ones_like(Am)
+                d[:, i] += 1.0 / total
+                var = np.sum((d * Sd) ** 2, axis=1)
+            rows = ok & np.isfinite(out[t]) & np.isfinite(var)
+            out[f"{t}_std"] = out[f"{t}_std"].copy()
+            out[f"{t}_std"][rows] = np.sqrt(out[f"{t}_std"][rows] ** 2 + var[rows])
 
     def _amount_keep(self, present: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Rows whose amounts are usable: O K kept and no L2,3 edge the row has hidden."""
@@ -992,6 +1016,8 @@ class MultimodalModel(BaseEstimator):
                 else:
                     parts = [one(i) for i in range(0, n, chunk)]
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        if Am is not None and all(f"amount_{e}_std" in ds for e in amount_edges):
+            self._add_share_std(out, Am, _std_matrix(ds, amount_edges, dims))
         data = {}
         for name, v in out.items():
             base = name[:-4] if name.endswith("_std") else name
