@@ -243,7 +243,7 @@ def bench_chain(size=DEFAULT_SIZE, *, model=None, model_path=None, engine: str =
         del eds, maps
     med = runs[int(np.argsort([r["total"] for r in runs])[len(runs) // 2])]
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
+    res = {
         "pipeline_spectra_per_s": n / med["total"],
         "peak_rss_mb": rss_kb / 1024.0,
         "pipeline_without_predict_spectra_per_s": n / (med["plan"] + med["extract"]),
@@ -254,6 +254,13 @@ def bench_chain(size=DEFAULT_SIZE, *, model=None, model_path=None, engine: str =
         "model_id": str(getattr(model, "model_id", "")),
         "engine": engine,
     }
+    if "predict_stages" in med:  # the model's own stages, seconds summed over threads
+        ps = med["predict_stages"]
+        parts = {k: ps.get(k, 0.0) for k in ("input", "features", "ood", "trees")}
+        parts["other"] = max(ps.get("blocks", 0.0) - sum(parts.values()), 0.0)
+        res["predict_stages_thread_s"] = parts
+        res["predict_us_per_spectrum"] = {k: 1e6 * v / n for k, v in parts.items()}
+    return res
 
 
 def _machine() -> dict:
@@ -368,6 +375,8 @@ def run_bench(size=DEFAULT_SIZE, *, window=DEFAULT_WINDOW, repeat: int = 3,
             round(chain["pipeline_without_predict_spectra_per_s"], 1),
         "stages_s": chain["stages_s"],
         "stage_spectra_per_s": chain["stage_spectra_per_s"],
+        **{k: chain[k] for k in ("predict_stages_thread_s", "predict_us_per_spectrum")
+           if k in chain},
         "chain_runs_s": chain["chain_runs_s"],
         "input_mb": chain["input_mb"],
         "model_id": chain["model_id"],
@@ -411,6 +420,10 @@ def _cmd(args) -> int:
           f"{res['peak_rss_mb']:,.0f} MB (plan {st['plan']:.2f} s, extract {st['extract']:.2f} s, "
           f"predict {st['predict']:.2f} s); without prediction "
           f"{res['pipeline_without_predict_spectra_per_s']:,.0f} spectra/s")
+    if "predict_stages_thread_s" in res:
+        ps = res["predict_stages_thread_s"]
+        print("prediction, seconds summed over threads: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in ps.items()))
     print(f"numpy copy {res['copy_bandwidth_GBps']:.1f} GB/s -> bound "
           f"{res['bandwidth_bound_spectra_per_s']:,} spectra/s "
           f"({res['bytes_per_spectrum']} bytes per spectrum)")

@@ -34,6 +34,7 @@ import json
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -419,10 +420,11 @@ def _k_align_rows(y, shift, do_align, weights, acc, totals):
 @_jit
 def _k_chain_rows(y, shift, do_align, threshold, width,
                   j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
-                  loge, grad, out, totals, replaced):
+                  loge, grad, out, totals, replaced, jumps):
     """Per row: zero-loss shift, spike removal, per-edge power-law
     background (two areas), linear resampling onto the edge grids and
-    post-edge normalisation, with the arithmetic of the plain functions."""
+    post-edge normalisation, with the arithmetic of the plain functions;
+    ``jumps``: each edge's post-edge level (the normalisation's divisor)."""
     m, n = y.shape
     a = np.empty(n, y.dtype)
     med = np.empty(n, y.dtype)
@@ -446,6 +448,8 @@ def _k_chain_rows(y, shift, do_align, threshold, width,
             replaced[p] = 0
             for k in range(out.shape[1]):
                 out[p, k] = np.nan
+            for k in range(nedge):
+                jumps[p, k] = np.nan
             continue
         _k_align(row, shift[p], do_align, a, i0s, ws)
         replaced[p] = _k_despike(a, med, c, buf, cand, win, threshold, width)
@@ -468,6 +472,7 @@ def _k_chain_rows(y, shift, do_align, threshold, width,
             if not np.isfinite(b0):
                 for t in range(g):
                     out[p, o + t] = np.nan
+                jumps[p, k] = np.nan
                 continue
             for i in range(bk0[k], bk1[k]):
                 sub[i] = c[i] - y.dtype.type(amp * np.exp(-r * loge[i]) * grad[i])
@@ -476,6 +481,7 @@ def _k_chain_rows(y, shift, do_align, threshold, width,
                 out[p, o + t] = sub[i0] * gomw[o + t] + sub[i0 + 1] * gw[o + t]
             nt = gtail[k]
             norm = y.dtype.type(_k_total(out[p], o + g - nt, o + g) / nt)
+            jumps[p, k] = norm
             if norm > 0:
                 for t in range(g):
                     out[p, o + t] = out[p, o + t] / norm
@@ -575,11 +581,36 @@ class ChainPlan:
         return hashlib.sha256(json.dumps(_jsonable(keys), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_si(si, name: str = "si") -> xr.DataArray:
-    si = check_spectra(si, name)
+@_fast
+def _k_all_finite(y, r0, r1):
+    # x - x is 0 for a finite value and NaN for NaN or inf: one sum per row
+    for r in range(r0, r1):
+        acc = 0.0
+        for j in range(y.shape[1]):
+            acc += y[r, j] - y[r, j]
+        if acc != 0.0:
+            return False
+    return True
+
+
+def _all_finite(data: np.ndarray) -> bool:
+    """``np.isfinite(data).all()`` without the full-size mask, on threads."""
+    y = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+    if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
+        return bool(np.isfinite(data).all())
+    bad = []
+    map_row_blocks(lambda r0, r1: bad.append(not _k_all_finite(y, r0, r1)), y.shape[0],
+                   max(1, 2**20 // max(y.shape[1], 1)))
+    return not any(bad)
+
+
+def _check_si(si, name: str = "si", finite: bool = True) -> xr.DataArray:
+    si = check_spectra(si, name, finite=False)
     if si.ndim != 3:
         raise DataError(f"{name}: expected a spectrum image with dims (y, x, energy), got dims "
                         f"{si.dims}")
+    if finite and isinstance(si.data, np.ndarray) and not _all_finite(si.data):
+        check_spectra(si, name)  # raises its error, naming the count of bad values
     return si
 
 
@@ -870,7 +901,8 @@ def _edge_tables(plan: ChainPlan, wd) -> dict:
 
 def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
               threads: int | None = None):
-    """Edges (rows, sum of grid sizes), despiked totals and spikes replaced."""
+    """Edges (rows, sum of grid sizes), despiked totals, spikes replaced and
+    edge jumps (rows, edges)."""
     wd = np.dtype(plan.dtype)
     y = np.ascontiguousarray(y, dtype=wd)
     if engine == "numpy":
@@ -880,6 +912,7 @@ def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
     out = np.empty((m, t["n_grid"]), wd)
     totals = np.empty(m)
     replaced = np.empty(m, np.int64)
+    jumps = np.empty((m, len(plan.edges)))
     align = plan.zlp_median_eV is not None
     sh = np.ascontiguousarray(shift, dtype=np.float64)
 
@@ -888,10 +921,10 @@ def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
                         int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
                         t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
                         t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
-                        replaced[r0:r1])
+                        replaced[r0:r1], jumps[r0:r1])
 
     map_row_blocks(run, m, _row_chunk(y.shape[1]), threads)
-    return out, totals, replaced
+    return out, totals, replaced, jumps
 
 
 def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
@@ -907,13 +940,14 @@ def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
     totals = clean.sum("energy").values.astype(float)
     replaced = (clean.values != a).sum(-1)
     if not plan.edges:
-        return np.zeros((y.shape[0], 0), y.dtype), totals, replaced
+        return np.zeros((y.shape[0], 0), y.dtype), totals, replaced, np.zeros((y.shape[0], 0))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
         ds = extract_edges(clean, edges=plan.edges, mask=False,
                            windows={k: tuple(v) for k, v in plan.windows.items()})
     out = np.concatenate([ds[n].values for n in plan.edges], axis=1)
-    return out, totals, replaced
+    jumps = np.stack([ds[f"jump_{n}"].values for n in plan.edges], axis=1)
+    return out, totals, replaced, jumps
 
 
 def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
@@ -939,7 +973,10 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
     -------
     (edges, totals, n_replaced)
         ``edges``: edge name -> array ``(..., n_grid)`` on the edge's standard
-        grid, background-free and post-edge normalised (not yet masked);
+        grid, background-free and post-edge normalised (not yet masked), and
+        ``"jump_<edge>"`` -> array ``(...)``: the edge's background-free level
+        before normalisation (input units; as
+        :func:`mmspec_widgets.extract.extract_edges`);
         ``totals``: despiked total counts per pixel (for the low-count mask);
         ``n_replaced``: number of channels replaced as spikes.
     """
@@ -962,29 +999,40 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
         shift = (pos - plan.zlp_median_eV) / plan.channel_step
     else:
         shift = np.zeros(y2.shape[0])
-    out, totals, replaced = _run_rows(y2, shift, plan, engine, threads)
+    out, totals, replaced, jumps = _run_rows(y2, shift, plan, engine, threads)
     edges, off = {}, 0
-    for name in plan.edges:
+    for k, name in enumerate(plan.edges):
         g = get_edge(name).n_points
         edges[name] = out[:, off:off + g].reshape(lead + (g,))
+        edges[f"jump_{name}"] = np.ascontiguousarray(jumps[:, k]).reshape(lead)
         off += g
     return edges, totals.reshape(lead), int(replaced.sum())
 
 
 def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict,
                    mask: np.ndarray | None) -> xr.Dataset:
-    """The Dataset :func:`mmspec_widgets.extract.extract_edges` returns."""
+    """The Dataset :func:`mmspec_widgets.extract.extract_edges` returns (the
+    arrays of ``edges`` are used as they are; pixels outside ``mask`` are set
+    to NaN in them)."""
     ds = xr.Dataset()
     for name in plan.edges:
         edge = get_edge(name)
         dim = f"energy_{name}"
         v = edges[name]
-        if mask is not None:
-            v = np.where(mask[..., None], v, np.nan).astype(v.dtype, copy=False)
+        if mask is not None:  # the caller's fresh arrays, masked in place
+            v[~mask] = np.nan
         ds[name] = xr.DataArray(v, dims=tuple(dims) + (dim,), attrs={
             "edge": name, "units": "normalised", "normalization": "post_edge",
             "background": "powerlaw", "pre_edge_window_eV": list(plan.windows[name])})
         ds = ds.assign_coords({dim: (dim, edge.energy, {"units": "eV", "long_name": "Energy"})})
+        jump = edges.get(f"jump_{name}")
+        if jump is not None:
+            jump = np.asarray(jump, np.float64)
+            if mask is not None:
+                jump = np.where(mask, jump, np.nan)
+            ds[f"jump_{name}"] = xr.DataArray(jump, dims=tuple(dims), attrs={
+                "long_name": f"{name} edge jump (background-free level over the last 10 % "
+                             "of its grid)", "units": str(attrs.get("units", "counts"))})
     ds = ds.assign_coords(coords)
     ds.attrs = {k: v for k, v in attrs.items() if k != "history"}
     ds.attrs["history"] = list(attrs.get("history", []))
@@ -1104,14 +1152,19 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
         ``False``: stop after the edges (maps returned as ``None``).
     timings : dict, optional
         Filled with wall-clock seconds per stage: ``plan`` (zero loss and
-        calibration), ``extract`` (shift, spikes, backgrounds, grids), ``predict``.
+        calibration), ``extract`` (shift, spikes, backgrounds, grids), ``predict``;
+        with a :class:`~mmspec_widgets.learn.fusion.MultimodalModel` also
+        ``predict_stages``: seconds summed over the prediction threads in
+        ``input`` (edge spectra joined into rows), ``features``, ``ood``,
+        ``trees`` and ``blocks`` (all of the prediction's pixel blocks).
 
     Returns
     -------
     (edges_ds, maps) : (xarray.Dataset, xarray.Dataset or None)
     """
-    si = _check_si(si)
+    si = _check_si(si, finite=False)  # fit_plan checks the values
     engine = _engine(engine)
+    record = timings is not None
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
     plan, positions = fit_plan(si, zlp, references=dict(references or REFERENCES),
@@ -1127,7 +1180,7 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
     nav = si.shape[:2]
     coords = {d: si[d] for d in si.dims[:2] if d in si.coords}
     attrs = _chain_attrs(si.attrs, plan, n_rep)
-    eds = _edges_dataset({k: v.reshape(nav + v.shape[-1:]) for k, v in edges_d.items()}, plan,
+    eds = _edges_dataset({k: v.reshape(nav + v.shape[1:]) for k, v in edges_d.items()}, plan,
                          si.dims[:2], coords, attrs, mask.reshape(nav))
     eds = _extract_history(eds, plan)
     timings.update(plan=t1 - t0, extract=t2 - t1)
@@ -1137,9 +1190,15 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
         from .learn import load_model
 
         model = load_model()
+    from .learn.trees import recording_stages
+
+    stages: dict = {}
     t3 = time.perf_counter()
-    maps = model.predict(eds)
+    with recording_stages(stages) if record else nullcontext():
+        maps = model.predict(eds)
     timings["predict"] = time.perf_counter() - t3
+    if stages:
+        timings["predict_stages"] = stages
     return eds, maps
 
 
@@ -1168,7 +1227,7 @@ def _block_task(y: np.ndarray, pos: np.ndarray | None, plan_json: str, model, en
         pass
     edges, totals, n_rep = extract_block(y, pos, plan, engine=engine, threads=threads)
     rows = _usable(totals.ravel(), plan.mask_threshold)
-    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in edges.items()}
+    flat = {k: edges[k].reshape(-1, edges[k].shape[-1]) for k in plan.edges}
     maps = _predict_rows(model, flat, plan, rows, null)
     res = {k: v.reshape(nav) for k, v in maps.items()}
     res["total_counts"] = totals.reshape(nav)

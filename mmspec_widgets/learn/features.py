@@ -144,19 +144,21 @@ def _k_pairwise_sum(a, lo, n, frames, values):
 
 
 @_jit
-def _k_normalize(X, step, area, out):
+def _k_normalize(X, rows, c0, step, area, out):
     """:func:`normalize_spectra` without baseline, ``method`` "area" (``area``
-    true) or "max", into ``out``; returns the mask of rows that could be
-    normalised (the others are NaN)."""
-    n, m = X.shape
+    true) or "max", of ``X[rows, c0:c0 + len(step)]`` into ``out``; returns the
+    mask of rows that could be normalised (the others are NaN)."""
+    n = rows.size
+    m = step.size
     valid = np.zeros(n, np.bool_)
     t = np.empty(m)
     frames = np.empty((64, 3), np.int64)
     values = np.empty(64)
-    for r in range(n):
-        big = abs(X[r, 0]) if m else 0.0
+    for i in range(n):
+        x = X[rows[i], c0:c0 + m]
+        big = abs(x[0]) if m else 0.0
         for j in range(m):
-            a = abs(X[r, j])
+            a = abs(x[j])
             t[j] = a * step[j]
             if a > big or a != a:  # ndarray.max: a NaN wins
                 big = a
@@ -165,14 +167,13 @@ def _k_normalize(X, step, area, out):
         else:
             scale = big
         ok = np.isfinite(scale) and scale > 1e-12 * (big + 1e-300)
-        if ok:
+        if ok:  # rows with a NaN never get here (their scale is NaN)
             for j in range(m):
-                out[r, j] = X[r, j] / scale
-            # rows with a NaN never get here (their scale is NaN)
-            valid[r] = True
+                out[i, j] = x[j] / scale
+            valid[i] = True
         else:
             for j in range(m):
-                out[r, j] = np.nan
+                out[i, j] = np.nan
     return valid
 
 
@@ -983,17 +984,18 @@ def _fused_transform(featurizers: Sequence[FusedFeaturizer], X) -> list[np.ndarr
     return _fused_features(featurizers, X)
 
 
-def _normalize_rows(X: np.ndarray, rows: np.ndarray, energy: np.ndarray, method: str,
-                    baseline: str) -> tuple[np.ndarray, np.ndarray]:
-    """``normalize_spectra(X[rows], ...)`` and its mask of complete rows."""
-    if baseline == "none" and method in ("area", "max") and X.shape[1] > 1:
-        Xr = np.ascontiguousarray(X[rows], dtype=np.float64)
+def _normalize_rows(X: np.ndarray, rows: np.ndarray, sl: slice, energy: np.ndarray,
+                    method: str, baseline: str) -> tuple[np.ndarray, np.ndarray]:
+    """``normalize_spectra(X[rows, sl], ...)`` and its mask of complete rows."""
+    if baseline == "none" and method in ("area", "max") and sl.stop - sl.start > 1 \
+            and X.dtype == np.float64:
         step = np.ascontiguousarray(np.gradient(np.asarray(energy, float)))
-        Z = np.empty_like(Xr)
-        valid = _k_normalize(Xr, step, method == "area", Z)
+        Z = np.empty((rows.size, step.size))
+        valid = _k_normalize(X, rows.astype(np.int64), sl.start, step, method == "area", Z)
         return Z, valid
-    Z = normalize_spectra(X[rows], energy, method, baseline)
-    return Z, np.all(np.isfinite(Z), axis=1)
+    Xr = X[rows, sl]
+    Z = normalize_spectra(Xr, energy, method, baseline)
+    return Z, np.all(np.isfinite(Z), axis=1) & np.all(np.isfinite(Xr), axis=1)
 
 
 def _fused_features(featurizers: Sequence[FusedFeaturizer], X: np.ndarray) -> list[np.ndarray]:
@@ -1006,36 +1008,49 @@ def _fused_features(featurizers: Sequence[FusedFeaturizer], X: np.ndarray) -> li
     same rows.
     """
     blocks = featurizers[0].blocks_
-    outs: list[list] = [[] for _ in featurizers]
+    n = X.shape[0]
+    # output columns of each per-edge featurizer, in each fused featurizer's order
+    places = []
+    for f in featurizers:
+        col, place = 0, {}
+        for e in blocks:
+            if f.blocks_.get(e) != blocks[e]:
+                raise DataError(f"fused featurizers disagree on the columns of {e}")
+            for j, t in enumerate(f.transformers_[e]):
+                place[e, j] = slice(col, col + t._n_out())
+                col += t._n_out()
+        places.append((place, col))
+    outs = [np.full((n, width), np.nan) for _, width in places]
     for e, sl in blocks.items():
-        Xe = X[:, sl]
         rows_ok = None  # rows without a missing value: the only ones with features
         normalised: dict = {}
-        done: list = []
+        done: list = []  # distinct featurizers of this edge and where their features go
         for k, f in enumerate(featurizers):
-            if f.blocks_.get(e) != sl:
-                raise DataError(f"fused featurizers disagree on the columns of {e}")
-            for t in f.transformers_[e]:
-                hit = next((o for u, o in done if _same_featurizer(u, t)), None)
-                if hit is None:
-                    if rows_ok is None:
-                        # rows whose first value is missing cannot be complete: an
-                        # absent edge is not scanned
-                        cand = np.flatnonzero(np.isfinite(Xe[:, 0]))
-                        rows_ok = cand[np.isfinite(Xe[cand]).all(axis=1)]
-                    hit = np.full((X.shape[0], t._n_out()), np.nan)
-                    if rows_ok.size:
-                        key = (t.normalize, t.baseline, t.energy_.tobytes())
-                        if key not in normalised:
-                            Z, valid = _normalize_rows(Xe, rows_ok, t.energy_, t.normalize,
-                                                       t.baseline)
-                            normalised[key] = (Z if valid.all() else Z[valid], rows_ok[valid])
-                        Zv, rows = normalised[key]
-                        if rows.size:
-                            hit[rows] = t._features(Zv)
-                    done.append((t, hit))
-                outs[k].append(hit)
-    return [np.concatenate(parts, axis=1) for parts in outs]
+            for j, t in enumerate(f.transformers_[e]):
+                target = (k, places[k][0][e, j])
+                same = next((d for d in done if _same_featurizer(d[0], t)), None)
+                if same is not None:
+                    same[1].append(target)
+                else:
+                    done.append((t, [target]))
+        for t, targets in done:
+            if rows_ok is None:
+                # a row whose first value is missing has no features (an absent edge
+                # is not scanned); other rows with a missing value are found by the
+                # normalisation (their scale is NaN)
+                rows_ok = np.flatnonzero(np.isfinite(X[:, sl.start]))
+            if not rows_ok.size:
+                break
+            key = (t.normalize, t.baseline, t.energy_.tobytes())
+            if key not in normalised:
+                Z, valid = _normalize_rows(X, rows_ok, sl, t.energy_, t.normalize, t.baseline)
+                normalised[key] = (Z if valid.all() else Z[valid], rows_ok[valid])
+            Zv, rows = normalised[key]
+            if rows.size:
+                feats = t._features(Zv)
+                for k, cols in targets:
+                    outs[k][rows, cols] = feats
+    return outs
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -48,7 +48,7 @@ from threadpoolctl import threadpool_limits
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
 from .features import FusedFeaturizer, _fused_transform, augment_spectra
-from .trees import compact, single_threaded
+from .trees import compact, single_threaded, stage
 from .uncertainty import Z90, OODDetector, calibrate_scale
 
 __all__ = [
@@ -84,6 +84,8 @@ _EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 1
 DROP_OOD_EDGES = 10.0
 #: pixels predicted at once (bounds memory for large spectrum images)
 _CHUNK_ROWS = 16384
+#: pixels per block of a large image (the block's arrays stay in the caches)
+_BLOCK_ROWS = 4096
 #: fewest pixels per block when blocks are predicted on several threads
 _MIN_THREAD_ROWS = 1024
 #: fewest complete spectra for an edge to be used in training
@@ -334,7 +336,8 @@ def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
     out: list = [None] * len(jobs)
     fast = [i for i, job in enumerate(jobs) if isinstance(job[0], CompactBoosting)]
     if fast:
-        raw = raw_scores([jobs[i][0] for i in fast], D, [jobs[i][2] for i in fast])
+        with stage("trees"):
+            raw = raw_scores([jobs[i][0] for i in fast], D, [jobs[i][2] for i in fast])
         for col, i in enumerate(fast):
             est, task, _ = jobs[i]
             if task == "regression":
@@ -906,11 +909,12 @@ class MultimodalModel(BaseEstimator):
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
                         amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
-        F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
-        if drop_ood_edges is None:
-            score = self.ood_.score(Fo)
-        else:
-            score, ratios = self.ood_.score_and_ratios(Fo)  # distances computed once
+        with stage("features"):
+            F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
+        with stage("ood"):  # distances computed once for the score and the ratios
+            score, ratios = (self.ood_.score(Fo), None) if drop_ood_edges is None else \
+                self.ood_.score_and_ratios(Fo)
+        if drop_ood_edges is not None:
             for j, e in enumerate(self.ood_.edges_):
                 bad = ratios[:, j] > float(drop_ood_edges)
                 if bad.any():
@@ -991,20 +995,24 @@ class MultimodalModel(BaseEstimator):
                 and all(f"amount_{e}" in ds for e in amount_edges):
             Am = amount_matrix(ds, amount_edges, dims=dims)
         threads = _prediction_threads()
-        chunk = _CHUNK_ROWS
+        chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
             chunk = min(chunk, max(_MIN_THREAD_ROWS, -(-n // (2 * threads))))
         if n <= chunk:
-            out = self.predict_arrays(dataset_to_matrix(ds, self.edges_, use=used)[0],
-                                      drop_ood_edges, Am)
+            with stage("blocks"):
+                with stage("input"):
+                    X = dataset_to_matrix(ds, self.edges_, use=used)[0]
+                out = self.predict_arrays(X, drop_ood_edges, Am)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             block = _row_blocks(ds, used, dims, n)
 
             def one(i):
-                with single_threaded():
-                    return self._predict_arrays(np.asarray(dataset_to_matrix(
-                        block(i, i + chunk), self.edges_, use=used)[0], dtype=float),
-                        drop_ood_edges, None if Am is None else Am[i:i + chunk])
+                with single_threaded(), stage("blocks"):
+                    with stage("input"):
+                        X = np.asarray(dataset_to_matrix(block(i, i + chunk), self.edges_,
+                                                         use=used)[0], dtype=float)
+                    return self._predict_arrays(X, drop_ood_edges,
+                                                None if Am is None else Am[i:i + chunk])
 
             check_is_fitted(self, "models_")
             with self._threads():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -37,12 +38,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import MMSpecError
 
-__all__ = ["CompactBoosting", "compact", "raw_scores", "single_threaded"]
+__all__ = ["CompactBoosting", "compact", "raw_scores", "single_threaded", "recording_stages",
+           "stage"]
 
 #: rows handled by one task of the thread pool
 _BLOCK_ROWS = 4096
 #: rows sharing their missing-column pattern that get trees specialised to it
 _MIN_GROUP = 128
+#: specialised copies of a stack's trees kept for reuse (groups recur from block
+#: to block: the same absent edges, the same presence indicators)
+_SPECIALISED_MAX = 8
 
 
 class CompactBoosting(BaseEstimator):
@@ -422,6 +427,27 @@ class _Stack:
         self.n_columns = n_cols
         split = ~(self.left == np.arange(self.left.size))
         self.used = np.unique(self.meta[split] >> 1).astype(np.int64)
+        self._specialised: dict = {}
+        self._lock = threading.Lock()
+
+    def specialised(self, cmask: np.ndarray, cval: np.ndarray):
+        """The trees specialised to the constant columns ``cmask`` (values ``cval``),
+        kept for the next groups with the same constants."""
+        used = self.used
+        c = cmask[used]
+        v = cval[used][c]
+        key = c.tobytes() + np.where(np.isnan(v), 0.0, v).tobytes() + np.isnan(v).tobytes()
+        with self._lock:
+            hit = self._specialised.pop(key, None)
+            if hit is not None:
+                self._specialised[key] = hit  # most recent last
+                return hit
+        hit = self.specialise(cmask, cval)
+        with self._lock:
+            while len(self._specialised) >= _SPECIALISED_MAX:
+                self._specialised.pop(next(iter(self._specialised)))
+            self._specialised[key] = hit
+        return hit
 
     def specialise(self, cmask: np.ndarray, cval: np.ndarray):
         n_nodes, n_trees = self.thr.size, self.roots.size
@@ -453,14 +479,14 @@ class _Stack:
         for rows in groups:
             rows = rows.astype(np.int64)
             finite = _k_constant_columns(X, rows, self.used, cmask, cval)
-            sroots, sdepth, smeta, sthr, sval = self.specialise(cmask, cval)
+            sroots, sdepth, smeta, sthr, sval = self.specialised(cmask, cval)
             _k_traverse(X, rows, sroots, sdepth, smeta, sthr, sval, self.tree_model,
                         self.baseline, out, None if finite else True)
 
 
 _STACKS: dict = {}
 _STACKS_LOCK = threading.Lock()
-_STACKS_MAX = 16
+_STACKS_MAX = 8
 
 
 def _stack_for(models, columns) -> _Stack:
@@ -469,6 +495,8 @@ def _stack_for(models, columns) -> _Stack:
            None if columns is None else tuple(
                None if c is None else np.asarray(c, dtype=np.int64).tobytes() for c in columns))
     with _STACKS_LOCK:
+        for k in [k for k, (refs, _) in _STACKS.items() if any(r() is None for r in refs)]:
+            del _STACKS[k]  # models gone: their tables go too
         hit = _STACKS.get(key)
         if hit is not None and all(r() is m for r, m in zip(hit[0], models, strict=True)):
             return hit[1]
@@ -481,6 +509,37 @@ def _stack_for(models, columns) -> _Stack:
 
 
 _LOCAL = threading.local()
+_STAGES: dict | None = None
+_STAGES_LOCK = threading.Lock()
+
+
+@contextmanager
+def recording_stages(into: dict):
+    """Within this block, prediction stages timed by :func:`stage` add their
+    seconds to ``into`` (summed over threads; for benchmarks)."""
+    global _STAGES
+    _STAGES = into
+    try:
+        yield into
+    finally:
+        _STAGES = None
+
+
+@contextmanager
+def stage(name: str):
+    """Time a prediction stage while :func:`recording_stages` is active."""
+    if _STAGES is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        dt = time.perf_counter() - t0
+        with _STAGES_LOCK:
+            if _STAGES is not None:
+                _STAGES[name] = _STAGES.get(name, 0.0) + dt
+
 
 
 @contextmanager
