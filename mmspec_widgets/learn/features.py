@@ -240,136 +240,179 @@ def _k_smooth(z, w, ext, s):
 
 
 @_jit
-def _k_prominence(s, p):
-    """Prominence of the local maximum at ``p`` and its bases, searching the
-    whole spectrum (scipy.signal.peak_prominences without ``wlen``)."""
-    top = s[p]
-    i = p
-    left_min = top
-    left_base = p
-    while i >= 0 and s[i] <= top:
-        if s[i] < left_min:
-            left_min = s[i]
-            left_base = i
-        i -= 1
-    i = p
-    right_min = top
-    right_base = p
-    while i < s.size and s[i] <= top:
-        if s[i] < right_min:
-            right_min = s[i]
-            right_base = i
-        i += 1
-    return top - max(left_min, right_min), left_base, right_base
-
-
-@_jit
-def _k_prominence_from(s, p, pmin):
-    """Prominence of the local maximum at ``p`` as :func:`_k_prominence`, or
-    -1 once it is certain to be below ``pmin``: both sides are searched in
-    step, and when one side ends its lowest point bounds the prominence
-    (rounding is monotonic), which rejects most noise maxima after a few
-    samples."""
-    top = s[p]
-    n = s.size
-    li = p
-    ri = p
-    left_min = top
-    right_min = top
-    left_open = True
-    right_open = True
-    while left_open or right_open:
-        if left_open:
-            if li >= 0 and s[li] <= top:
-                if s[li] < left_min:
-                    left_min = s[li]
-                li -= 1
-            else:
-                left_open = False
-                if right_open and top - left_min < pmin:
-                    return -1.0
-        if right_open:
-            if ri < n and s[ri] <= top:
-                if s[ri] < right_min:
-                    right_min = s[ri]
-                ri += 1
-            else:
-                right_open = False
-                if left_open and top - right_min < pmin:
-                    return -1.0
-    return top - max(left_min, right_min)
-
-
-@_jit
 def _k_peak_features(Z, w, e, k, min_prominence, step, out, redo):
     """Peak features of every row of ``Z`` (see :class:`PeakFeaturizer`).
 
     Rows are smoothed as :func:`_k_smooth`; local maxima (a plateau counts
-    once, at its middle sample rounded down), prominences and widths at half
-    prominence follow scipy.signal.find_peaks / peak_prominences / peak_widths
-    step for step.  Rows where prominences tie at the cut between kept and
-    dropped peaks are flagged in ``redo`` (which of them scipy keeps depends on
-    its sort) for the caller to compute with scipy."""
+    once, at its middle sample rounded down), prominences with their bases and
+    widths at half prominence follow scipy.signal.find_peaks / peak_prominences
+    / peak_widths.  scipy finds a peak's prominence by walking down each side
+    until a higher sample; between two neighbouring maxima the spectrum only
+    falls then rises, so the lowest sample of such a walk is the lowest of the
+    valleys it crosses, and one pass over the valleys with a stack of the
+    maxima still standing gives every peak's prominence and bases at once.
+    Rows where prominences tie at the cut between kept and dropped peaks are
+    flagged in ``redo`` (which of them scipy keeps depends on its sort) for the
+    caller to compute with scipy."""
     n = Z.shape[1]
     s = np.empty(n)
     ext = np.empty(n + 2 * (w.size - 1))
-    pos = np.empty(n // 2 + 1, np.int64)
-    prom = np.empty(n // 2 + 1, np.float64)
+    cap = n // 2 + 2
+    pos = np.empty(cap, np.int64)  # maxima
+    low = np.empty(cap)  # lowest sample of the valley before maximum j (j = m: after the last)
+    first_low = np.empty(cap, np.int64)  # its first and last position
+    last_low = np.empty(cap, np.int64)
+    lmin = np.empty(cap)
+    lbase = np.empty(cap, np.int64)
+    rmin = np.empty(cap)
+    rbase = np.empty(cap, np.int64)
+    prom = np.empty(cap)
+    stack = np.empty(cap, np.int64)
+    passing = np.empty(cap, np.int64)
+    taken = np.zeros(cap, np.bool_)
     chosen = np.empty(k, np.int64)
-    taken = np.zeros(n // 2 + 1, np.bool_)
     last = 0.0
     for r in range(Z.shape[0]):
         _k_smooth(Z[r], w, ext, s)
         top = s[0]
-        for j in range(1, n):  # ndarray.max: a NaN wins
-            if s[j] > top or s[j] != s[j]:
-                top = s[j]
+        check = 0.0  # NaN if a sample is NaN or inf
+        flat = False  # two equal neighbours (a plateau maximum is possible)
+        for j in range(1, n):
+            top = max(top, s[j])
+            check += s[j] - s[j]
+            flat |= s[j] == s[j - 1]
+        if check != 0.0 or not np.isfinite(top):  # ndarray.max: a NaN wins
+            top = s[0]
+            for j in range(1, n):
+                if s[j] > top or s[j] != s[j]:
+                    top = s[j]
         if not np.isfinite(top) or top <= 0:
             continue
         pmin = min_prominence * top
         m = 0
-        i = 1
-        while i < n - 1:
-            if s[i - 1] < s[i]:
-                ahead = i + 1
-                while ahead < n - 1 and s[ahead] == s[i]:
-                    ahead += 1
-                if s[ahead] < s[i]:
-                    p = (i + ahead - 1) // 2
-                    pr = _k_prominence_from(s, p, pmin)
-                    if pmin <= pr:
-                        pos[m] = p
-                        prom[m] = pr
+        if not flat and n > 2:
+            # strict maxima and the valleys between them in one pass, without
+            # branches on the samples except at the (few) maxima
+            v = s[0]
+            lo = 0
+            hi = 0
+            for i in range(1, n - 1):
+                x = s[i]
+                if s[i - 1] < x and x > s[i + 1]:
+                    pos[m] = i
+                    low[m] = v
+                    first_low[m] = lo
+                    last_low[m] = hi
+                    m += 1
+                    v = s[i + 1]
+                    lo = i + 1
+                    hi = i + 1
+                else:
+                    lo = i if x < v else lo
+                    hi = i if x <= v else hi
+                    v = min(v, x)
+            x = s[n - 1]
+            lo = n - 1 if x < v else lo
+            hi = n - 1 if x <= v else hi
+            low[m] = min(v, x)
+            first_low[m] = lo
+            last_low[m] = hi
+        else:
+            i = 1
+            while i < n - 1:  # scipy's local maxima
+                if s[i - 1] < s[i]:
+                    ahead = i + 1
+                    while ahead < n - 1 and s[ahead] == s[i]:
+                        ahead += 1
+                    if s[ahead] < s[i]:
+                        pos[m] = (i + ahead - 1) // 2
                         m += 1
-                    i = ahead
-            i += 1
+                        i = ahead
+                i += 1
+            for j in range(m + 1):  # the valleys between the maxima (and the two ends)
+                a = 0 if j == 0 else pos[j - 1] + 1
+                b = n if j == m else pos[j]
+                v = s[a]
+                lo = a
+                hi = a
+                for q in range(a + 1, b):
+                    if s[q] < v:
+                        v = s[q]
+                        lo = q
+                        hi = q
+                    elif s[q] == v:
+                        hi = q
+                low[j] = v
+                first_low[j] = lo
+                last_low[j] = hi
         if m == 0:
             continue
-        if m > k:  # the k most prominent, unless the cut falls inside a tie
+        # walking left stops at the first higher sample: the valleys back to the
+        # nearest higher maximum; the base is the lowest sample met first (the
+        # nearest valley wins a tie, and within a valley its last lowest sample)
+        sp = 0
+        for j in range(m):
+            v = low[j]
+            base = last_low[j]
+            while sp > 0 and s[pos[stack[sp - 1]]] <= s[pos[j]]:
+                t = stack[sp - 1]
+                sp -= 1
+                if lmin[t] < v:
+                    v = lmin[t]
+                    base = lbase[t]
+            lmin[j] = v
+            lbase[j] = base
+            stack[sp] = j
+            sp += 1
+        sp = 0
+        for j in range(m - 1, -1, -1):  # the same to the right
+            v = low[j + 1]
+            base = first_low[j + 1]
+            while sp > 0 and s[pos[stack[sp - 1]]] <= s[pos[j]]:
+                t = stack[sp - 1]
+                sp -= 1
+                if rmin[t] < v:
+                    v = rmin[t]
+                    base = rbase[t]
+            rmin[j] = v
+            rbase[j] = base
+            stack[sp] = j
+            sp += 1
+        n_pass = 0
+        for j in range(m):
+            prom[j] = s[pos[j]] - max(lmin[j], rmin[j])
+            if pmin <= prom[j]:
+                passing[n_pass] = j
+                n_pass += 1
+        if n_pass == 0:
+            continue
+        if n_pass > k:  # the k most prominent, unless the cut falls inside a tie
             for j in range(k + 1):  # largest, second largest ... (k small)
                 best = -1
-                for q in range(m):
-                    if not taken[q] and (best < 0 or prom[q] > prom[best]):
+                for q in range(n_pass):
+                    if not taken[q] and (best < 0 or prom[passing[q]] > prom[passing[best]]):
                         best = q
                 if j < k:
                     taken[best] = True
-                    chosen[j] = pos[best]
-                    last = prom[best]
-                elif prom[best] == last:
+                    chosen[j] = passing[best]
+                    last = prom[passing[best]]
+                elif prom[passing[best]] == last:
                     redo[r] = True
-            taken[:m] = False
+            taken[:n_pass] = False
             if redo[r]:
                 continue
-            chosen.sort()
+            chosen.sort()  # maxima are numbered by position
             n_keep = k
         else:
-            for j in range(m):
-                chosen[j] = pos[j]
-            n_keep = m
+            for j in range(n_pass):
+                chosen[j] = passing[j]
+            n_keep = n_pass
         for j in range(n_keep):
-            p = chosen[j]
-            pr, lb, rb = _k_prominence(s, p)
-            height = s[p] - pr * 0.5
+            q = chosen[j]
+            p = pos[q]
+            lb = lbase[q]
+            rb = rbase[q]
+            height = s[p] - prom[q] * 0.5
             i = p
             while lb < i and height < s[i]:
                 i -= 1
