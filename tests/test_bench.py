@@ -74,6 +74,17 @@ def test_chain_benchmark_reports_stages_and_memory():
     assert res["input_mb"] == pytest.approx(2 * 16 * 24 * 2048 * 4 / 2**20)
 
 
+def test_chain_benchmark_times_the_model_stages():
+    res = bench.bench_chain((8, 12, 2048), repeat=1)  # the shipped model
+    ps = res["predict_stages_thread_s"]
+    assert set(ps) == {"input", "features", "ood", "trees", "other"}
+    assert all(v >= 0 for v in ps.values())
+    assert ps["features"] > 0 and ps["trees"] > 0 and ps["ood"] > 0
+    us = res["predict_us_per_spectrum"]
+    assert us["trees"] == pytest.approx(1e6 * ps["trees"] / 96)
+    assert res["model_id"].startswith("mmspec-")
+
+
 def test_copy_bandwidth_is_measured():
     bw = bench.copy_bandwidth(nbytes=16 * 2**20, repeat=2)
     assert bw["copy_bandwidth_GBps"] >= bw["copy_bandwidth_median_GBps"] > 0
