@@ -75,9 +75,11 @@ def test_vacuum_pixels_masked_not_garbage(calibrated):
     counts = calibrated.sum("energy").values
     vac = counts < 0.05 * np.percentile(counts, 90)
     assert vac.any() and (~vac).any()
-    for name in ds.data_vars:
+    for name in ds.attrs["edges"]:
         v = ds[name].values
         assert np.isnan(v[vac]).all()
+        assert np.isnan(ds[f"jump_{name}"].values[vac]).all()
+        assert (ds[f"jump_{name}_std"].values[~vac] > 0).all()
         ok = np.isfinite(v[~vac]).all(-1)
         # strong edges everywhere on the particle; the weak Co/Ni L edges of
         # single noisy pixels may have no positive post-edge level -> NaN

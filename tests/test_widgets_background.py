@@ -121,7 +121,8 @@ def test_windows_feed_extract_edges(si):
     w.edge = "Mn_L23"
     w.window = (600.0, 632.0)
     ds = extract_edges(si, edges=list(w.windows), windows=w.windows, background=w.model)
-    assert set(ds.data_vars) == {"O_K", "Mn_L23"}
+    assert set(ds.attrs["edges"]) == {"O_K", "Mn_L23"}
+    assert {v for v in ds.data_vars if not str(v).startswith("jump_")} == {"O_K", "Mn_L23"}
     assert ds["O_K"].dims == ("y", "x", "energy_O_K")
 
 
