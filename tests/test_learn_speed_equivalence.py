@@ -398,6 +398,10 @@ def test_toy_models_of_every_fusion_give_the_reference_maps(toy_split, fusion_mo
         settings={"n_points": 10, "n_windows": 2, "n_peaks": 2}, n_folds=3,
         dropout_copies=1, augment_copies=0).fit(tr)
     data = xr.concat([te] * 40, dim="sample")  # enough rows for blocks and row groups
+    ni = data["Ni_L23"].values.copy()
+    ni[3, 10:14] = np.nan  # partly missing: interpolated
+    ni[500, 5:100] = np.nan  # mostly missing: dropped
+    data["Ni_L23"] = data["Ni_L23"].copy(data=ni)
     monkeypatch.setattr(fusion, "_BLOCK_ROWS", 300)
     monkeypatch.setenv("MMSPEC_NUM_THREADS", "2")
     for edges in (None, ["Ni_K"], ["O_K", "Ni_L23"]):

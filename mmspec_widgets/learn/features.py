@@ -157,16 +157,17 @@ def _k_normalize(X, rows, c0, step, area, out):
     for i in range(n):
         x = X[rows[i], c0:c0 + m]
         big = abs(x[0]) if m else 0.0
+        check = 0.0  # NaN if the row holds a NaN or inf (then numpy's scale is not finite)
         for j in range(m):
             a = abs(x[j])
             t[j] = a * step[j]
-            if a > big or a != a:  # ndarray.max: a NaN wins
-                big = a
+            big = max(big, a)
+            check += a - a
         if area:
             scale = 0.0 + _k_pairwise_sum(t, 0, m, frames, values)
         else:
             scale = big
-        ok = np.isfinite(scale) and scale > 1e-12 * (big + 1e-300)
+        ok = check == 0.0 and np.isfinite(scale) and scale > 1e-12 * (big + 1e-300)
         if ok:  # rows with a NaN never get here (their scale is NaN)
             for j in range(m):
                 out[i, j] = x[j] / scale
@@ -199,6 +200,23 @@ def _k_cdf(Z, de, cdf):
         else:
             for j in range(m):
                 cdf[r, j] = np.nan
+
+
+@_jit
+def _k_copy_rows(src, dst, c0):
+    """``dst[:, c0:c0 + m] = src`` (as float64); False as soon as a row is partly
+    missing (some but not all values NaN or inf), which the caller must then
+    treat as :func:`mmspec_widgets.learn.fusion.dataset_to_matrix` does."""
+    n, m = src.shape
+    for r in range(n):
+        bad = 0
+        for j in range(m):
+            v = np.float64(src[r, j])
+            dst[r, c0 + j] = v
+            bad += (v - v) != 0.0
+        if 0 < bad < m:
+            return False
+    return True
 
 
 def _gaussian_weights(sigma: float) -> np.ndarray | None:

@@ -359,24 +359,50 @@ def _prediction_threads() -> int:
     return _threads()
 
 
-def _row_blocks(ds: xr.Dataset, used: Sequence[str], dims: Sequence[str], n: int):
-    """``block(i0, i1)``: the Dataset of rows ``i0:i1`` of the pixels (leading
-    dims flattened in order, dim ``_row``), for :func:`dataset_to_matrix`."""
+def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
+                dims: Sequence[str], n: int):
+    """``rows(i0, i1)``: ``dataset_to_matrix`` of pixels ``i0:i1`` (leading dims
+    flattened in order).  Spectra already on the standard grids are copied
+    straight into the matrix (what ``dataset_to_matrix`` returns for them); a
+    block with a partly missing spectrum goes through ``dataset_to_matrix``."""
+    from .features import _k_copy_rows
+
     arrays = {}
+    direct = True
     for e in used:
         dim = _energy_dim(ds[e], e)
         da = ds[e].transpose(*dims, dim)
         if not isinstance(da.data, np.ndarray):  # dask-backed: xarray stacks it lazily
-            rows = ds[used].stack(_row=dims).transpose("_row", ...)
-            return lambda i0, i1: rows.isel(_row=slice(i0, i1))
+            stacked = ds[used].stack(_row=dims).transpose("_row", ...)
+            return lambda i0, i1: dataset_to_matrix(stacked.isel(_row=slice(i0, i1)), edges,
+                                                    use=used)[0]
         coords = {dim: ds[dim]} if dim in ds.coords else {}
+        grid = edge_grid(e)
+        e_val = np.asarray(ds[dim].values, dtype=float) if dim in ds.coords else None
+        direct &= (e_val is not None and e_val.size == grid.size
+                   and np.allclose(e_val, grid, atol=1e-3)
+                   and da.dtype in (np.float32, np.float64))
         arrays[e] = (dim, da.data.reshape(n, da.sizes[dim]), coords)
+    sizes = [get_edge(e).n_points for e in edges]
+    starts = np.cumsum([0] + sizes)
 
-    def block(i0, i1):
-        return xr.Dataset({e: xr.DataArray(a[i0:i1], dims=("_row", dim), coords=c)
-                           for e, (dim, a, c) in arrays.items()})
+    def rows(i0, i1):
+        if direct:
+            X = np.empty((min(i1, n) - i0, int(starts[-1])))
+            ok = True
+            for k, e in enumerate(edges):
+                if e in arrays:
+                    ok = ok and _k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
+                                             int(starts[k]))
+                else:
+                    X[:, starts[k]:starts[k + 1]] = np.nan
+            if ok:
+                return X
+        sub = xr.Dataset({e: xr.DataArray(a[i0:i1], dims=("_row", dim), coords=c)
+                          for e, (dim, a, c) in arrays.items()})
+        return dataset_to_matrix(sub, edges, use=used)[0]
 
-    return block
+    return rows
 
 
 def _n_complete(da: xr.DataArray) -> int:
@@ -1004,13 +1030,12 @@ class MultimodalModel(BaseEstimator):
                     X = dataset_to_matrix(ds, self.edges_, use=used)[0]
                 out = self.predict_arrays(X, drop_ood_edges, Am)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
-            block = _row_blocks(ds, used, dims, n)
+            rows = _row_blocks(ds, self.edges_, used, dims, n)
 
             def one(i):
                 with single_threaded(), stage("blocks"):
                     with stage("input"):
-                        X = np.asarray(dataset_to_matrix(block(i, i + chunk), self.edges_,
-                                                         use=used)[0], dtype=float)
+                        X = np.asarray(rows(i, i + chunk), dtype=float)
                     return self._predict_arrays(X, drop_ood_edges,
                                                 None if Am is None else Am[i:i + chunk])
 
