@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -385,10 +386,14 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
         arrays[e] = (dim, da.data.reshape(n, da.sizes[dim]), coords)
     sizes = [get_edge(e).n_points for e in edges]
     starts = np.cumsum([0] + sizes)
+    local = threading.local()  # one matrix per thread, reused block after block
 
     def rows(i0, i1):
         if direct:
-            X = np.empty((min(i1, n) - i0, int(starts[-1])))
+            shape = (min(i1, n) - i0, int(starts[-1]))
+            X = getattr(local, "X", None)
+            if X is None or X.shape != shape:
+                X = local.X = np.empty(shape)  # a fresh large array costs page faults
             ok = True
             for k, e in enumerate(edges):
                 if e in arrays:
