@@ -529,6 +529,9 @@ class ChainPlan:
         ``None`` until known.
     sample_pixels : int
         Pixels used for the calibration and the mask threshold.
+    k_factors : dict or None
+        Edge -> k-factor (:func:`mmspec_widgets.quantify.fit_k_factors`): the
+        model also reads each pixel's composition from the edge jumps.
     """
 
     shape: tuple
@@ -545,6 +548,7 @@ class ChainPlan:
     spike_width: int = 2
     mask_threshold: float | None = None
     sample_pixels: int = 0
+    k_factors: dict | None = None
 
     # ---------------------------------------------------------------- derived
     @property
@@ -1089,6 +1093,32 @@ def _null_maps(model, plan: ChainPlan) -> xr.Dataset:
     return model.predict(ds)
 
 
+def _k_dict(k_factors) -> dict | None:
+    if not k_factors:
+        return None
+    k = {get_edge(e).name: float(v) for e, v in dict(k_factors).items()}
+    bad = [e for e, v in k.items() if not np.isfinite(v) or v <= 0]
+    if bad:
+        raise MMSpecError(f"k_factors: expected positive numbers, got {[k[e] for e in bad]} "
+                          f"for {bad}")
+    return k
+
+
+def _amounts(edges: dict, plan: ChainPlan, n: int) -> dict[str, np.ndarray]:
+    """``amount_<edge>`` rows (atoms per O) from the jumps and the plan's k-factors."""
+    k = plan.k_factors or {}
+    if not k or "jump_O_K" not in edges:
+        return {}
+    j_o = np.asarray(edges["jump_O_K"], float).reshape(n)
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name in plan.edges:
+            if name in k and name != "O_K" and f"jump_{name}" in edges:
+                a = k[name] * np.asarray(edges[f"jump_{name}"], float).reshape(n) / j_o
+                out[f"amount_{name}"] = np.where(j_o > 0, np.clip(a, 0.0, None), np.nan)
+    return out
+
+
 def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
                   null: dict) -> dict[str, np.ndarray]:
     """Predict the rows where ``rows`` is true; the others take the values of
@@ -1103,6 +1133,8 @@ def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
         a = edges[name].reshape(n, -1)[idx]
         ds[name] = xr.DataArray(a, dims=("pixel", f"energy_{name}"))
         ds = ds.assign_coords({f"energy_{name}": get_edge(name).energy})
+    for name, a in _amounts(edges, plan, n).items():
+        ds[name] = xr.DataArray(a[idx], dims=("pixel",))
     maps = model.predict(ds)
     for v in out:
         out[v][idx] = maps[v].values
@@ -1128,7 +1160,9 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
                    edges: Sequence[str] = DEFAULT_EDGES,
                    references: Mapping[str, float] | None = None,
                    engine: str = "auto", predict: bool = True,
-                   timings: dict | None = None) -> tuple[xr.Dataset, xr.Dataset | None]:
+                   timings: dict | None = None, k_factors: Mapping[str, float] | None = None,
+                   composition: Mapping[str, float] | None = None
+                   ) -> tuple[xr.Dataset, xr.Dataset | None]:
     """The standard chain, fast: same inputs and results as
     :func:`mmspec_widgets.demo.run_chain`.
 
@@ -1157,6 +1191,10 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
         ``predict_stages``: seconds summed over the prediction threads in
         ``input`` (edge spectra joined into rows), ``features``, ``ood``,
         ``trees`` and ``blocks`` (all of the prediction's pixel blocks).
+    k_factors, composition : mapping, optional
+        As for :func:`mmspec_widgets.demo.run_chain`: read each pixel's
+        composition from its edge jumps, with these k-factors or with k-factors
+        fitted on the whole image's known mean ``composition``.
 
     Returns
     -------
@@ -1183,6 +1221,14 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
     eds = _edges_dataset({k: v.reshape(nav + v.shape[1:]) for k, v in edges_d.items()}, plan,
                          si.dims[:2], coords, attrs, mask.reshape(nav))
     eds = _extract_history(eds, plan)
+    if composition is not None and k_factors is None:
+        from .quantify import fit_k_factors
+
+        k_factors = fit_k_factors(eds, composition)
+    if k_factors is not None:
+        from .quantify import quantify
+
+        eds = quantify(eds, _k_dict(k_factors))
     timings.update(plan=t1 - t0, extract=t2 - t1)
     if not predict:
         return eds, None
@@ -1228,6 +1274,7 @@ def _block_task(y: np.ndarray, pos: np.ndarray | None, plan_json: str, model, en
     edges, totals, n_rep = extract_block(y, pos, plan, engine=engine, threads=threads)
     rows = _usable(totals.ravel(), plan.mask_threshold)
     flat = {k: edges[k].reshape(-1, edges[k].shape[-1]) for k in plan.edges}
+    flat.update({k: v.reshape(-1) for k, v in edges.items() if k.startswith("jump_")})
     maps = _predict_rows(model, flat, plan, rows, null)
     res = {k: v.reshape(nav) for k, v in maps.items()}
     res["total_counts"] = totals.reshape(nav)
@@ -1296,6 +1343,7 @@ def map_spectrum_image(
     engine: str = "auto",
     overwrite: bool = False,
     timings: dict | None = None,
+    k_factors: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Map a spectrum image of any size block by block into a Zarr store.
 
@@ -1342,6 +1390,11 @@ def map_spectrum_image(
         Filled with ``plan`` and ``blocks`` (wall seconds), ``blocks_done``
         (written by this call) and ``blocks_skipped`` (found written).
 
+    k_factors : mapping, optional
+        Edge -> k-factor (:func:`mmspec_widgets.quantify.fit_k_factors`, e.g.
+        fitted on a region of known composition with :func:`run_chain_fast`):
+        each pixel's composition is read from its edge jumps as well.
+
     Returns
     -------
     xarray.Dataset
@@ -1381,11 +1434,13 @@ def map_spectrum_image(
         want = {"shape": tuple(int(s) for s in si.shape), "dims": tuple(si.dims[:2]),
                 "edges": names, "block": list(block), "model_id": model_id,
                 "energy": np.asarray(si["energy"].values, float).tolist(),
-                "zlp": zlp is not None, "references": references is not None}
+                "zlp": zlp is not None, "references": references is not None,
+                "k_factors": _k_dict(k_factors)}
         have = {"shape": stored.shape, "dims": stored.dims, "edges": stored.edges,
                 "block": list(attrs.get("mmspec_block", [])), "model_id": attrs.get("model_id"),
                 "energy": stored.energy, "zlp": stored.zlp_median_eV is not None,
-                "references": stored.calibration is not None}
+                "references": stored.calibration is not None,
+                "k_factors": stored.k_factors}
         for key in want:
             same = np.allclose(want[key], have[key]) if key == "energy" else want[key] == have[key]
             if not same:
@@ -1401,6 +1456,7 @@ def map_spectrum_image(
                                    progress=progress)
         if plan.mask_threshold is None:
             raise DataError("si: no pixel has positive counts; nothing to map")
+        plan.k_factors = _k_dict(k_factors)
         null = _null_maps(model, plan)
         nulls = _null_values(null)
         hist = _chain_attrs(si.attrs, plan, None)["history"]

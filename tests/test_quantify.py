@@ -167,3 +167,39 @@ def test_stated_jump_std_matches_the_scatter_of_fresh_poisson_draws():
     assert np.nanmean(widened["ni_fraction_std"].values) > 1.5 * np.nanmean(
         base["ni_fraction_std"].values)
     np.testing.assert_allclose(widened["ni_fraction"].values, base["ni_fraction"].values)
+
+
+def test_fast_and_out_of_core_chains_read_the_jumps_too(tmp_path):
+    import warnings
+
+    from mmspec_widgets.demo import run_chain
+    from mmspec_widgets.pipeline import map_spectrum_image, run_chain_fast
+    from mmspec_widgets.twin import load_digital_twin
+
+    twin = load_digital_twin()
+    nominal = twin.provenance["nominal_composition"]
+    truth = twin.truth["ni_fraction"].values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eds_plain, plain = run_chain(twin.si, twin.zlp, composition=nominal)
+        eds_fast, fast = run_chain_fast(twin.si, twin.zlp, composition=nominal)
+    assert fast.attrs["amounts_used"]
+    for e in ("Mn_L23", "Co_L23", "Ni_L23"):
+        a, b = eds_plain[f"amount_{e}"].values, eds_fast[f"amount_{e}"].values
+        ok = np.isfinite(a) & np.isfinite(b)
+        assert ok.mean() > 0.85
+        np.testing.assert_allclose(b[ok], a[ok], rtol=1e-3, atol=1e-4)
+    err_fast = np.nanmean(np.abs(fast["ni_fraction"].values - truth))
+    assert err_fast < 0.1
+    assert abs(err_fast - np.nanmean(np.abs(plain["ni_fraction"].values - truth))) < 0.01
+    k = {e: float(eds_fast[f"amount_{e}"].attrs["k_factor"]) for e in ("Mn_L23", "Co_L23",
+                                                                       "Ni_L23")}
+    store = tmp_path / "maps.zarr"
+    ooc = map_spectrum_image(twin.si, twin.zlp, k_factors=k, out=store, block=(6, 12),
+                             progress=False)
+    np.testing.assert_allclose(ooc["ni_fraction"].values, fast["ni_fraction"].values,
+                               atol=1e-6, equal_nan=True)
+    # a store written with other k-factors is not silently resumed
+    with pytest.raises(MMSpecError, match="k_factors"):
+        map_spectrum_image(twin.si, twin.zlp, k_factors={e: 2 * v for e, v in k.items()},
+                           out=store, block=(6, 12), progress=False)
