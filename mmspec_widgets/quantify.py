@@ -49,11 +49,12 @@ def _amount_edges(edges: xr.Dataset, which) -> list[str]:
     if which is None:
         which = [e for e in EDGE_ORDER
                  if f"jump_{e}" in edges and e != REFERENCE_EDGE
-                 and get_edge(e).shell == "L23"]
+                 and (get_edge(e).shell == "L23" or e == "Li_K")]
     out = [get_edge(e).name for e in which]
     if not out:
-        raise DataError("edges: no L2,3 edge jump to quantify against O K (extract O_K and "
-                        "some of Mn_L23, Co_L23, Ni_L23 from the same spectrum image)")
+        raise DataError("edges: no L2,3 or Li K edge jump to quantify against O K (extract "
+                        "O_K and some of Li_K, Mn_L23, Co_L23, Ni_L23 from the same spectrum "
+                        "image)")
     return out
 
 
@@ -171,8 +172,8 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float], *,
     """
     k = {get_edge(e).name: float(v) for e, v in dict(k_factors).items()}
     if which is None:
-        which = [e for e in k if e != REFERENCE_EDGE and get_edge(e).shell == "L23"
-                 and f"jump_{e}" in edges]
+        which = [e for e in k if e != REFERENCE_EDGE and f"jump_{e}" in edges
+                 and (get_edge(e).shell == "L23" or e == "Li_K")]
     names = _amount_edges(edges, which)
     for e in names:
         if e not in k or not np.isfinite(k[e]) or k[e] <= 0:

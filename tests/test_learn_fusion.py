@@ -275,7 +275,24 @@ def _with_amounts(ds: xr.Dataset) -> xr.Dataset:
     for el in ("Mn", "Co", "Ni"):
         ds[f"amount_{el}_L23"] = ("sample", np.nan_to_num(ds[f"{el.lower()}_fraction"].values)
                                   / o_per_tm)
+    ds["amount_Li_K"] = ("sample", ds["li_content"].values / o_per_tm)
     return ds
+
+
+def test_li_amount_gives_the_li_content_with_o_k_and_li_k(split):
+    tr, te = (_with_amounts(d) for d in split)
+    m = MultimodalModel(edges=("O_K", "Li_K", "Ni_L23"), targets=("li_content",),
+                        **SMALL).fit(tr)
+    assert m.li_amount_ and m.amount_edges_ == []  # one L2,3 edge: no TM shares
+    y = te["li_content"].values
+    fused = m.predict(te)
+    assert fused.attrs["amounts_used"]
+    shapes = m.predict(te.drop_vars("amount_Li_K"))
+    li_only = m.predict(te, edges=["Li_K"])  # no O K: no amount
+    assert not li_only.attrs["amounts_used"]
+    err = {k: np.nanmean(np.abs(v["li_content"].values - y))
+           for k, v in (("fused", fused), ("shapes", shapes), ("li_only", li_only))}
+    assert err["fused"] < 0.6 * min(err["shapes"], err["li_only"]), err
 
 
 def test_amounts_give_the_fractions_when_the_eels_edges_come_together(split):

@@ -173,7 +173,11 @@ def _predict_sets(model, ds: xr.Dataset, sets, require: str = "any") -> tuple[di
         if amount_edges and set(amount_edges) | {"O_K"} <= set(s) \
                 and all(f"amount_{e}" in ds for e in amount_edges):
             Am = amount_matrix(ds, amount_edges, dims=("sample",))[rows]
-        preds[key] = model.predict_arrays(X, amounts=Am)
+        Li = None
+        if getattr(model, "li_amount_", False) and {"O_K", "Li_K"} <= set(s) \
+                and "amount_Li_K" in ds:
+            Li = amount_matrix(ds, ["Li_K"], dims=("sample",))[rows, 0]
+        preds[key] = model.predict_arrays(X, amounts=Am, li_amount=Li)
     return preds, rows_of
 
 
@@ -329,9 +333,12 @@ def _model_description(model) -> list[str]:
 
 def _amounts_text(model) -> str:
     edges = list(getattr(model, "amount_edges_", []) or [])
+    li = ("Where O K and Li K are given it reads Li per O, and Li per TM where the L2,3 "
+          "amounts are known too: the baseline of li_content. "
+          if getattr(model, "li_amount_", False) else "")
     if not edges:
-        return ""
-    return ("Where O K and all of " + ", ".join(edges) + " are given, the model also reads "
+        return li
+    return li + ("Where O K and all of " + ", ".join(edges) + " are given, the model also reads "
             "the relative amounts (atoms per O atom, from the edge jumps; "
             "`mmspec_widgets.quantify`): each element's share of the L2,3 amounts, which is "
             "the baseline of its TM fraction (the trees learn the correction), and TM per O; "

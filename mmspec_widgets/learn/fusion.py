@@ -484,7 +484,9 @@ class MultimodalModel(BaseEstimator):
         one model fitted on all training rows; for classification the grouped-CV
         fold models, whose mean is the probability and whose spread its std.
     amount_edges_ : list of str
-        Edges whose relative amounts the model reads (empty: shapes only).
+        L2,3 edges whose relative amounts the model reads (empty: none).
+    li_amount_ : bool
+        Whether the model reads the Li amount (Li K with O K).
     edge_models_ : dict
         Late and hybrid fusion: ``"<edge>/<target>"`` -> per-edge estimator.
     design_columns_ : list of ndarray
@@ -504,6 +506,7 @@ class MultimodalModel(BaseEstimator):
     use_amounts = False
     amount_noise = 0.05
     amount_edges_: list = []
+    li_amount_ = False
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
@@ -587,10 +590,16 @@ class MultimodalModel(BaseEstimator):
         if cols is None:  # bundles written before hybrid fusion existed
             cols = self.columns_ if self.fusion == "early" else self.pred_columns_
         parts = [self._mask_blocks(A, mask, cols), mask.astype(float)]
-        if getattr(self, "amount_edges_", None):
+        if self._n_amount_features():
             parts.append(G if G is not None else
-                         np.full((A.shape[0], len(self.amount_edges_) + 1), np.nan))
+                         np.full((A.shape[0], self._n_amount_features()), np.nan))
         return np.concatenate(parts, axis=1)
+
+    def _n_amount_features(self) -> int:
+        """Columns of the composition features: TM shares + TM/O, Li/O + Li/TM."""
+        k = len(getattr(self, "amount_edges_", []) or [])
+        li = (2 if k else 1) if getattr(self, "li_amount_", False) else 0
+        return (k + 1 if k else 0) + li
 
     def _stage2_input(self, F: np.ndarray, P: np.ndarray | None) -> np.ndarray:
         """Level-1 values seen by the stage-2 models: features, predictions or both."""
@@ -600,24 +609,35 @@ class MultimodalModel(BaseEstimator):
             return P
         return np.concatenate([F, P], axis=1)
 
-    def _amount_features(self, Am: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+    def _amount_features(self, Am: np.ndarray | None, keep: np.ndarray,
+                         Li: np.ndarray | None = None, li_keep: np.ndarray | None = None
+                         ) -> np.ndarray:
         """Composition features from relative amounts (atoms per O).
 
         Each L2,3 element's share of their sum (its TM fraction, if the k-factors
         are right) and the sum itself (TM per O: 0.5 in a stoichiometric layered
-        oxide, more where O is missing).  NaN where ``keep`` is False or an
+        oxide, more where O is missing); then Li per O and Li per TM (the Li
+        content x of LixMO2).  NaN where ``keep`` / ``li_keep`` is False or an
         amount is unknown.
         """
         k = len(self.amount_edges_)
         n = keep.shape[0]
-        G = np.full((n, k + 1), np.nan)
-        if Am is None or not k:
-            return G
-        Am = np.asarray(Am, dtype=float).reshape(n, k)
-        total = Am.sum(axis=1)
-        ok = keep & np.all(np.isfinite(Am), axis=1) & (total > 0)
-        G[ok, :k] = Am[ok] / total[ok, None]
-        G[ok, k] = total[ok]
+        G = np.full((n, self._n_amount_features()), np.nan)
+        total = np.full(n, np.nan)
+        if Am is not None and k:
+            Am = np.asarray(Am, dtype=float).reshape(n, k)
+            s = Am.sum(axis=1)
+            ok = keep & np.all(np.isfinite(Am), axis=1) & (s > 0)
+            G[ok, :k] = Am[ok] / s[ok, None]
+            G[ok, k] = s[ok]
+            total[ok] = s[ok]
+        if getattr(self, "li_amount_", False) and Li is not None:
+            c = k + 1 if k else 0
+            Li = np.asarray(Li, dtype=float).reshape(n)
+            ok = (li_keep if li_keep is not None else keep) & np.isfinite(Li)
+            G[ok, c] = Li[ok]
+            if k:
+                G[ok, c + 1] = Li[ok] / total[ok]  # NaN where the TM amounts are unknown
         return G
 
     def _baseline(self, G: np.ndarray | None, n: int) -> np.ndarray:
@@ -627,6 +647,13 @@ class MultimodalModel(BaseEstimator):
         B = np.zeros((n, len(self.targets_)))
         if G is None:
             return B
+        if getattr(self, "li_amount_", False) and "li_content" in self.targets_:
+            # Li per TM; without the TM amounts, Li per O x 2 O per TM
+            c = len(self.amount_edges_) + 1 if self.amount_edges_ else 0
+            per_o = G[:, c]
+            per_tm = G[:, c + 1] if self.amount_edges_ else np.full(n, np.nan)
+            B[:, self.targets_.index("li_content")] = np.where(
+                np.isfinite(per_tm), per_tm, np.where(np.isfinite(per_o), 2.0 * per_o, 0.0))
         for k_t, t in enumerate(self.targets_):
             if t.endswith("_fraction"):
                 edge = f"{t.split('_')[0].capitalize()}_L23"
@@ -658,6 +685,10 @@ class MultimodalModel(BaseEstimator):
         j_o = self.edges_.index("O_K")
         js = [self.edges_.index(e) for e in self.amount_edges_]
         return mask[:, j_o] & np.all(mask[:, js] | ~present[:, js], axis=1)
+
+    def _li_keep(self, mask: np.ndarray) -> np.ndarray:
+        """Rows whose Li amount is usable: O K and Li K both kept."""
+        return mask[:, self.edges_.index("O_K")] & mask[:, self.edges_.index("Li_K")]
 
     def _level1(self, F: np.ndarray) -> np.ndarray:
         """Late fusion: per-edge predictions of every target (NaN where the edge is absent)."""
@@ -725,6 +756,9 @@ class MultimodalModel(BaseEstimator):
             self.amount_edges_ = []
         Am = amount_matrix(ds, self.amount_edges_, dims=("sample",)) \
             if self.amount_edges_ else None
+        self.li_amount_ = bool(self.use_amounts and "O_K" in self.edges_
+                               and "Li_K" in self.edges_ and "amount_Li_K" in ds)
+        Li = amount_matrix(ds, ["Li_K"], dims=("sample",))[:, 0] if self.li_amount_ else None
         groups = np.asarray(ds["structure_id"].values).astype(str).ravel()
         if np.unique(groups).size < int(self.n_folds):
             raise DataError(f"training set has {np.unique(groups).size} structures; need at "
@@ -733,7 +767,7 @@ class MultimodalModel(BaseEstimator):
         self.grids_ = {e: edge_grid(e) for e in self.edges_}
 
         # spectral augmentation: extra perturbed copies of every spectrum
-        Xs, Ys, Gs, As = [X], [Y], [groups], [Am]
+        Xs, Ys, Gs, As, Ls = [X], [Y], [groups], [Am], [Li]
         blocks = np.cumsum([0] + [self.grids_[e].size for e in self.edges_])
         for _ in range(int(self.augment_copies)):
             Xa = X.copy()
@@ -746,8 +780,11 @@ class MultimodalModel(BaseEstimator):
             Gs.append(groups)
             if Am is not None:  # k-factor and counting errors: multiplicative noise
                 As.append(Am * np.exp(rng.normal(0.0, float(self.amount_noise), Am.shape)))
+            if Li is not None:
+                Ls.append(Li * np.exp(rng.normal(0.0, float(self.amount_noise), Li.shape)))
         Xall, Yall, Gall = np.concatenate(Xs), np.concatenate(Ys), np.concatenate(Gs)
         Aall = np.concatenate(As) if Am is not None else None
+        Lall = np.concatenate(Ls) if Li is not None else None
 
         self.featurizer_ = FusedFeaturizer(self.edges_, tuple(self.kinds), self.settings).fit(X)
         F = self.featurizer_.transform(Xall)
@@ -779,8 +816,13 @@ class MultimodalModel(BaseEstimator):
         A = self._stage2_input(F, P)
         idx, mask = self._dropout(present, rng)
         G = None
-        if self.amount_edges_:
-            G = self._amount_features(Aall[idx], self._amount_keep(present[idx], mask))
+        if self._n_amount_features():
+            G = self._amount_features(
+                None if Aall is None else Aall[idx],
+                self._amount_keep(present[idx], mask) if self.amount_edges_
+                else np.zeros(len(idx), bool),
+                None if Lall is None else Lall[idx],
+                self._li_keep(mask) if self.li_amount_ else None)
         D = self._design(A[idx], mask, G)
         B = self._baseline(G, D.shape[0])
         fold_rep = fold_of[idx]
@@ -909,7 +951,8 @@ class MultimodalModel(BaseEstimator):
 
     # ---------------------------------------------------------------- predict
     def predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None = None,
-                       amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                       amounts: np.ndarray | None = None, li_amount: np.ndarray | None = None
+                       ) -> dict[str, np.ndarray]:
         """Predictions for joined spectra rows (see :func:`dataset_to_matrix`).
 
         Parameters
@@ -925,6 +968,9 @@ class MultimodalModel(BaseEstimator):
             :func:`mmspec_widgets.quantify.quantify`), of every L2,3 edge in
             ``amount_edges_`` (0 for an element measured absent); used in rows
             where O K is given and all are finite.  None: shapes only.
+        li_amount : ndarray, shape (n_rows,), optional
+            Li atoms per O atom (``amount_Li_K``), used where O K and Li K are
+            given (models with ``li_amount_``).
 
         Returns
         -------
@@ -935,10 +981,12 @@ class MultimodalModel(BaseEstimator):
         """
         check_is_fitted(self, "models_")
         with self._threads():
-            return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges, amounts)
+            return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges, amounts,
+                                        li_amount)
 
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
-                        amounts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                        amounts: np.ndarray | None = None,
+                        li_amount: np.ndarray | None = None) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
         with stage("features"):
             F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
@@ -953,10 +1001,13 @@ class MultimodalModel(BaseEstimator):
         present = self._present(F)
         A = self._stage2_input(F, self._level1(F) if self.fusion != "early" else None)
         G = None
-        if getattr(self, "amount_edges_", None) and amounts is not None:
-            G = self._amount_features(amounts, present[:, self.edges_.index("O_K")])
+        if self._n_amount_features() and (amounts is not None or li_amount is not None):
+            has_o = present[:, self.edges_.index("O_K")]
+            G = self._amount_features(
+                amounts if getattr(self, "amount_edges_", None) else None, has_o, li_amount,
+                self._li_keep(present) if getattr(self, "li_amount_", False) else None)
         D = self._design(A, present, G)
-        B = self._baseline(G, D.shape[0]) if getattr(self, "amount_edges_", None) else \
+        B = self._baseline(G, D.shape[0]) if self._n_amount_features() else \
             np.zeros((D.shape[0], len(self.targets_)))
         usable = present.any(axis=1)
         # every tree model of every target in one pass over D
@@ -1025,6 +1076,10 @@ class MultimodalModel(BaseEstimator):
         if amount_edges and "O_K" in used and all(e in used for e in amount_edges) \
                 and all(f"amount_{e}" in ds for e in amount_edges):
             Am = amount_matrix(ds, amount_edges, dims=dims)
+        Li = None
+        if getattr(self, "li_amount_", False) and "O_K" in used and "Li_K" in used \
+                and "amount_Li_K" in ds:
+            Li = amount_matrix(ds, ["Li_K"], dims=dims)[:, 0]
         threads = _prediction_threads()
         chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
@@ -1033,7 +1088,7 @@ class MultimodalModel(BaseEstimator):
             with stage("blocks"):
                 with stage("input"):
                     X = dataset_to_matrix(ds, self.edges_, use=used)[0]
-                out = self.predict_arrays(X, drop_ood_edges, Am)
+                out = self.predict_arrays(X, drop_ood_edges, Am, Li)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             rows = _row_blocks(ds, self.edges_, used, dims, n)
 
@@ -1042,7 +1097,8 @@ class MultimodalModel(BaseEstimator):
                     with stage("input"):
                         X = np.asarray(rows(i, i + chunk), dtype=float)
                     return self._predict_arrays(X, drop_ood_edges,
-                                                None if Am is None else Am[i:i + chunk])
+                                                None if Am is None else Am[i:i + chunk],
+                                                None if Li is None else Li[i:i + chunk])
 
             check_is_fitted(self, "models_")
             with self._threads():
@@ -1080,11 +1136,11 @@ class MultimodalModel(BaseEstimator):
         history.append({"step": "learn.predict", "model_id": self.model_id,
                         "edges": list(used), "fusion": self.fusion,
                         "drop_ood_edges": drop_ood_edges,
-                        "amounts": [f"amount_{e}" for e in amount_edges] if Am is not None
-                        else []})
+                        "amounts": ([f"amount_{e}" for e in amount_edges] if Am is not None
+                                    else []) + (["amount_Li_K"] if Li is not None else [])})
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
                       "model_id": self.model_id,
-                      "amounts_used": Am is not None,
+                      "amounts_used": Am is not None or Li is not None,
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
                       "history": history}
         return maps

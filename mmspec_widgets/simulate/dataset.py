@@ -365,6 +365,17 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
             "sample", np.array(vals),
             {"long_name": f"{get_edge(edge).element} atoms per O atom (layered-oxide column "
                           "with the region's vacancies)", "units": "atoms per O"})
+    if "Li_K" in edges:  # Li per O: x Li per TM over the same O per TM
+        vals = []
+        for m, _ in rows:
+            lab = m["labels"]
+            n_o = float(lab.get("n_oxygen") or np.nan)
+            o_per_tm = 2.0 * (1.0 - float(lab["o_vacancy"]) / (n_o + float(lab["o_vacancy"])))
+            vals.append(float(lab["li_content"]) / o_per_tm)
+        data_vars["amount_Li_K"] = xr.Variable(
+            "sample", np.array(vals),
+            {"long_name": "Li atoms per O atom (layered-oxide column with the region's "
+                          "vacancies)", "units": "atoms per O"})
     data_vars["seed"] = xr.Variable("sample", np.array([m["spec"]["seed"] for m, _ in rows]))
     data_vars["li_structure"] = xr.Variable(
         "sample", np.array([m["spec"]["li"] for m, _ in rows]),
