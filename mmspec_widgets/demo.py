@@ -136,6 +136,12 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset, path: Path) -> Path:
         p = maps[name].values.astype(float)
         lo = np.nanmin([np.nanmin(t), np.nanmin(p)])
         hi = np.nanmax([np.nanmax(t), np.nanmax(p)])
+        # a colour scale at least as wide as the quantity's natural range, so
+        # that a small scatter around a constant truth does not look dramatic
+        span = 1.0 if name.endswith("_oxidation") else 0.5
+        if hi - lo < span:
+            mid = 0.5 * (hi + lo)
+            lo, hi = mid - span / 2, mid + span / 2
         for ax, img, title in ((row[0], t, "truth"), (row[1], p, "predicted")):
             im = ax.imshow(img, vmin=lo, vmax=hi, cmap="viridis", extent=ext, aspect="equal")
             ax.set_title(f"{name}: {title}", fontsize=9)
