@@ -1004,13 +1004,50 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
     else:
         shift = np.zeros(y2.shape[0])
     out, totals, replaced, jumps = _run_rows(y2, shift, plan, engine, threads)
+    stds = _jump_stds(y2, plan, jumps)
     edges, off = {}, 0
     for k, name in enumerate(plan.edges):
         g = get_edge(name).n_points
         edges[name] = out[:, off:off + g].reshape(lead + (g,))
         edges[f"jump_{name}"] = np.ascontiguousarray(jumps[:, k]).reshape(lead)
+        edges[f"jump_{name}_std"] = np.ascontiguousarray(stds[:, k]).reshape(lead)
         off += g
     return edges, totals.reshape(lead), int(replaced.sum())
+
+
+def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray) -> np.ndarray:
+    """Counting-statistics std of each edge jump, as
+    :func:`mmspec_widgets.extract._jump_std` (Poisson counts over the post-edge
+    window + power-law extrapolation from the pre-edge window), from the raw
+    rows on the plan's calibrated axis (before the sub-channel zero-loss shift
+    and spike removal, which change these sums negligibly); the background
+    level over the post-edge window is the counts' mean there less the jump."""
+    e = plan.calibrated_energy
+    out = np.full((y.shape[0], len(plan.edges)), np.nan)
+    for k, name in enumerate(plan.edges):
+        grid = get_edge(name).energy
+        n = grid.size
+        tail = grid[n - max(3, n // 10):]
+        win = plan.windows.get(name, list(get_edge(name).pre_edge))
+        w = np.flatnonzero((e >= float(win[0])) & (e <= float(win[1])))
+        p = np.flatnonzero((e >= tail[0]) & (e <= tail[-1]))
+        if w.size < 2 or p.size < 1:
+            continue
+        ln = np.log(e[w[0]:w[-1] + 1])
+        mu = ln.mean()  # centred: the normal equations stay well conditioned in float32
+        x = ln - mu
+        basis = np.stack([np.ones_like(x), x, x * x], axis=1).astype(y.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums = (y[:, w[0]:w[-1] + 1] @ basis).astype(np.float64)  # one BLAS pass
+            s0, s1, s2 = sums[:, 0], sums[:, 1], sums[:, 2]
+            lc = np.log(e[p]).mean() - mu
+            var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / (s0 * s2 - s1 * s1)
+            raw = (y[:, p[0]:p[-1] + 1] @ np.full(p.size, 1.0 / p.size, y.dtype)
+                   ).astype(np.float64)
+            b = raw - jumps[:, k]
+            v = np.sqrt(b * b * var_ln_b + np.clip(raw, 0.0, None) / p.size)
+        out[:, k] = np.where(np.isfinite(v) & np.isfinite(jumps[:, k]), v, np.nan)
+    return out
 
 
 def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict,
@@ -1037,6 +1074,15 @@ def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict
             ds[f"jump_{name}"] = xr.DataArray(jump, dims=tuple(dims), attrs={
                 "long_name": f"{name} edge jump (background-free level over the last 10 % "
                              "of its grid)", "units": str(attrs.get("units", "counts"))})
+        jstd = edges.get(f"jump_{name}_std")
+        if jstd is not None:
+            jstd = np.asarray(jstd, np.float64)
+            if mask is not None:
+                jstd = np.where(mask, jstd, np.nan)
+            ds[f"jump_{name}_std"] = xr.DataArray(jstd, dims=tuple(dims), attrs={
+                "long_name": f"standard deviation of the {name} jump (Poisson counts + "
+                             "background extrapolation)",
+                "units": str(attrs.get("units", "counts"))})
     ds = ds.assign_coords(coords)
     ds.attrs = {k: v for k, v in attrs.items() if k != "history"}
     ds.attrs["history"] = list(attrs.get("history", []))
@@ -1111,11 +1157,19 @@ def _amounts(edges: dict, plan: ChainPlan, n: int) -> dict[str, np.ndarray]:
         return {}
     j_o = np.asarray(edges["jump_O_K"], float).reshape(n)
     out = {}
+    s_o = edges.get("jump_O_K_std")
     with np.errstate(invalid="ignore", divide="ignore"):
         for name in plan.edges:
             if name in k and name != "O_K" and f"jump_{name}" in edges:
-                a = k[name] * np.asarray(edges[f"jump_{name}"], float).reshape(n) / j_o
+                j = np.asarray(edges[f"jump_{name}"], float).reshape(n)
+                a = k[name] * j / j_o
                 out[f"amount_{name}"] = np.where(j_o > 0, np.clip(a, 0.0, None), np.nan)
+                s_e = edges.get(f"jump_{name}_std")
+                if s_e is not None and s_o is not None:  # as quantify.quantify
+                    s_e = np.asarray(s_e, float).reshape(n)
+                    so = np.asarray(s_o, float).reshape(n)
+                    sd = k[name] * np.sqrt(s_e ** 2 + (j * so / j_o) ** 2) / j_o
+                    out[f"amount_{name}_std"] = np.where(j_o > 0, sd, np.nan)
     return out
 
 

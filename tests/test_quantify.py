@@ -199,6 +199,12 @@ def test_fast_and_out_of_core_chains_read_the_jumps_too(tmp_path):
                              progress=False)
     np.testing.assert_allclose(ooc["ni_fraction"].values, fast["ni_fraction"].values,
                                atol=1e-6, equal_nan=True)
+    # both carry the counting errors of the jumps into the fraction std, as the plain chain
+    np.testing.assert_allclose(ooc["ni_fraction_std"].values, fast["ni_fraction_std"].values,
+                               rtol=1e-6, equal_nan=True)
+    ok = np.isfinite(plain["ni_fraction_std"].values)
+    ratio = fast["ni_fraction_std"].values[ok] / plain["ni_fraction_std"].values[ok]
+    assert np.median(np.abs(ratio - 1)) < 0.02
     # a store written with other k-factors is not silently resumed
     with pytest.raises(MMSpecError, match="k_factors"):
         map_spectrum_image(twin.si, twin.zlp, k_factors={e: 2 * v for e, v in k.items()},
