@@ -112,40 +112,44 @@ def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.D
     return si.isel(energy=slice(i0, i1))
 
 
-def _jump_std(part: xr.DataArray, sub: xr.DataArray, window, post: tuple[float, float]
-              ) -> np.ndarray:
-    """Standard deviation of an edge jump from counting statistics.
+def _jump_std(y: np.ndarray, energy: np.ndarray, window, post: tuple[float, float],
+              jump: np.ndarray) -> np.ndarray:
+    """Standard deviation of edge jumps from counting statistics.
 
-    Two terms, per pixel: the Poisson noise of the counts averaged over the
-    post-edge window, and the error of the background extrapolated there from
-    a power law fitted to Poisson counts in the pre-edge ``window``
-    (weighted least squares on ``ln y = a - r ln E``, weights ``y``; the
-    variance of ``ln B(E)`` from the fit's covariance, fully correlated over
-    the window).  Meaningful for raw counts (EELS); an approximation for the
-    other background models.
+    Two terms, per row of raw counts ``y`` (``(..., n_energy)`` on ``energy``,
+    eV): the Poisson noise of the counts averaged over the post-edge window
+    ``post``, and the error of the background extrapolated there from a power
+    law fitted to Poisson counts in the pre-edge ``window`` (weighted least
+    squares on ``ln y = a - r ln E``, weights ``y``, on log energies centred in
+    the window so that float32 sums stay well conditioned; the variance of
+    ``ln B(E)`` from the fit's covariance, fully correlated over the window).
+    The background level over the post-edge window is the counts' mean there
+    less the ``jump``.  Meaningful for raw counts (EELS); an approximation for
+    the other background models.  Used by :func:`extract_edges` and the
+    compiled chain (:mod:`mmspec_widgets.pipeline`).
     """
-    e = np.asarray(part["energy"].values, float)
-    raw = np.asarray(part.values, float)
-    bkg = raw - np.asarray(sub.values, float)
-    lead = raw.shape[:-1]
-    raw = raw.reshape(-1, e.size)
-    bkg = bkg.reshape(-1, e.size)
-    w = (e >= float(window[0])) & (e <= float(window[1]))
-    p = (e >= post[0]) & (e <= post[1])
-    if w.sum() < 2 or p.sum() < 1:
+    e = np.asarray(energy, float)
+    lead = y.shape[:-1]
+    y = y.reshape(-1, e.size)
+    w = np.flatnonzero((e >= float(window[0])) & (e <= float(window[1])))
+    p = np.flatnonzero((e >= post[0]) & (e <= post[1]))
+    if w.size < 2 or p.size < 1:
         return np.full(lead, np.nan)
+    ln = np.log(e[w[0]:w[-1] + 1])
+    mu = ln.mean()
+    x = ln - mu
+    dt = y.dtype if y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    basis = np.stack([np.ones_like(x), x, x * x], axis=1).astype(dt)
     with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.clip(raw[:, w], 0.0, None)
-        ln = np.log(e[w])
-        s0, s1, s2 = y.sum(1), (y * ln).sum(1), (y * ln * ln).sum(1)
-        det = s0 * s2 - s1 * s1
-        lc = np.log(e[p]).mean()
-        var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / det
-        b = bkg[:, p].mean(1)
-        var_bkg = b * b * var_ln_b
-        var_poisson = np.clip(raw[:, p], 0.0, None).mean(1) / p.sum()
-        out = np.sqrt(var_bkg + var_poisson)
-    return np.where(np.isfinite(out), out, np.nan).reshape(lead)
+        sums = (y[:, w[0]:w[-1] + 1] @ basis).astype(np.float64)  # one BLAS pass
+        s0, s1, s2 = sums[:, 0], sums[:, 1], sums[:, 2]
+        lc = np.log(e[p]).mean() - mu
+        var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / (s0 * s2 - s1 * s1)
+        raw = (y[:, p[0]:p[-1] + 1] @ np.full(p.size, 1.0 / p.size, dt)).astype(np.float64)
+        jump = np.asarray(jump, np.float64).reshape(-1)
+        b = raw - jump
+        out = np.sqrt(b * b * var_ln_b + np.clip(raw, 0.0, None) / p.size)
+    return np.where(np.isfinite(out) & np.isfinite(jump), out, np.nan).reshape(lead)
 
 
 def _check_finite(si: xr.DataArray, m: xr.DataArray | None) -> xr.DataArray:
@@ -284,8 +288,10 @@ def extract_edges(
             jump_std = None
             if background is not None:
                 tail = grid[n - max(3, n // 10):]
-                jump_std = xr.DataArray(_jump_std(part, sub, win, (tail[0], tail[-1])),
-                                        dims=jump.dims, coords=jump.coords)
+                jump_std = xr.DataArray(
+                    _jump_std(np.asarray(part.values), part["energy"].values, win,
+                              (tail[0], tail[-1]), jump.values),
+                    dims=jump.dims, coords=jump.coords)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
                 da = da.where(m)

@@ -1016,37 +1016,18 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
 
 
 def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray) -> np.ndarray:
-    """Counting-statistics std of each edge jump, as
-    :func:`mmspec_widgets.extract._jump_std` (Poisson counts over the post-edge
-    window + power-law extrapolation from the pre-edge window), from the raw
-    rows on the plan's calibrated axis (before the sub-channel zero-loss shift
-    and spike removal, which change these sums negligibly); the background
-    level over the post-edge window is the counts' mean there less the jump."""
-    e = plan.calibrated_energy
+    """Counting-statistics std of each edge jump
+    (:func:`mmspec_widgets.extract._jump_std`) from the raw rows on the plan's
+    calibrated axis (before the sub-channel zero-loss shift and spike removal,
+    which change these sums negligibly)."""
+    from .extract import _jump_std
+
     out = np.full((y.shape[0], len(plan.edges)), np.nan)
     for k, name in enumerate(plan.edges):
         grid = get_edge(name).energy
-        n = grid.size
-        tail = grid[n - max(3, n // 10):]
+        tail = grid[grid.size - max(3, grid.size // 10):]
         win = plan.windows.get(name, list(get_edge(name).pre_edge))
-        w = np.flatnonzero((e >= float(win[0])) & (e <= float(win[1])))
-        p = np.flatnonzero((e >= tail[0]) & (e <= tail[-1]))
-        if w.size < 2 or p.size < 1:
-            continue
-        ln = np.log(e[w[0]:w[-1] + 1])
-        mu = ln.mean()  # centred: the normal equations stay well conditioned in float32
-        x = ln - mu
-        basis = np.stack([np.ones_like(x), x, x * x], axis=1).astype(y.dtype)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sums = (y[:, w[0]:w[-1] + 1] @ basis).astype(np.float64)  # one BLAS pass
-            s0, s1, s2 = sums[:, 0], sums[:, 1], sums[:, 2]
-            lc = np.log(e[p]).mean() - mu
-            var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / (s0 * s2 - s1 * s1)
-            raw = (y[:, p[0]:p[-1] + 1] @ np.full(p.size, 1.0 / p.size, y.dtype)
-                   ).astype(np.float64)
-            b = raw - jumps[:, k]
-            v = np.sqrt(b * b * var_ln_b + np.clip(raw, 0.0, None) / p.size)
-        out[:, k] = np.where(np.isfinite(v) & np.isfinite(jumps[:, k]), v, np.nan)
+        out[:, k] = _jump_std(y, plan.calibrated_energy, win, (tail[0], tail[-1]), jumps[:, k])
     return out
 
 
