@@ -61,15 +61,12 @@ def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
     from .calibrate import calibrate
     from .extract import extract_edges
     from .learn import load_model
-    from .quantify import fit_k_factors, quantify
+    from .quantify import quantify_known
 
     cal = calibrate(si, zlp=zlp, references=dict(references or REFERENCES))
     clean = remove_spikes(cal)
     eds = extract_edges(clean, edges=list(edges))
-    if composition is not None and k_factors is None:
-        k_factors = fit_k_factors(eds, composition)
-    if k_factors is not None:
-        eds = quantify(eds, k_factors)
+    eds = quantify_known(eds, k_factors=k_factors, composition=composition)
     model = model if model is not None else load_model()
     maps = model.predict(eds)
     return eds, maps

@@ -1047,23 +1047,20 @@ def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict
             "edge": name, "units": "normalised", "normalization": "post_edge",
             "background": "powerlaw", "pre_edge_window_eV": list(plan.windows[name])})
         ds = ds.assign_coords({dim: (dim, edge.energy, {"units": "eV", "long_name": "Energy"})})
-        jump = edges.get(f"jump_{name}")
-        if jump is not None:
-            jump = np.asarray(jump, np.float64)
+        units = str(attrs.get("units", "counts"))
+        for var, long_name in (
+                (f"jump_{name}", f"{name} edge jump (background-free level over the last "
+                                 "10 % of its grid)"),
+                (f"jump_{name}_std", f"standard deviation of the {name} jump (Poisson "
+                                     "counts + background extrapolation)")):
+            v = edges.get(var)
+            if v is None:
+                continue
+            v = np.asarray(v, np.float64)
             if mask is not None:
-                jump = np.where(mask, jump, np.nan)
-            ds[f"jump_{name}"] = xr.DataArray(jump, dims=tuple(dims), attrs={
-                "long_name": f"{name} edge jump (background-free level over the last 10 % "
-                             "of its grid)", "units": str(attrs.get("units", "counts"))})
-        jstd = edges.get(f"jump_{name}_std")
-        if jstd is not None:
-            jstd = np.asarray(jstd, np.float64)
-            if mask is not None:
-                jstd = np.where(mask, jstd, np.nan)
-            ds[f"jump_{name}_std"] = xr.DataArray(jstd, dims=tuple(dims), attrs={
-                "long_name": f"standard deviation of the {name} jump (Poisson counts + "
-                             "background extrapolation)",
-                "units": str(attrs.get("units", "counts"))})
+                v = np.where(mask, v, np.nan)
+            ds[var] = xr.DataArray(v, dims=tuple(dims),
+                                   attrs={"long_name": long_name, "units": units})
     ds = ds.assign_coords(coords)
     ds.attrs = {k: v for k, v in attrs.items() if k != "history"}
     ds.attrs["history"] = list(attrs.get("history", []))
@@ -1131,29 +1128,6 @@ def _k_dict(k_factors) -> dict | None:
     return k
 
 
-def _amounts(edges: dict, plan: ChainPlan, n: int) -> dict[str, np.ndarray]:
-    """``amount_<edge>`` rows (atoms per O) from the jumps and the plan's k-factors."""
-    k = plan.k_factors or {}
-    if not k or "jump_O_K" not in edges:
-        return {}
-    j_o = np.asarray(edges["jump_O_K"], float).reshape(n)
-    out = {}
-    s_o = edges.get("jump_O_K_std")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name in plan.edges:
-            if name in k and name != "O_K" and f"jump_{name}" in edges:
-                j = np.asarray(edges[f"jump_{name}"], float).reshape(n)
-                a = k[name] * j / j_o
-                out[f"amount_{name}"] = np.where(j_o > 0, np.clip(a, 0.0, None), np.nan)
-                s_e = edges.get(f"jump_{name}_std")
-                if s_e is not None and s_o is not None:  # as quantify.quantify
-                    s_e = np.asarray(s_e, float).reshape(n)
-                    so = np.asarray(s_o, float).reshape(n)
-                    sd = k[name] * np.sqrt(s_e ** 2 + (j * so / j_o) ** 2) / j_o
-                    out[f"amount_{name}_std"] = np.where(j_o > 0, sd, np.nan)
-    return out
-
-
 def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
                   null: dict) -> dict[str, np.ndarray]:
     """Predict the rows where ``rows`` is true; the others take the values of
@@ -1168,8 +1142,15 @@ def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
         a = edges[name].reshape(n, -1)[idx]
         ds[name] = xr.DataArray(a, dims=("pixel", f"energy_{name}"))
         ds = ds.assign_coords({f"energy_{name}": get_edge(name).energy})
-    for name, a in _amounts(edges, plan, n).items():
-        ds[name] = xr.DataArray(a[idx], dims=("pixel",))
+    if plan.k_factors:  # atoms per O from the jumps, as quantify does for the plain chain
+        from .quantify import quantify
+
+        for name in plan.edges:
+            for var in (f"jump_{name}", f"jump_{name}_std"):
+                if var in edges:
+                    ds[var] = xr.DataArray(np.asarray(edges[var]).reshape(n)[idx],
+                                           dims=("pixel",))
+        ds = quantify(ds, plan.k_factors)
     maps = model.predict(ds)
     for v in out:
         out[v][idx] = maps[v].values
@@ -1256,14 +1237,9 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
     eds = _edges_dataset({k: v.reshape(nav + v.shape[1:]) for k, v in edges_d.items()}, plan,
                          si.dims[:2], coords, attrs, mask.reshape(nav))
     eds = _extract_history(eds, plan)
-    if composition is not None and k_factors is None:
-        from .quantify import fit_k_factors
+    from .quantify import quantify_known
 
-        k_factors = fit_k_factors(eds, composition)
-    if k_factors is not None:
-        from .quantify import quantify
-
-        eds = quantify(eds, _k_dict(k_factors))
+    eds = quantify_known(eds, k_factors=k_factors, composition=composition)
     timings.update(plan=t1 - t0, extract=t2 - t1)
     if not predict:
         return eds, None

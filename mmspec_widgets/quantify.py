@@ -29,7 +29,8 @@ from .background import append_history
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
-__all__ = ["REFERENCE_EDGE", "fit_k_factors", "quantify", "composition_from_fractions"]
+__all__ = ["REFERENCE_EDGE", "fit_k_factors", "quantify", "quantify_known",
+           "composition_from_fractions"]
 
 #: Edge every amount is relative to.
 REFERENCE_EDGE = "O_K"
@@ -201,3 +202,29 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float], *,
     out.attrs["history"] = list(edges.attrs.get("history", []))
     return append_history(out, "quantify", k_factors={e: k[e] for e in names},
                           reference=REFERENCE_EDGE)
+
+
+def quantify_known(edges: xr.Dataset, *, k_factors: Mapping[str, float] | None = None,
+                   composition: Mapping[str, float] | None = None) -> xr.Dataset:
+    """:func:`quantify` with k-factors given or fitted on a known mean composition.
+
+    Parameters
+    ----------
+    edges : xarray.Dataset
+        Output of :func:`~mmspec_widgets.extract.extract_edges`.
+    k_factors : mapping, optional
+        Edge -> k-factor; used as they are.
+    composition : mapping, optional
+        Mean composition of the whole of ``edges`` (see :func:`fit_k_factors`),
+        used when no ``k_factors`` are given.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``edges`` quantified, or ``edges`` itself when neither is given.
+    """
+    if k_factors is None and composition is None:
+        return edges
+    if k_factors is None:
+        k_factors = fit_k_factors(edges, composition)
+    return quantify(edges, k_factors)

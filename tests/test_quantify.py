@@ -5,7 +5,12 @@ import pytest
 import xarray as xr
 
 from mmspec_widgets.errors import DataError, MMSpecError
-from mmspec_widgets.quantify import composition_from_fractions, fit_k_factors, quantify
+from mmspec_widgets.quantify import (
+    composition_from_fractions,
+    fit_k_factors,
+    quantify,
+    quantify_known,
+)
 
 
 def _jumps(n=50, seed=0):
@@ -42,6 +47,10 @@ def test_fit_k_factors_recovers_cross_section_ratios_and_quantify_the_amounts():
         np.testing.assert_allclose(q[f"amount_{e}"].values, a, rtol=1e-9)
     assert q.attrs["history"][-1]["step"] == "quantify"
     assert "amount_Ni_L23" not in ds  # input untouched
+    # given k-factors, or fitted on the known composition, or neither: unchanged
+    xr.testing.assert_identical(quantify_known(ds, k_factors=k), q)
+    xr.testing.assert_identical(quantify_known(ds, composition=comp), q)
+    assert quantify_known(ds) is ds
 
 
 def test_composition_from_fractions_and_bad_inputs():
