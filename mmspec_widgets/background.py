@@ -98,6 +98,16 @@ def _jsonable(v):
     return v
 
 
+def _pixel_mask(mask, si: xr.DataArray) -> xr.DataArray:
+    """``mask`` as a boolean DataArray over the pixels (leading dims) of ``si``."""
+    m = mask if isinstance(mask, xr.DataArray) else xr.DataArray(
+        np.asarray(mask, bool), dims=si.dims[:-1])
+    if m.shape != si.shape[:-1]:
+        raise DataError(f"mask: expected shape {si.shape[:-1]} (the pixels of si), "
+                        f"got {m.shape}")
+    return m
+
+
 def _window_indices(energy: np.ndarray, window, name: str = "window") -> tuple[int, int]:
     try:
         lo, hi = (float(w) for w in window)
@@ -479,11 +489,7 @@ def subtract_background(
     out.attrs = dict(si.attrs)
     valid = np.isfinite(bkg.isel(energy=0)) if not _lazy(bkg) else None
     if mask is not None:
-        m = mask if isinstance(mask, xr.DataArray) else xr.DataArray(
-            np.asarray(mask, bool), dims=si.dims[:-1])
-        if m.shape != si.shape[:-1]:
-            raise DataError(f"mask: expected shape {si.shape[:-1]} (the pixels of si), "
-                            f"got {m.shape}")
+        m = _pixel_mask(mask, si)
         out = out.where(m)
         bkg = bkg.where(m)
     elif valid is not None and not bool(valid.all()):
@@ -598,11 +604,7 @@ def _subtract_powerlaw_fast(si: xr.DataArray, e: np.ndarray, i1: int, i2: int, w
     res = si.copy(data=out.reshape(si.shape))
     res.attrs = dict(si.attrs)
     if mask is not None:
-        m = mask if isinstance(mask, xr.DataArray) else xr.DataArray(
-            np.asarray(mask, bool), dims=si.dims[:-1])
-        if m.shape != si.shape[:-1]:
-            raise DataError(f"mask: expected shape {si.shape[:-1]} (the pixels of si), "
-                            f"got {m.shape}")
+        m = _pixel_mask(mask, si)
         res = res.where(m)
     else:
         bad = ~np.isfinite(bkg0)

@@ -219,15 +219,26 @@ def _first_feature(e: np.ndarray, y: np.ndarray, name: str, lo: float, hi: float
     if m.size < 3:
         raise DataError(f"references: the {name!r} edge rise at {e_rise:.1f} eV leaves no "
                         f"room for its peak inside {lo:.1f} - {hi:.1f} eV; widen the search")
+    pos = _first_peak(e, sm, m, min_fraction, de)
+    if pos is None:
+        raise DataError(f"references: no {name!r} feature found near {e_rise:.1f} eV "
+                        "(no signal above the background)")
+    return pos, sm, e_rise
+
+
+def _first_peak(e: np.ndarray, sm: np.ndarray, m: np.ndarray, min_fraction: float,
+                de: float) -> float | None:
+    """Energy of the first local maximum of ``sm[m]`` at least ``min_fraction``
+    of its largest (else the largest), refined by a parabola; None without
+    positive signal."""
     seg = sm[m]
     top = seg.max()
     if not top > 0:
-        raise DataError(f"references: no {name!r} feature found near {e_rise:.1f} eV "
-                        "(no signal above the background)")
+        return None
     cand = [k for k in range(1, seg.size - 1)
             if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
     k = cand[0] if cand else int(np.argmax(seg))
-    return float(e[m[k]] + _parabola_peak(seg, k) * de), sm, e_rise
+    return float(e[m[k]] + _parabola_peak(seg, k) * de)
 
 
 def _peak_in_window(e: np.ndarray, y: np.ndarray, name: str, lo: float, hi: float,
@@ -238,16 +249,11 @@ def _peak_in_window(e: np.ndarray, y: np.ndarray, name: str, lo: float, hi: floa
     sig = _powerlaw_fit_sub(e, y, lo_b, hi_b) if hi_b - lo_b > 5 else y - y.min()
     de = float(np.median(np.diff(e)))
     sm = _smooth(sig, 0.5 / de)
-    m = np.flatnonzero((e >= lo) & (e <= hi))
-    seg = sm[m]
-    top = seg.max()
-    if not top > 0:
+    pos = _first_peak(e, sm, np.flatnonzero((e >= lo) & (e <= hi)), min_fraction, de)
+    if pos is None:
         raise DataError(f"references: no {name!r} feature found in {lo:.1f} - {hi:.1f} eV "
                         "(no signal above the background)")
-    cand = [k for k in range(1, seg.size - 1)
-            if seg[k] >= seg[k - 1] and seg[k] >= seg[k + 1] and seg[k] >= min_fraction * top]
-    k = cand[0] if cand else int(np.argmax(seg))
-    return float(e[m[k]] + _parabola_peak(seg, k) * de)
+    return pos
 
 
 def locate_feature(spectrum: xr.DataArray, feature: str, *, expected: float | None = None,
