@@ -237,8 +237,16 @@ def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def amount_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str] | None = None
-                  ) -> np.ndarray:
+def _columns(ds: xr.Dataset, names: Sequence[str], dims: Sequence[str]) -> np.ndarray:
+    """Variables ``names`` over the leading ``dims`` as columns (rows in the order
+    of ``dims``); NaN columns for variables ``ds`` does not have."""
+    n = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
+    return np.stack([np.asarray(ds[v].transpose(*dims).values, dtype=float).ravel()
+                     if v in ds else np.full(n, np.nan) for v in names], axis=1) \
+        if names else np.zeros((n, 0))
+
+
+def amount_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> np.ndarray:
     """Relative amounts ``amount_<edge>`` (atoms per O atom) as columns.
 
     Parameters
@@ -247,39 +255,21 @@ def amount_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str] | No
         Training set or the output of :func:`mmspec_widgets.quantify.quantify`.
     edges : sequence of str
         One column per edge; NaN where ``ds`` has no ``amount_<edge>``.
-    dims : sequence of str, optional
-        Leading dims in row order (default: those of the first amount found).
+    dims : sequence of str
+        Leading dims, in row order.
 
     Returns
     -------
     ndarray, shape (n_rows, len(edges))
         Amounts (atoms per O atom, >= 0); NaN where unknown.
     """
-    cols, n = [], None
-    for e in edges:
-        name = f"amount_{e}"
-        if name in ds:
-            v = ds[name]
-            if dims is not None:
-                v = v.transpose(*dims)
-            a = np.asarray(v.values, dtype=float).ravel()
-            cols.append(np.where(np.isfinite(a), np.maximum(a, 0.0), np.nan))
-            n = a.size
-        else:
-            cols.append(None)
-    if n is None:
-        if dims is not None:
-            n = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
-        else:
-            n = 0
-    return np.stack([c if c is not None else np.full(n, np.nan) for c in cols], axis=1) \
-        if cols else np.zeros((n, 0))
+    a = _columns(ds, [f"amount_{e}" for e in edges], dims)
+    return np.where(np.isfinite(a), np.maximum(a, 0.0), np.nan)
 
 
 def _std_matrix(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> np.ndarray:
     """``amount_<edge>_std`` as columns, rows in the order of ``dims``."""
-    return np.stack([np.asarray(ds[f"amount_{e}_std"].transpose(*dims).values,
-                                dtype=float).ravel() for e in edges], axis=1)
+    return _columns(ds, [f"amount_{e}_std" for e in edges], dims)
 
 
 def make_estimator(kind: str, task: str, params: dict | None = None, random_state: int = 0):
