@@ -22,7 +22,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from ..edges import EDGE_ORDER, edge_set_key, get_edge
 from ..errors import DataError
-from .fusion import CLASSIFICATION_TARGETS, amount_matrix, dataset_to_matrix
+from .fusion import CLASSIFICATION_TARGETS, dataset_to_matrix
 from .uncertainty import interval_coverage
 
 __all__ = ["default_edge_sets", "evaluate_model", "cross_validate", "compare_configs",
@@ -168,16 +168,9 @@ def _predict_sets(model, ds: xr.Dataset, sets, require: str = "any") -> tuple[di
         for j, e in enumerate(model.edges_):
             if e not in s:
                 X[:, blocks[j]:blocks[j + 1]] = np.nan
-        amount_edges = list(getattr(model, "amount_edges_", []))
-        Am = None
-        if amount_edges and set(amount_edges) | {"O_K"} <= set(s) \
-                and all(f"amount_{e}" in ds for e in amount_edges):
-            Am = amount_matrix(ds, amount_edges, dims=("sample",))[rows]
-        Li = None
-        if getattr(model, "li_amount_", False) and {"O_K", "Li_K"} <= set(s) \
-                and "amount_Li_K" in ds:
-            Li = amount_matrix(ds, ["Li_K"], dims=("sample",))[rows, 0]
-        preds[key] = model.predict_arrays(X, amounts=Am, li_amount=Li)
+        Am, Li = model.amount_inputs(ds, s, ("sample",))
+        preds[key] = model.predict_arrays(X, amounts=None if Am is None else Am[rows],
+                                          li_amount=None if Li is None else Li[rows])
     return preds, rows_of
 
 

@@ -670,6 +670,29 @@ class MultimodalModel(BaseEstimator):
             out[f"{t}_std"] = out[f"{t}_std"].copy()
             out[f"{t}_std"][rows] = np.sqrt(out[f"{t}_std"][rows] ** 2 + var[rows])
 
+    def amount_inputs(self, ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The relative amounts of ``ds`` this model reads when given ``edges``.
+
+        Returns
+        -------
+        (amounts, li_amount)
+            :func:`amount_matrix` of :attr:`amount_edges_` when O K and all of
+            them are among ``edges`` and in ``ds``, and the Li per O when O K and
+            Li K are (models with ``li_amount_``); None otherwise.  Rows in the
+            order of ``dims``.
+        """
+        edges = set(edges)
+        amount_edges = list(getattr(self, "amount_edges_", []) or [])
+        Am = Li = None
+        if amount_edges and {"O_K", *amount_edges} <= edges \
+                and all(f"amount_{e}" in ds for e in amount_edges):
+            Am = amount_matrix(ds, amount_edges, dims)
+        if getattr(self, "li_amount_", False) and {"O_K", "Li_K"} <= edges \
+                and "amount_Li_K" in ds:
+            Li = amount_matrix(ds, ["Li_K"], dims)[:, 0]
+        return Am, Li
+
     def _amount_keep(self, present: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Rows whose amounts are usable: O K kept and no L2,3 edge the row has hidden."""
         j_o = self.edges_.index("O_K")
@@ -1062,14 +1085,7 @@ class MultimodalModel(BaseEstimator):
         dims, shape, used = layout["dims"], layout["shape"], layout["edges"]
         n = int(np.prod(shape)) if shape else 1
         amount_edges = getattr(self, "amount_edges_", [])
-        Am = None
-        if amount_edges and "O_K" in used and all(e in used for e in amount_edges) \
-                and all(f"amount_{e}" in ds for e in amount_edges):
-            Am = amount_matrix(ds, amount_edges, dims=dims)
-        Li = None
-        if getattr(self, "li_amount_", False) and "O_K" in used and "Li_K" in used \
-                and "amount_Li_K" in ds:
-            Li = amount_matrix(ds, ["Li_K"], dims=dims)[:, 0]
+        Am, Li = self.amount_inputs(ds, used, dims)
         threads = _prediction_threads()
         chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
