@@ -100,7 +100,8 @@ def fit_k_factors(edges: xr.Dataset, composition: Mapping[str, float], *,
         Pixels of the reference region (default: every pixel with a positive
         O K jump and finite jumps of the other edges).
     which : sequence of str, optional
-        L2,3 edges to calibrate (default: every L2,3 jump in ``edges``).
+        Edges to calibrate (default: every L2,3 jump in ``edges``, and Li K when
+        ``composition`` gives Li).
 
     Returns
     -------
@@ -119,6 +120,8 @@ def fit_k_factors(edges: xr.Dataset, composition: Mapping[str, float], *,
     if comp.get("O", 0.0) <= 0:
         raise MMSpecError(f"composition={composition!r}: expected O atoms > 0 (amounts are "
                           "relative to O)")
+    if which is None and comp.get("Li", 0.0) <= 0:  # Li K calibrated only with a Li amount
+        which = [e for e in _amount_edges(edges, None) if e != "Li_K"] or None
     names = _amount_edges(edges, which)
     j_o = _jump(edges, REFERENCE_EDGE)
     sel = (j_o > 0) & np.isfinite(j_o)

@@ -218,3 +218,15 @@ def test_fast_and_out_of_core_chains_read_the_jumps_too(tmp_path):
     with pytest.raises(MMSpecError, match="k_factors"):
         map_spectrum_image(twin.si, twin.zlp, k_factors={e: 2 * v for e, v in k.items()},
                            out=store, block=(6, 12), progress=False)
+
+
+def test_li_k_is_calibrated_only_when_the_composition_gives_li():
+    ds, truth, k_true, (ni, mn, co, o) = _jumps()
+    li = np.full(ni.size, 0.8)
+    ds["jump_Li_K"] = ds["jump_O_K"] / o * 0.5 * li  # Li K cross-section half of O K's
+    comp = composition_from_fractions(np.mean(ni), np.mean(mn), np.mean(co))
+    k = fit_k_factors(ds, comp)
+    assert "Li_K" not in k and {"Mn_L23", "Co_L23", "Ni_L23"} <= set(k)
+    t = ds["jump_O_K"].values / o
+    k_li = fit_k_factors(ds, {"Li": np.sum(t * li), "O": np.sum(t * o)}, which=["Li_K"])
+    np.testing.assert_allclose(quantify(ds, k_li)["amount_Li_K"].values, li / o, rtol=1e-9)
