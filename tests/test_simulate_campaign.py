@@ -63,9 +63,15 @@ def test_plan_structure_jobs_and_labels():
     manifest, jobs = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY, n_o=2)
     assert manifest["structure_id"] == SPEC.key
     assert manifest["labels"]["o_vacancy"] == 1
-    assert len(manifest["sites"]["O_K"]) == 2 and len(manifest["sites"]["Ni_K"]) == 1
+    # the vacancy's O neighbours (the two nearest the centre) and one O standing
+    # for the rest of the region, each class weighted by its share
+    o_sites = manifest["sites"]["O_K"]
+    assert [r["class"] for r in o_sites] == ["near", "near", "bulk"]
+    assert sum(r["weight"] for r in o_sites) == pytest.approx(1.0)
+    assert o_sites[0]["weight"] == o_sites[1]["weight"] < o_sites[2]["weight"]
+    n_ni_k = len(manifest["sites"]["Ni_K"])
     kinds = Counter((j["engine"], j["edge"]) for j in jobs)
-    assert kinds[("feff", "O_K")] == 2 and kinds[("feff", "Ni_K")] == 1
+    assert kinds[("feff", "O_K")] == 3 and kinds[("feff", "Ni_K")] == n_ni_k in (1, 2)
     assert kinds[("edrixs", "Ni_L23")] == len(manifest["sites"]["Ni_L23"])
     # the same plan twice gives the same job keys (resumability rests on it)
     _, again = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY, n_o=2)
@@ -79,10 +85,10 @@ def test_resume_does_not_recompute(tmp_path, count_engines):
     assert s1["done"] == 1 and count_engines["feff"] == 1  # "interrupted" after one job
     s2 = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
                       progress=False)
-    assert s2["done"] == 1 and count_engines["feff"] == 2  # only the missing O site
+    assert s2["done"] == 2 and count_engines["feff"] == 3  # only the missing O sites
     s3 = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
                       progress=False)
-    assert s3["done"] == 0 and count_engines["feff"] == 2  # nothing left to do
+    assert s3["done"] == 0 and count_engines["feff"] == 3  # nothing left to do
     store = CampaignStore(out)
     keys = [r["key"] for r in store.structures()[0]["sites"]["O_K"]]
     assert all(store.has(k) for k in keys)
@@ -105,7 +111,7 @@ def test_failure_recorded_and_campaign_goes_on(tmp_path, monkeypatch, count_engi
     out = tmp_path / "store"
     s = run_campaign([SPEC], edges=["O_K"], out=out, scheduler="sync", feff=TINY,
                      progress=False)
-    assert s["failed"] == 1 and s["done"] == 1
+    assert s["failed"] == 1 and s["done"] == 2
     fails = CampaignStore(out).failures()
     assert len(fails) == 1 and "synthetic failure" in next(iter(fails.values()))["error"]
     # a rerun retries the failed site only, and clears its failure record

@@ -150,3 +150,34 @@ def test_load_errors(tmp_path):
     bad.write_text("not netcdf")
     with pytest.raises(MMSpecError, match="netCDF"):
         load_training_set(bad)
+
+
+class _Store:
+    """Two site spectra: a step at 530 eV and one at 540 eV."""
+
+    def __init__(self):
+        om = np.linspace(500.0, 600.0, 401)
+        self.d = {"a": (om, (om > 530).astype(float)), "b": (om, (om > 540).astype(float))}
+
+    def has(self, k):
+        return k in self.d
+
+    def get(self, k):
+        om, mu = self.d[k]
+        return {"omega": om, "mu": mu}
+
+
+def test_region_spectrum_weights_sites():
+    """A region spectrum is the weighted mean of its site spectra (weights from
+    the manifest, normalised; records without weights count equally)."""
+    grid = np.array([535.0, 545.0])
+    st = _Store()
+    w = region_spectrum(st, [{"key": "a", "weight": 0.1}, {"key": "b", "weight": 0.3}],
+                        "O_K", fwhm=0.0, grid=grid)
+    np.testing.assert_allclose(w, [0.25, 1.0], atol=1e-9)
+    eq = region_spectrum(st, [{"key": "a"}, {"key": "b"}], "O_K", fwhm=0.0, grid=grid)
+    np.testing.assert_allclose(eq, [0.5, 1.0], atol=1e-9)
+    # a site not in the store is left out and the others renormalised
+    one = region_spectrum(st, [{"key": "a", "weight": 0.1}, {"key": "c", "weight": 0.9}],
+                          "O_K", fwhm=0.0, grid=grid)
+    np.testing.assert_allclose(one, [1.0, 1.0], atol=1e-9)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from mmspec_widgets.errors import MMSpecError
-from mmspec_widgets.simulate.labels import region_labels, region_sites, select_sites
+from mmspec_widgets.simulate.labels import (
+    NEAR_DEFECT,
+    region_labels,
+    region_sites,
+    select_sites,
+    site_classes,
+)
 from mmspec_widgets.simulate.structures import (
     COMPOSITIONS,
     StructureSpec,
@@ -138,7 +144,41 @@ def test_region_and_site_selection():
     assert lab["o_vacancy"] == 0 and lab["antisite"] == 0 and lab["coordination"] == 6.0
     sel = select_sites(nmc, 4.5, n_o=2)
     assert len(sel["O_K"]) == 2 and len(sel["Li_K"]) == 1
-    assert set(sel["Ni_L23"]) == {i for i, _ in sites if nmc.symbols[i] == "Ni"}
+    assert {r["site"] for r in sel["Ni_L23"]} == {i for i, _ in sites if nmc.symbols[i] == "Ni"}
+    # defect-free: one class, the nearest sites, equal weights
+    assert {r["class"] for r in sel["O_K"]} == {"bulk"}
+    assert [r["weight"] for r in sel["O_K"]] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("defects", [{"n_o_vacancy": 1}, {"n_antisite": 1},
+                                     {"n_o_vacancy": 1, "n_antisite": 1}])
+def test_site_weights_follow_the_region(defects):
+    """A defect's neighbours weigh in a region spectrum by their share of the
+    region's atoms, the antisite atom by 1 / (its element's count)."""
+    nmc = StructureSpec(composition=COMPOSITIONS["NMC622"], li=0.8, seed=3, **defects).build()
+    classes = site_classes(nmc, 4.5)
+    sel = select_sites(nmc, 4.5, n_o=2)
+    for edge, recs in sel.items():
+        assert sum(r["weight"] for r in recs) == pytest.approx(1.0), edge
+    for el, edge in (("O", "O_K"), ("Li", "Li_K"), ("Ni", "Ni_K")):
+        total = sum(len(v) for v in classes[el].values())
+        for c, members in classes[el].items():
+            w = sum(r["weight"] for r in sel[edge] if r["class"] == c)
+            assert w == pytest.approx(len(members) / total), (edge, c)
+    if "n_antisite" in defects:
+        li_on_tm = nmc.antisites[0][1]
+        assert classes["Li"]["defect"] == [li_on_tm]
+        n_li = sum(len(v) for v in classes["Li"].values())
+        (rec,) = [r for r in sel["Li_K"] if r["class"] == "defect"]
+        assert rec["site"] == li_on_tm and rec["weight"] == pytest.approx(1 / n_li) and n_li > 4
+    if "n_o_vacancy" in defects:
+        # every O within NEAR_DEFECT of the vacancy is "near", the rest "bulk"
+        s = nmc.structure
+        for i in classes["O"]["near"]:
+            d = s.lattice.get_distance_and_image(
+                s[i].frac_coords, s.lattice.get_fractional_coords(nmc.vacancies[0]))[0]
+            assert d < NEAR_DEFECT or "n_antisite" in defects
+        assert classes["O"]["bulk"]
 
 
 @pytest.mark.parametrize("kwargs,word", [

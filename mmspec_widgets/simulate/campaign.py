@@ -243,9 +243,11 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
     per_edge: dict[str, list[dict]] = {}
     for edge in edges:
         e = get_edge(edge)
-        for site in sites.get(edge, []):
+        for pick in sites.get(edge, []):
+            site = pick["site"]
             env = site_environment(nmc, site)
-            rec = {"site": int(site), "element": e.element, "oxidation": float(oxi[site]),
+            rec = {"site": int(site), "class": pick["class"], "weight": pick["weight"],
+                   "element": e.element, "oxidation": float(oxi[site]),
                    "coordination": env["coordination"], "mean_bond": env["mean_bond"],
                    "distance": float(np.linalg.norm(s[site].coords - nmc.centre))}
             if e.shell == "K":

@@ -10,7 +10,9 @@ Processing of every simulated spectrum (one convention for all samples):
    maximum). They are stored with the store (``alignment.json``) and in the
    data set's attributes.
 2. **Region average**: the spectra of the sites simulated for an edge are
-   averaged on a fine common axis.
+   averaged on a fine common axis with their manifest weights (each class of
+   sites - defect atom, defect neighbour, the rest - weighted by its share of
+   the region's atoms; :func:`~mmspec_widgets.simulate.labels.select_sites`).
 3. **Edge step** (L2,3 only; FEFF already gives it): multiplets give white
    lines only, so a double arctangent step (2/3 at L3, 1/3 at L2, 1 eV wide,
    at each site's L3 and L2 maxima) is added, and the multiplet intensity is
@@ -73,12 +75,16 @@ _STEP_WIDTH = 1.0  # eV, arctan step half width
 # --------------------------------------------------------------------------
 # one region
 def _site_arrays(store, recs):
+    """(omega, mu, weight) of the records' finished spectra, weights summing to 1
+    (records of manifests written before weights existed count equally)."""
     out = []
     for r in recs:
         if store.has(r["key"]):
             s = store.get(r["key"])
-            out.append((np.asarray(s["omega"], float), np.asarray(s["mu"], float)))
-    return out
+            out.append((np.asarray(s["omega"], float), np.asarray(s["mu"], float),
+                        float(r.get("weight", 1.0))))
+    total = sum(w for *_, w in out)
+    return [(om, mu, w / total) for om, mu, w in out]
 
 
 def _l23_step(om: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -139,11 +145,10 @@ def region_spectrum(store, recs: list[dict], edge: str, shift: float = 0.0,
     hi = max(a[0][-1] for a in arrays)
     fine = np.arange(lo, hi + _FINE / 2, _FINE)
     acc = np.zeros_like(fine)
-    for om, mu in arrays:
+    for om, mu, w in arrays:
         if e.shell == "L23":
             mu = l23_scale * mu + _l23_step(om, mu)
-        acc += np.interp(fine, om, mu, left=mu[0], right=mu[-1])
-    acc /= len(arrays)
+        acc += w * np.interp(fine, om, mu, left=mu[0], right=mu[-1])
     acc = _gauss(acc, FWHM[edge] if fwhm is None else fwhm, _FINE)
     g = e.energy if grid is None else np.asarray(grid, float)
     return np.interp(g, fine + shift, acc, left=acc[0], right=acc[-1])

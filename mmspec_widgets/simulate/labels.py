@@ -3,9 +3,10 @@
 A *region* is every site within ``radius`` (Angstrom) of the structure's
 region centre (an O vacancy, an antisite Ni, or a random TM site in
 defect-free structures) - what one EELS pixel or XAS spot averages. Its
-labels are computed from all its sites; its spectrum per edge is the mean of
-the spectra of the sites simulated for that edge (:func:`select_sites`), so
-defect labels are local to the spectra they go with.
+labels are computed from all its sites; its spectrum per edge estimates the
+mean over all the region's atoms of that element from a few simulated sites,
+one class at a time (defect atom / neighbour of a defect / the rest), each
+class weighted by its share of the region (:func:`select_sites`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ __all__ = [
     "site_environment",
     "region_labels",
     "select_sites",
+    "site_classes",
     "DEFAULT_RADIUS",
+    "NEAR_DEFECT",
 ]
 
 #: Region radius (Angstrom): the first two TM-O shells and the nearest TM/Li layers.
 DEFAULT_RADIUS = 4.5
+
+#: Sites closer than this (Angstrom) to an O vacancy or an antisite atom form
+#: the "near" class of :func:`site_classes`: the first shell of neighbours.
+NEAR_DEFECT = 3.0
 
 #: Names of the label variables of the training set.
 LABELS = (
@@ -112,31 +119,90 @@ def region_labels(nmc, radius: float = DEFAULT_RADIUS) -> dict:
     return out
 
 
-def select_sites(nmc, radius: float = DEFAULT_RADIUS, n_o: int = 2) -> dict[str, list[int]]:
-    """Sites to simulate for each edge of the region.
+def _defect_distance(nmc, sites: list[int]) -> np.ndarray:
+    """Distance (Angstrom, periodic) from each site to the nearest defect: an
+    O vacancy or either atom of a Li/Ni antisite pair (0 for those atoms)."""
+    s = nmc.structure
+    pts = [np.asarray(v, float) for v in nmc.vacancies]
+    pts += [s[i].coords for pair in nmc.antisites for i in pair]
+    if not pts or not sites:
+        return np.full(len(sites), np.inf)
+    lat = s.lattice
+    f = lat.get_fractional_coords(np.array([s[i].coords for i in sites]))[:, None, :] \
+        - lat.get_fractional_coords(np.array(pts))[None, :, :]
+    f -= np.round(f)
+    return np.linalg.norm(f @ lat.matrix, axis=2).min(axis=1)
 
-    O K: the ``n_o`` O sites nearest the centre; Li K: the nearest Li;
-    Mn/Co/Ni K: the nearest site of each element; Mn/Co/Ni L2,3: every TM site
-    of the region (multiplet calculations are cheap). An element absent from
+
+def site_classes(nmc, radius: float = DEFAULT_RADIUS) -> dict[str, dict[str, list[int]]]:
+    """The region's sites of each element, in classes by their distance to a defect.
+
+    ``"defect"``: the atom of an antisite pair itself; ``"near"``: within
+    :data:`NEAR_DEFECT` of an O vacancy or an antisite atom; ``"bulk"``: the
+    rest (every site of a defect-free region). Sites nearest the region centre
+    first.
+
+    Returns
+    -------
+    dict
+        Element -> class -> site indices (empty classes left out).
+    """
+    s = nmc.structure
+    sites = [i for i, _ in region_sites(nmc, radius)]
+    d = dict(zip(sites, _defect_distance(nmc, sites), strict=True))
+    out: dict[str, dict[str, list[int]]] = {}
+    for i in sites:
+        c = "defect" if d[i] < 0.5 else "near" if d[i] < NEAR_DEFECT else "bulk"
+        out.setdefault(s[i].specie.symbol, {}).setdefault(c, []).append(i)
+    return out
+
+
+def select_sites(nmc, radius: float = DEFAULT_RADIUS, n_o: int = 2) -> dict[str, list[dict]]:
+    """Sites to simulate for each edge of the region, and their weights.
+
+    The region spectrum of an edge is the mean over *all* the region's atoms
+    of its element; it is estimated class by class (:func:`site_classes`):
+    each class is represented by its sites nearest the region centre, weighted
+    by the class's share of the region's atoms, so a defect's neighbours count
+    as much as they are numerous and no more. K edges: ``n_o`` sites (O K) or
+    one site (Li, Mn/Co/Ni K) for the class holding the site nearest the
+    centre, one for each other class; a defect-free region has one class,
+    i.e. its nearest sites. Mn/Co/Ni L2,3: every TM site of the region
+    (multiplet calculations are cheap), equal weights. An element absent from
     the region gets no site (its edges are missing for this sample).
 
     Returns
     -------
     dict
-        Edge name -> list of site indices.
+        Edge name -> list of ``{"site", "class", "weight"}`` (weights of an
+        edge sum to 1).
     """
-    s = nmc.structure
-    sites = region_sites(nmc, radius)
-    by_el: dict[str, list[int]] = {}
-    for i, _d in sites:
-        by_el.setdefault(s[i].specie.symbol, []).append(i)
-    out: dict[str, list[int]] = {}
-    if by_el.get("O"):
-        out["O_K"] = by_el["O"][:n_o]
-    if by_el.get("Li"):
-        out["Li_K"] = by_el["Li"][:1]
+    classes = site_classes(nmc, radius)
+    order = {i: k for k, (i, _d) in enumerate(region_sites(nmc, radius))}
+    out: dict[str, list[dict]] = {}
+
+    def sampled(el: str, n_first: int) -> list[dict]:
+        by_class = classes[el]
+        total = sum(len(v) for v in by_class.values())
+        first = min(by_class, key=lambda c: order[by_class[c][0]])
+        recs = []
+        for c in ("defect", "near", "bulk"):
+            members = by_class.get(c)
+            if not members:
+                continue
+            take = members[: (n_first if c == first else 1)]
+            recs += [{"site": int(i), "class": c, "weight": len(members) / total / len(take)}
+                     for i in take]
+        return recs
+
+    if "O" in classes:
+        out["O_K"] = sampled("O", n_o)
+    if "Li" in classes:
+        out["Li_K"] = sampled("Li", 1)
     for e in _TM:
-        if by_el.get(e):
-            out[f"{e}_K"] = by_el[e][:1]
-            out[f"{e}_L23"] = list(by_el[e])
+        if e in classes:
+            out[f"{e}_K"] = sampled(e, 1)
+            tm = sorted((i for v in classes[e].values() for i in v), key=order.__getitem__)
+            out[f"{e}_L23"] = [{"site": int(i), "class": "all", "weight": 1.0 / len(tm)}
+                               for i in tm]
     return out
