@@ -217,3 +217,46 @@ def test_summarize_and_compare_configs(toy, model):
                           edges=("O_K", "Ni_K"), targets=("li_content",),
                           **{k: v for k, v in SMALL.items() if k != "n_folds"})
     assert list(cmp) == ["cdf only"] and cmp["cdf only"]["li_content"]["all"] is not None
+
+
+def test_fused_vs_single_paired_bootstrap():
+    """The fused-vs-single verdict comes from a paired bootstrap of the score
+    difference on the shared test samples: clearly better, indistinguishable
+    and clearly worse are told apart."""
+    from mmspec_widgets.learn.evaluate import _fused_vs_single
+
+    rng = np.random.default_rng(0)
+    n = 40
+    y = rng.uniform(0, 1, n)
+    rows = {"A": np.ones(n, bool), "A+B": np.ones(n, bool)}
+
+    def verdict(noise_single, noise_fused, offset=0.0):
+        ps = y + rng.normal(0, noise_single, n)
+        pf = y + rng.normal(0, noise_fused, n) + offset
+        preds = {"A": {"li_content": ps}, "A+B": {"li_content": pf}}
+        by = {"A": 1 - np.mean((ps - y) ** 2) / np.var(y),
+              "A+B": 1 - np.mean((pf - y) ** 2) / np.var(y)}
+        return _fused_vs_single("li_content", by, preds, rows, y, 5)
+
+    better = verdict(0.25, 0.02)
+    assert better["verdict"] == "yes" and better["ci95"][0] > 0 and better["n"] == n
+    worse = verdict(0.02, 0.25)
+    assert worse["verdict"] == "no" and worse["ci95"][1] < 0
+    same = verdict(0.1, 0.1)
+    assert same["verdict"] == "tie" and same["ci95"][0] < same["diff"] < same["ci95"][1]
+    # only the samples both sets were scored on enter the comparison
+    rows["A"][:10] = False
+    preds = {"A": {"li_content": y[10:]}, "A+B": {"li_content": y + 0.1}}
+    r = _fused_vs_single("li_content", {"A": 1.0, "A+B": 0.9}, preds, rows, y, 5)
+    assert r["n"] == n - 10 and r["verdict"] == "no"
+
+
+def test_report_states_the_bootstrap_verdict(model, toy, tmp_path):
+    res = evaluate_model(model, toy, [("O_K",), ("Ni_K",), ("O_K", "Ni_K")], details=True)
+    v = res["details"]["fused_vs_single"]["li_content"]
+    assert v["single"] in ("O_K", "Ni_K") and v["fused"] == "O_K+Ni_K"
+    assert v["verdict"] in ("yes", "no", "tie")
+    md, _ = write_report(res, tmp_path, model=model)
+    row = next(ln for ln in md.read_text().splitlines() if ln.startswith("| li_content | O_K")
+               or ln.startswith("| li_content | Ni_K"))
+    assert f"| {v['verdict']} |" in row and "to" in row
