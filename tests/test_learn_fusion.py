@@ -316,3 +316,49 @@ def test_amounts_give_the_fractions_when_the_eels_edges_come_together(split):
     plain = MultimodalModel(edges=EELS, targets=("ni_fraction",), use_amounts=False,
                             **SMALL).fit(tr)
     assert plain.amount_edges_ == [] and plain.predict(te).attrs["amounts_used"] is False
+
+
+def test_specialists_are_precision_weighted_over_kept_edges():
+    m = MultimodalModel(edges=("O_K", "Ni_L23", "Ni_K"), targets=("ni_oxidation", "antisite"))
+    m.edges_, m.targets_ = list(m.edges), list(m.targets)
+    # ni_oxidation: Ni L2,3 10x the precision of O K, Ni K has no model; antisite unweighted
+    m.edge_weights_ = np.array([[1.0, 0.0], [10.0, 0.0], [0.0, 0.0]])
+    P = np.array([[2.0, 0.1, 3.0, 0.2, 9.0, 0.3],     # (rows, edges x targets)
+                  [2.0, 0.1, np.nan, 0.2, 9.0, 0.3],
+                  [2.0, 0.1, 3.0, 0.2, 9.0, 0.3]])
+    kept = np.array([[True, True, True], [True, True, True], [False, False, True]])
+    S = m._specialists(P, kept)
+    assert S[0, 0] == pytest.approx((2.0 + 10 * 3.0) / 11)
+    assert S[1, 0] == pytest.approx(2.0)  # Ni L2,3 missing: O K alone
+    assert np.isnan(S[2, 0])  # only Ni K kept, which has no weighted model
+    assert np.all(np.isnan(S[:, 1]))
+
+
+def test_hybrid_carries_a_strong_specialist_and_shrinks_tree_corrections(split):
+    """Late/hybrid fusion start each regression target from the weighted
+    per-edge predictions; the stage-2 correction is scaled by a factor fitted
+    out of fold, and with that factor at 0 the prediction is the baseline."""
+    tr, te = split
+    edges = ("O_K", "Li_K", "Ni_L23", "Ni_K")
+    kw = dict(fusion="hybrid", edges=edges, edge_params={"max_iter": 40, "max_leaf_nodes": 7},
+              **SMALL)
+    m = MultimodalModel(**kw).fit(tr)
+    nt = len(m.targets_)
+    for k_t, t in enumerate(m.targets_):
+        w = m.edge_weights_[:, k_t]
+        assert np.all(w >= 0) and (np.any(w > 0) == (t not in ("o_vacancy", "antisite")))
+    assert m.correction_scale_ and all(0.0 <= a <= 1.0 for a in m.correction_scale_.values())
+    # with the corrections switched off, a one-edge prediction is that edge's model
+    m.correction_scale_ = {t: 0.0 for t in m.correction_scale_}
+    X, _ = dataset_to_matrix(te, m.edges_, use=["Ni_L23"])
+    F = m.featurizer_.transform(X)
+    P = m._level1(F)
+    out = m.predict(te, edges=["Ni_L23"])
+    k = m.targets_.index("ni_oxidation")
+    j = m.edges_.index("Ni_L23")
+    np.testing.assert_allclose(out.ni_oxidation.values, P[:, j * nt + k], rtol=1e-9)
+    # and the specialist baseline is what the default switch turns on
+    off = MultimodalModel(specialist_baseline=False, **kw).fit(tr)
+    ref = off.predict(te)
+    assert not np.allclose(ref.ni_oxidation.values, m.predict(te).ni_oxidation.values,
+                           equal_nan=True)

@@ -460,6 +460,13 @@ class MultimodalModel(BaseEstimator):
         0.3; pixel-to-pixel scatter of the jump ratios to O K in the real NMC
         SI: Mn L2,3 7 %, Co L2,3 54 %, Ni L2,3 134 %, composition variation
         included).
+    specialist_baseline : bool
+        Late and hybrid fusion: the stage-2 trees of a regression target learn
+        the correction to the precision-weighted mean of the per-edge
+        predictions of the edges present (weights 1 / out-of-fold MSE of each
+        edge's model), where no physics baseline applies; a strong single-edge
+        specialist (Ni L2,3 for Ni oxidation) then carries through the fusion
+        instead of being re-learnt, coarsely, by trees.
     n_jobs : int or None
         Threads for the tree ensembles (OpenMP/BLAS limit while fitting and
         predicting); 1 by default, which is fastest on small shared machines.
@@ -479,6 +486,13 @@ class MultimodalModel(BaseEstimator):
         Whether the model reads the Li amount (Li K with O K).
     edge_models_ : dict
         Late and hybrid fusion: ``"<edge>/<target>"`` -> per-edge estimator.
+    correction_scale_ : dict
+        Regression target -> factor (0 - 1) applied to the trees' correction
+        where a baseline applies, chosen on the out-of-fold predictions (0: the
+        baseline alone predicts best).
+    edge_weights_ : ndarray
+        Late and hybrid fusion: (edges, targets) 1 / out-of-fold MSE of each
+        per-edge regression model (0: no model, or a classification target).
     design_columns_ : list of ndarray
         Per edge, the stage-2 input columns hidden when the edge is absent.
     sigma_models_, calibration_ : dict
@@ -497,6 +511,7 @@ class MultimodalModel(BaseEstimator):
     amount_noise = 0.05
     amount_edges_: list = []
     li_amount_ = False
+    specialist_baseline = False
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
@@ -505,6 +520,7 @@ class MultimodalModel(BaseEstimator):
                  n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
                  augment: dict | None = None, ood_quantile: float = 0.99,
                  use_amounts: bool = True, amount_noise: float = 0.3,
+                 specialist_baseline: bool = True,
                  n_jobs: int | None = 1, random_state: int = 0):
         self.edges = edges
         self.targets = targets
@@ -521,6 +537,7 @@ class MultimodalModel(BaseEstimator):
         self.ood_quantile = ood_quantile
         self.use_amounts = use_amounts
         self.amount_noise = amount_noise
+        self.specialist_baseline = specialist_baseline
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -630,27 +647,58 @@ class MultimodalModel(BaseEstimator):
                 G[ok, c + 1] = Li[ok] / total[ok]  # NaN where the TM amounts are unknown
         return G
 
-    def _baseline(self, G: np.ndarray | None, n: int) -> np.ndarray:
-        """Physics baseline of each target (0 where none): a TM fraction is its
-        element's share of the L2,3 amounts wherever the amounts are read; the
-        trees learn the correction."""
-        B = np.zeros((n, len(self.targets_)))
+    def _uses_specialists(self) -> bool:
+        return self.fusion != "early" and bool(getattr(self, "specialist_baseline", False)) \
+            and getattr(self, "edge_weights_", None) is not None
+
+    def _specialists(self, P: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """Precision-weighted mean of the per-edge predictions of the kept edges,
+        per target (NaN where no kept edge has a weighted model)."""
+        nt = len(self.targets_)
+        n = P.shape[0]
+        S = np.full((n, nt), np.nan)
+        for k_t in range(nt):
+            w = self.edge_weights_[:, k_t]
+            if not np.any(w > 0):
+                continue
+            V = P[:, k_t::nt]  # (rows, edges): edge j's prediction of target k_t
+            W = np.where(kept & np.isfinite(V) & (w > 0), w, 0.0)
+            tot = W.sum(axis=1)
+            ok = tot > 0
+            S[ok, k_t] = (W[ok] * np.nan_to_num(V[ok])).sum(axis=1) / tot[ok]
+        return S
+
+    def _baseline(self, G: np.ndarray | None, n: int, S: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Baseline of each target, the trees learn the correction (0 where
+        none): a TM fraction is its element's share of the L2,3 amounts and
+        the Li content Li per TM wherever the amounts are read; elsewhere, with
+        ``S`` (late and hybrid fusion), the weighted per-edge prediction.
+
+        Returns (baseline, where one applies)."""
+        if S is None:
+            B, has = np.zeros((n, len(self.targets_))), np.zeros((n, len(self.targets_)), bool)
+        else:
+            B, has = np.nan_to_num(S), np.isfinite(S)
         if G is None:
-            return B
+            return B, has
         if getattr(self, "li_amount_", False) and "li_content" in self.targets_:
             # Li per TM; without the TM amounts, Li per O x 2 O per TM
             c = len(self.amount_edges_) + 1 if self.amount_edges_ else 0
             per_o = G[:, c]
             per_tm = G[:, c + 1] if self.amount_edges_ else np.full(n, np.nan)
-            B[:, self.targets_.index("li_content")] = np.where(
-                np.isfinite(per_tm), per_tm, np.where(np.isfinite(per_o), 2.0 * per_o, 0.0))
+            k_li = self.targets_.index("li_content")
+            B[:, k_li] = np.where(
+                np.isfinite(per_tm), per_tm, np.where(np.isfinite(per_o), 2.0 * per_o, B[:, k_li]))
+            has[:, k_li] |= np.isfinite(per_tm) | np.isfinite(per_o)
         for k_t, t in enumerate(self.targets_):
             if t.endswith("_fraction"):
                 edge = f"{t.split('_')[0].capitalize()}_L23"
                 if edge in self.amount_edges_:
                     g = G[:, self.amount_edges_.index(edge)]
-                    B[:, k_t] = np.where(np.isfinite(g), g, 0.0)
-        return B
+                    B[:, k_t] = np.where(np.isfinite(g), g, B[:, k_t])
+                    has[:, k_t] |= np.isfinite(g)
+        return B, has
 
     def _add_share_std(self, out: dict, Am: np.ndarray, Sd: np.ndarray) -> None:
         """Add, in quadrature, the counting error of each TM share to the std of
@@ -837,7 +885,9 @@ class MultimodalModel(BaseEstimator):
                 None if Lall is None else Lall[idx],
                 self._li_keep(mask) if self.li_amount_ else None)
         D = self._design(A[idx], mask, G)
-        B = self._baseline(G, D.shape[0])
+        S = self._specialists(P[idx], mask) if self._uses_specialists() else None
+        B, has_base = self._baseline(G, D.shape[0], S)
+        self.correction_scale_ = {}
         fold_rep = fold_of[idx]
 
         self.models_, self.sigma_models_, self.calibration_ = {}, {}, {}
@@ -875,6 +925,16 @@ class MultimodalModel(BaseEstimator):
                 models = [make_estimator(self.estimator, task, self._params_for(t),
                                          self.random_state).fit(D[ok], yt[ok])]
             self.models_[t] = models
+            if task == "regression":
+                # the trees' correction to a baseline, shrunk by the factor that
+                # minimises the out-of-fold error where a baseline applies (0: the
+                # baseline alone does best; 1: the correction as learnt)
+                hb = ok & has_base[:, k_t] & np.isfinite(oof)
+                den = float(np.sum(oof[hb] ** 2))
+                if hb.sum() >= 10 and den > 0:
+                    a = float(np.clip(np.sum(oof[hb] * yt[hb]) / den, 0.0, 1.0))
+                    self.correction_scale_[t] = a
+                    oof = np.where(has_base[:, k_t], a * oof, oof)
             full = np.zeros(D.shape[0], bool)
             full[: present.shape[0]] = True  # rows with all available edges
             self.cv_report_[t] = self._cv_scores(t, yt + B[:, k_t], oof + B[:, k_t], ok,
@@ -923,6 +983,7 @@ class MultimodalModel(BaseEstimator):
         nt = len(self.targets_)
         oof = np.full((F.shape[0], len(self.edges_) * nt), np.nan)
         self.edge_models_ = {}
+        self.edge_weights_ = np.zeros((len(self.edges_), nt))
         for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
             rows = present[:, j]
             for k_t, t in enumerate(self.targets_):
@@ -944,6 +1005,11 @@ class MultimodalModel(BaseEstimator):
                         oof[te, j * nt + k_t] = _predict(est, F[te][:, cols], task)
                 self.edge_models_[f"{e}/{t}"] = make_estimator(
                     self.estimator, task, params, self.random_state).fit(F[ok][:, cols], y[ok])
+                r = oof[ok, j * nt + k_t] - y[ok]
+                if task == "regression" and np.isfinite(r).sum() >= 5:
+                    # floor: a perfect specialist must not take an infinite weight
+                    mse = max(float(np.nanmean(r ** 2)), 1e-6 * float(np.nanvar(y[ok])) + 1e-12)
+                    self.edge_weights_[j, k_t] = 1.0 / mse
         return oof
 
     @staticmethod
@@ -1012,7 +1078,8 @@ class MultimodalModel(BaseEstimator):
                 if bad.any():
                     F[np.ix_(bad, self.columns_[self.edges_.index(e)])] = np.nan
         present = self._present(F)
-        A = self._stage2_input(F, self._level1(F) if self.fusion != "early" else None)
+        P = self._level1(F) if self.fusion != "early" else None
+        A = self._stage2_input(F, P)
         G = None
         if self._n_amount_features() and (amounts is not None or li_amount is not None):
             has_o = present[:, self.edges_.index("O_K")]
@@ -1020,8 +1087,13 @@ class MultimodalModel(BaseEstimator):
                 amounts if getattr(self, "amount_edges_", None) else None, has_o, li_amount,
                 self._li_keep(present) if getattr(self, "li_amount_", False) else None)
         D = self._design(A, present, G)
-        B = self._baseline(G, D.shape[0]) if self._n_amount_features() else \
-            np.zeros((D.shape[0], len(self.targets_)))
+        S = self._specialists(P, present) if self._uses_specialists() else None
+        if self._n_amount_features() or S is not None:
+            B, has_base = self._baseline(G, D.shape[0], S)
+        else:
+            B = np.zeros((D.shape[0], len(self.targets_)))
+            has_base = np.zeros(B.shape, bool)
+        scale = getattr(self, "correction_scale_", None) or {}
         usable = present.any(axis=1)
         # every tree model of every target in one pass over D
         jobs = [(m, _task(t), None) for t in self.targets_ for m in self.models_[t]]
@@ -1036,7 +1108,11 @@ class MultimodalModel(BaseEstimator):
                 out[f"{t}_std"] = np.full(X.shape[0], np.nan)
                 continue
             preds = np.stack([done[id(m)] for m in self.models_[t]])
-            mean = preds.mean(axis=0) + B[:, self.targets_.index(t)]
+            k_t = self.targets_.index(t)
+            corr = preds.mean(axis=0)
+            if scale.get(t, 1.0) != 1.0:
+                corr = np.where(has_base[:, k_t], scale[t] * corr, corr)
+            mean = corr + B[:, k_t]
             if task == "regression":
                 c1, _, floor = self.calibration_[t]
                 std = np.maximum(c1 * done[id(self.sigma_models_[t])], floor)
