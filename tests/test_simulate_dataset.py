@@ -181,3 +181,19 @@ def test_region_spectrum_weights_sites():
     one = region_spectrum(st, [{"key": "a", "weight": 0.1}, {"key": "c", "weight": 0.9}],
                           "O_K", fwhm=0.0, grid=grid)
     np.testing.assert_allclose(one, [1.0, 1.0], atol=1e-9)
+
+
+def test_cli_assemble_renders_trends(tmp_path, capsys):
+    """``mmspec simulate --assemble --trends PNG``: the set, its trends figure
+    and the rank correlations (Ni L3 centroid follows the Ni oxidation state)."""
+    from mmspec_widgets import cli
+
+    path, png = tmp_path / "set.nc", tmp_path / "trends.png"
+    assert cli.main(["simulate", "--assemble", "--out", str(STORE), "--dataset", str(path),
+                     "--trends", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["samples"] >= 120 and path.exists()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ni = next(r for r in out["trends"] if r["descriptor"] == "Ni_L3_centroid"
+              and r["label"] == "ni_oxidation")
+    assert ni["agrees"] and ni["rho"] > 0.9

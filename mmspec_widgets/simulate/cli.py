@@ -3,7 +3,8 @@
 Examples::
 
     mmspec simulate --structures 120 --edges O_K,Li_K,Ni_L23 --seed 1 --out data/sim
-    mmspec simulate --assemble --out data/sim --dataset data/training_set.nc
+    mmspec simulate --assemble --out data/sim --dataset data/training_set.nc \
+        --trends docs/simulation_trends.png
 
 After a campaign run the data set is assembled into ``--dataset`` (default
 ``<out>/training_set.nc``) unless ``--no-assemble``.
@@ -50,6 +51,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data set file to write (default: <out>/training_set.nc)")
     p.add_argument("--no-assemble", action="store_true",
                    help="do not assemble the data set after simulating")
+    p.add_argument("--trends", default=None, metavar="PNG",
+                   help="with --assemble: also render the trends figure of the set to PNG "
+                        "and print the rank correlation of each descriptor with its label")
 
 
 def _run(args) -> int:
@@ -64,7 +68,10 @@ def _run(args) -> int:
 
             path = args.dataset or str(Path(args.out) / "training_set.nc")
             ds = assemble_training_set(args.out, path=path)
-            print(json.dumps({"path": path, "samples": int(ds.sizes["sample"])}))
+            out = {"path": path, "samples": int(ds.sizes["sample"])}
+            if args.trends:
+                out["trends"] = _trends(ds, args.trends)
+            print(json.dumps(out))
             return 0
         if not args.structures:
             raise MMSpecError("--structures N is required (or --assemble)")
@@ -94,6 +101,21 @@ def _run(args) -> int:
     except MMSpecError as exc:
         print(f"mmspec simulate: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _trends(ds, png: str) -> list[dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_trends, trend_metrics
+
+    fig = plot_trends(ds)
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in trend_metrics(ds)]
 
 
 def main(argv=None) -> int:
