@@ -76,3 +76,12 @@ def test_composition_comes_from_the_edge_jumps_together(summary):
         fused = summary["scores"][t]["value"]
         assert fused < 0.1, (t, fused)
         assert fused < 0.6 * alone[t]["value"], (t, fused, alone[t]["value"])
+
+
+@pytest.mark.parametrize("target,min_auc", [("o_vacancy", 0.8), ("antisite", 0.65)])
+def test_twin_defect_patches_are_found(summary, target, min_auc):
+    """The defect probabilities rank the twin's defect patch above the rest of
+    the particle (pixel ROC AUC; 0.5 is chance)."""
+    s = summary["scores"][target]
+    assert s["n_defect_pixels"] >= 20
+    assert s["roc_auc"] > min_auc, s

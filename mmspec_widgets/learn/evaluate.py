@@ -356,8 +356,9 @@ def _model_description(model) -> list[str]:
             f"repeats each sample {model.dropout_copies} more times with random subsets of "
             "its edges hidden (edge dropout; one edge alone in about a third of the copies), "
             "so one model serves any subset of edges, and adds "
-            f"{model.augment_copies} copy with energy shifts, broadening and noise. "
-            + _amounts_text(model) +
+            f"{model.augment_copies} cop{'y' if model.augment_copies == 1 else 'ies'} with "
+            "energy shifts, broadening and noise. "
+            + _amounts_text(model) + _baseline_text(model) +
             "Standard deviations of amounts come from a residual model fitted to grouped "
             "out-of-fold residuals and scaled on held-out residuals; defect probabilities "
             "carry the spread of the grouped-CV fold models. The OOD flag compares each "
@@ -378,6 +379,21 @@ def _amounts_text(model) -> str:
             "the baseline of its TM fraction (the trees learn the correction), and TM per O; "
             f"training copies carry {100 * float(model.amount_noise):.0f} % log-normal noise "
             "on the amounts. ")
+
+
+def _baseline_text(model) -> str:
+    out = ""
+    if model.fusion != "early" and getattr(model, "specialist_baseline", False):
+        out += ("Elsewhere a regression target starts from the per-edge predictions of the "
+                "edges given, weighted by their out-of-fold precision (a strong single-edge "
+                "specialist carries through), and the trees learn the correction. ")
+    scale = getattr(model, "correction_scale_", None) or {}
+    if scale:
+        out += ("The trees' correction to a baseline is scaled by a factor fitted on the "
+                "out-of-fold predictions (" + ", ".join(
+                    f"{t} {a:.2f}" for t, a in scale.items()) + "; 0 would mean the "
+                "baseline alone). ")
+    return out
 
 
 _REQUIRE_TEXT = {
