@@ -602,11 +602,16 @@ class MultimodalModel(BaseEstimator):
                          np.full((A.shape[0], self._n_amount_features()), np.nan))
         return np.concatenate(parts, axis=1)
 
+    def _li_column(self) -> int:
+        """Column of Li per O among the composition features (after the TM
+        shares and TM/O, if any); Li per TM follows it when there are TM shares."""
+        k = len(getattr(self, "amount_edges_", []) or [])
+        return k + 1 if k else 0
+
     def _n_amount_features(self) -> int:
         """Columns of the composition features: TM shares + TM/O, Li/O + Li/TM."""
-        k = len(getattr(self, "amount_edges_", []) or [])
-        li = (2 if k else 1) if getattr(self, "li_amount_", False) else 0
-        return (k + 1 if k else 0) + li
+        li = (2 if self._li_column() else 1) if getattr(self, "li_amount_", False) else 0
+        return self._li_column() + li
 
     def _stage2_input(self, F: np.ndarray, P: np.ndarray | None) -> np.ndarray:
         """Level-1 values seen by the stage-2 models: features, predictions or both."""
@@ -639,7 +644,7 @@ class MultimodalModel(BaseEstimator):
             G[ok, k] = s[ok]
             total[ok] = s[ok]
         if getattr(self, "li_amount_", False) and Li is not None:
-            c = k + 1 if k else 0
+            c = self._li_column()
             Li = np.asarray(Li, dtype=float).reshape(n)
             ok = (li_keep if li_keep is not None else keep) & np.isfinite(Li)
             G[ok, c] = Li[ok]
@@ -684,7 +689,7 @@ class MultimodalModel(BaseEstimator):
             return B, has
         if getattr(self, "li_amount_", False) and "li_content" in self.targets_:
             # Li per TM; without the TM amounts, Li per O x 2 O per TM
-            c = len(self.amount_edges_) + 1 if self.amount_edges_ else 0
+            c = self._li_column()
             per_o = G[:, c]
             per_tm = G[:, c + 1] if self.amount_edges_ else np.full(n, np.nan)
             k_li = self.targets_.index("li_content")
@@ -1088,11 +1093,7 @@ class MultimodalModel(BaseEstimator):
                 self._li_keep(present) if getattr(self, "li_amount_", False) else None)
         D = self._design(A, present, G)
         S = self._specialists(P, present) if self._uses_specialists() else None
-        if self._n_amount_features() or S is not None:
-            B, has_base = self._baseline(G, D.shape[0], S)
-        else:
-            B = np.zeros((D.shape[0], len(self.targets_)))
-            has_base = np.zeros(B.shape, bool)
+        B, has_base = self._baseline(G, D.shape[0], S)
         scale = getattr(self, "correction_scale_", None) or {}
         usable = present.any(axis=1)
         # every tree model of every target in one pass over D
