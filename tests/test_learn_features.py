@@ -14,12 +14,14 @@ from mmspec_widgets.learn.features import (
     CDFFeaturizer,
     FusedFeaturizer,
     GridFeaturizer,
+    NoiseFeaturizer,
     PCAFeaturizer,
     PeakFeaturizer,
     PolynomialFeaturizer,
     SpectrumAugmenter,
     augment_spectra,
     normalize_spectra,
+    relative_noise,
 )
 
 E = edge_grid("Ni_L23")
@@ -39,7 +41,8 @@ def ni_like(shift=0.0, scale=1.0, offset=0.0):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 @pytest.mark.parametrize("estimator", [
     GridFeaturizer(bin=2), CDFFeaturizer(n_points=5), PolynomialFeaturizer(n_windows=1, degree=1),
-    PeakFeaturizer(n_peaks=2), PCAFeaturizer(n_components=2)], ids=lambda e: type(e).__name__)
+    PeakFeaturizer(n_peaks=2), PCAFeaturizer(n_components=2), NoiseFeaturizer()],
+    ids=lambda e: type(e).__name__)
 def test_sklearn_estimator_checks(estimator):
     # scikit-learn's own API checks (clone, get_params, fit/transform contracts,
     # NaN handling, pickling, n_features_in_ ...); the array-API check needs an
@@ -52,7 +55,7 @@ def test_sklearn_estimator_checks(estimator):
 
 
 @pytest.mark.parametrize("cls", [GridFeaturizer, CDFFeaturizer, PolynomialFeaturizer,
-                                 PeakFeaturizer, PCAFeaturizer])
+                                 PeakFeaturizer, PCAFeaturizer, NoiseFeaturizer])
 def test_clone_and_params_round_trip(cls):
     est = cls(edge="Ni_L23", normalize="max")
     params = est.get_params()
@@ -154,6 +157,28 @@ def test_augment_spectra_perturbs_within_bounds():
     assert 0.005 < resid < 0.1
     with pytest.raises(MMSpecError, match="broadening_shape"):
         augment_spectra(X, E, broadening_shape="box")
+
+
+def test_noise_level_range_and_its_estimate():
+    """A (low, high) noise draws a level per spectrum; relative_noise reads it back
+    (within a factor 1.8, ranking the spectra alike), and a clean spectrum with sharp white lines reads as clean."""
+    X = np.stack([ni_like()] * 400)
+    A = augment_spectra(X, E, rng=3, shift=0.0, broadening=0.0, noise=(0.002, 0.1))
+    true = (A - X).std(axis=1) / X.max(axis=1)
+    est = relative_noise(A)
+    assert true.min() < 0.003 and true.max() > 0.07  # the whole range is drawn
+    assert np.abs(np.log(est / true)).max() < np.log(1.8)
+    rank = np.corrcoef(np.argsort(np.argsort(est)), np.argsort(np.argsort(true)))[0, 1]
+    assert rank > 0.95
+    assert relative_noise(X[:1])[0] < 1e-3
+    f = NoiseFeaturizer(edge="Ni_L23").fit(A)
+    F = f.transform(A)
+    assert F.shape == (400, 1) and list(f.get_feature_names_out()) == ["Ni_L23_log_noise"]
+    np.testing.assert_allclose(F[:, 0], np.log10(est), atol=0.05)  # scale-free
+    assert np.isnan(f.transform(np.full((1, E.size), np.nan))).all()
+    for bad in [(0.1, 0.01), (0.0, 0.1), (0.1, 0.2, 0.3), -1.0]:
+        with pytest.raises(MMSpecError, match="noise"):
+            augment_spectra(X[:2], E, noise=bad)
 
 
 def test_spectrum_augmenter_only_acts_at_fit_time():

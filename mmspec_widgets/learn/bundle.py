@@ -34,6 +34,7 @@ TRUSTED_TYPES = frozenset({
     "mmspec_widgets.learn.features.PolynomialFeaturizer",
     "mmspec_widgets.learn.features.PeakFeaturizer",
     "mmspec_widgets.learn.features.PCAFeaturizer",
+    "mmspec_widgets.learn.features.NoiseFeaturizer",
     "mmspec_widgets.learn.uncertainty.OODDetector",
     "mmspec_widgets.learn.trees.CompactBoosting",
 })

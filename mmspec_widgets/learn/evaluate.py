@@ -348,7 +348,8 @@ def _model_description(model) -> list[str]:
              "poly": f"piecewise cubic coefficients ({st.get('n_windows', 6)} windows)",
              "peaks": f"the {st.get('n_peaks', 3)} most prominent peaks (position, height, "
                       "width)",
-             "grid": "the normalised spectrum", "pca": "PCA scores"}
+             "grid": "the normalised spectrum", "pca": "PCA scores",
+             "noise": "its noise level (robust, from second differences)"}
     fusion = {
         "early": "early fusion: one gradient-boosting model per target on the joined "
                  "features of all edges plus edge-presence indicators",
@@ -365,13 +366,28 @@ def _model_description(model) -> list[str]:
             "its edges hidden (edge dropout; one edge alone in about a third of the copies), "
             "so one model serves any subset of edges, and adds "
             f"{model.augment_copies} cop{'y' if model.augment_copies == 1 else 'ies'} with "
-            "energy shifts, broadening and noise. "
+            + _augment_text(model) + ". "
             + _amounts_text(model) + _baseline_text(model) +
             "Standard deviations of amounts come from a residual model fitted to grouped "
             "out-of-fold residuals and scaled on held-out residuals; defect probabilities "
             "carry the spread of the grouped-CV fold models. The OOD flag compares each "
             "edge's features with the training set (Mahalanobis distance in PCA space, "
             "99 % threshold).", ""]
+
+
+def _augment_text(model) -> str:
+    from .fusion import DEFAULT_AUGMENT
+
+    a = dict(DEFAULT_AUGMENT if model.augment is None else model.augment)
+    noise = a.get("noise", 0.01)
+    if np.ndim(noise):
+        lo, hi = (float(x) for x in noise)
+        noise_text = (f"noise of a level drawn per spectrum between {100 * lo:g} % and "
+                      f"{100 * hi:g} % of its maximum")
+    else:
+        noise_text = f"noise of {100 * float(noise):g} % of its maximum"
+    return (f"energy shifts (up to {a.get('shift', 0.5):g} eV), broadening (up to "
+            f"{a.get('broadening', 0.5):g} eV) and {noise_text}")
 
 
 def _amounts_text(model) -> str:

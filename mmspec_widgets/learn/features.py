@@ -29,6 +29,9 @@ Featurizers
     prominent peaks of the smoothed spectrum.
 :class:`PCAFeaturizer`
     principal-component scores of the normalised spectra.
+:class:`NoiseFeaturizer`
+    the channel-to-channel noise level (robust, relative to the maximum), so
+    models can tell a noisy pixel from a clean simulation.
 :class:`FusedFeaturizer`
     several edges side by side: applies per-edge featurizers to the blocks of a
     joined spectrum matrix and records which feature belongs to which edge.
@@ -60,6 +63,8 @@ __all__ = [
     "PolynomialFeaturizer",
     "PeakFeaturizer",
     "PCAFeaturizer",
+    "NoiseFeaturizer",
+    "relative_noise",
     "FusedFeaturizer",
     "FEATURIZERS",
     "make_edge_featurizer",
@@ -872,6 +877,65 @@ class PCAFeaturizer(_SpectrumTransformer):
         return [f"pc{j}" for j in range(self.pca_.n_components_)]
 
 
+class NoiseFeaturizer(_SpectrumTransformer):
+    """The spectrum's noise level: one feature that tells noisy from clean spectra.
+
+    Channel-to-channel noise is estimated from the second differences of the
+    normalised spectrum, which remove any smooth shape: for white noise of
+    standard deviation s they have standard deviation s x sqrt(6), and their
+    median absolute deviation (divided by 0.6745) estimates it robustly, so sharp
+    peaks do not count as noise.  The feature is log10 of that estimate relative
+    to the spectrum's maximum (floored at 1e-5), so a model, and the residual
+    model behind its standard deviations, can tell a noisy pixel from a clean
+    simulation and widen its uncertainty accordingly.
+
+    Parameters
+    ----------
+    edge, energy, normalize, baseline
+        As for :class:`GridFeaturizer`.
+    """
+
+    def __init__(self, edge: str | None = None, energy=None, normalize: str = "area",
+                 baseline: str = "none"):
+        self.edge = edge
+        self.energy = energy
+        self.normalize = normalize
+        self.baseline = baseline
+
+    def _n_out(self):
+        return 1
+
+    def _features(self, Z):
+        return np.log10(np.maximum(relative_noise(Z), 1e-5))[:, None]
+
+    def _names(self):
+        return ["log_noise"]
+
+
+def relative_noise(X: np.ndarray) -> np.ndarray:
+    """Robust channel-to-channel noise of each row, relative to the row's maximum.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_spectra, n_energy)
+        Spectra, one per row (NaN rows give NaN).
+
+    Returns
+    -------
+    ndarray, shape (n_spectra,)
+        ``1.4826 x MAD(second differences) / sqrt(6) / max|row|``: the standard
+        deviation of white noise in units of the row's maximum; 0 for rows of
+        fewer than 3 energies (no second difference to read it from).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.shape[1] < 3:
+        return np.where(np.all(np.isfinite(X), axis=1), 0.0, np.nan)
+    d2 = np.diff(X, 2, axis=1)
+    mad = np.median(np.abs(d2 - np.median(d2, axis=1, keepdims=True)), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return mad / 0.6745 / np.sqrt(6.0) / np.max(np.abs(X), axis=1)
+
+
 #: featurizer kinds by short name
 FEATURIZERS = {
     "grid": GridFeaturizer,
@@ -879,6 +943,7 @@ FEATURIZERS = {
     "poly": PolynomialFeaturizer,
     "peaks": PeakFeaturizer,
     "pca": PCAFeaturizer,
+    "noise": NoiseFeaturizer,
 }
 
 
@@ -1132,7 +1197,7 @@ def _kernel_rows(n: int, step: float, fwhm: np.ndarray, shape: str) -> np.ndarra
 
 def augment_spectra(X: np.ndarray, energy: np.ndarray, *, rng: np.random.Generator | int | None = None,
                     shift: float = 0.5, broadening: float = 0.5,
-                    broadening_shape: str = "mixed", noise: float = 0.01,
+                    broadening_shape: str = "mixed", noise: float | tuple = 0.01,
                     counts: float | None = None) -> np.ndarray:
     """Randomly perturbed copies of spectra (one per row).
 
@@ -1150,8 +1215,10 @@ def augment_spectra(X: np.ndarray, energy: np.ndarray, *, rng: np.random.Generat
         Extra broadening: a kernel with FWHM uniform in [0, broadening] eV.
     broadening_shape : {"gaussian", "lorentzian", "mixed"}
         Kernel shape; ``"mixed"`` draws one of the two per spectrum.
-    noise : float
-        Gaussian noise standard deviation relative to each spectrum's maximum.
+    noise : float or (float, float)
+        Gaussian noise standard deviation relative to each spectrum's maximum;
+        a pair ``(low, high)`` draws it per spectrum, log-uniformly between the
+        two (from nearly clean simulations to noisy single pixels).
     counts : float, optional
         If given, Poisson noise as if each spectrum's maximum were ``counts``
         counts.
@@ -1161,6 +1228,16 @@ def augment_spectra(X: np.ndarray, energy: np.ndarray, *, rng: np.random.Generat
     ndarray, shape (n_spectra, n_energy)
     """
     rng = np.random.default_rng(rng)
+    if np.ndim(noise) == 0:
+        if not float(noise) >= 0:
+            raise MMSpecError(f"noise={noise!r}: expected a number >= 0 or a (low, high) pair")
+        sigma = None
+    else:
+        lo_hi = np.asarray(noise, dtype=float).ravel()
+        if lo_hi.size != 2 or not (0 < lo_hi[0] <= lo_hi[1]):
+            raise MMSpecError(f"noise={noise!r}: expected a number >= 0 or a (low, high) "
+                              "pair with 0 < low <= high")
+        sigma = np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), np.shape(X)[0]))
     X = np.array(X, dtype=float)
     energy = np.asarray(energy, dtype=float)
     n, m = X.shape
@@ -1190,7 +1267,9 @@ def augment_spectra(X: np.ndarray, energy: np.ndarray, *, rng: np.random.Generat
         lam = np.clip(X / scale, 0, None) * counts
         lam = np.where(np.isfinite(lam), lam, 0)
         X = np.where(np.isfinite(X), rng.poisson(lam) / counts * scale, np.nan)
-    if noise > 0:
+    if sigma is not None:
+        X = X + rng.normal(0, 1, X.shape) * sigma[:, None] * scale
+    elif noise > 0:
         X = X + rng.normal(0, noise, X.shape) * scale
     return X
 

@@ -60,6 +60,8 @@ __all__ = [
     "target_matrix",
     "make_estimator",
     "MultimodalModel",
+    "DEFAULT_KINDS",
+    "DEFAULT_AUGMENT",
 ]
 
 REGRESSION_TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction",
@@ -73,6 +75,14 @@ _UNITS = {"li_content": "Li per formula unit", "ni_fraction": "fraction of TM",
           "ni_oxidation": "oxidation state", "mn_oxidation": "oxidation state",
           "co_oxidation": "oxidation state", "o_vacancy": "probability",
           "antisite": "probability"}
+
+#: featurizers of the default model: shape (CDF, piecewise cubics, peaks) and
+#: the noise level, so noisy pixels get wider uncertainty than clean simulations
+DEFAULT_KINDS = ("cdf", "poly", "peaks", "noise")
+#: augmentation of the training copies: shifts and broadening up to 0.5 eV, a
+#: noise level per spectrum log-uniform between 0.1 % and 10 % of its maximum
+#: (the L2,3 edges of single pixels of the real NMC SI sit at 1 - 10 %)
+DEFAULT_AUGMENT = {"shift": 0.5, "broadening": 0.5, "noise": (0.001, 0.1)}
 
 _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
                  "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 128,
@@ -445,7 +455,11 @@ class MultimodalModel(BaseEstimator):
         :func:`~mmspec_widgets.learn.features.augment_spectra`.
     augment : dict, optional
         Arguments for the augmentation (``shift`` eV, ``broadening`` eV,
-        ``noise``, ``counts``).
+        ``noise``, ``counts``); default :data:`DEFAULT_AUGMENT`: shifts and
+        broadening up to 0.5 eV and a noise level drawn per spectrum between
+        0.1 % and 10 % of its maximum, the range from clean simulations to the
+        single pixels of an EELS spectrum image (with the ``"noise"`` featurizer
+        the model, and its uncertainty, can tell them apart).
     ood_quantile : float
         Training quantile of the OOD threshold.
     use_amounts : bool
@@ -514,7 +528,7 @@ class MultimodalModel(BaseEstimator):
     specialist_baseline = False
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
-                 kinds: Sequence[str] = ("cdf", "poly", "peaks"), settings: dict | None = None,
+                 kinds: Sequence[str] = DEFAULT_KINDS, settings: dict | None = None,
                  fusion: str = "early", estimator: str = "hgb", params: dict | None = None,
                  edge_params: dict | None = None,
                  n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
@@ -839,8 +853,9 @@ class MultimodalModel(BaseEstimator):
             Xa = X.copy()
             for j, e in enumerate(self.edges_):
                 sl = slice(blocks[j], blocks[j + 1])
-                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng,
-                                            **dict(self.augment or {}))
+                Xa[:, sl] = augment_spectra(
+                    X[:, sl], self.grids_[e], rng=rng,
+                    **dict(DEFAULT_AUGMENT if self.augment is None else self.augment))
             Xs.append(Xa)
             Ys.append(Y)
             Gs.append(groups)

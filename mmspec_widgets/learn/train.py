@@ -22,6 +22,7 @@ from ..errors import DataError
 from .features import FusedFeaturizer
 from .fusion import (
     CLASSIFICATION_TARGETS,
+    DEFAULT_KINDS,
     TARGETS,
     MultimodalModel,
     _predict,
@@ -103,7 +104,7 @@ def _score(target: str, y: np.ndarray, p: np.ndarray) -> float:
 
 
 def tune(ds: xr.Dataset, *, n_trials: int = 20, edges: Sequence[str] | None = None,
-         targets: Sequence[str] = TARGETS, kinds: Sequence[str] = ("cdf", "poly", "peaks"),
+         targets: Sequence[str] = TARGETS, kinds: Sequence[str] = DEFAULT_KINDS,
          settings: dict | None = None, n_folds: int = 3, timeout: float | None = None,
          random_state: int = 0) -> dict:
     """Search gradient-boosting hyperparameters with Optuna (TPE).
@@ -228,7 +229,7 @@ def train_model(ds: xr.Dataset | None = None, *, n_trials: int = 20, split: str 
         t0 = time.perf_counter()
         search = tune(train, n_trials=n_trials, edges=edges,
                       targets=model_params.get("targets", TARGETS),
-                      kinds=model_params.get("kinds", ("cdf", "poly", "peaks")),
+                      kinds=model_params.get("kinds", DEFAULT_KINDS),
                       settings=model_params["settings"], timeout=tune_timeout,
                       random_state=model_params.get("random_state", 0))
         search["seconds"] = round(time.perf_counter() - t0, 1)
