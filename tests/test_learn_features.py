@@ -176,6 +176,12 @@ def test_noise_level_range_and_its_estimate():
     assert F.shape == (400, 1) and list(f.get_feature_names_out()) == ["Ni_L23_log_noise"]
     np.testing.assert_allclose(F[:, 0], np.log10(est), atol=0.05)  # scale-free
     assert np.isnan(f.transform(np.full((1, E.size), np.nan))).all()
+    # the compiled kernel is the numpy formula, value for value (NaN rows: NaN)
+    R = np.random.default_rng(4).random((50, 30))
+    R[7, 3] = np.nan
+    ref = np.median(np.abs(np.diff(R, 2, axis=1)), axis=1) / 0.6745 / np.sqrt(6) \
+        / np.max(np.abs(R), axis=1)
+    np.testing.assert_array_equal(relative_noise(R), ref)
     for bad in [(0.1, 0.01), (0.0, 0.1), (0.1, 0.2, 0.3), -1.0]:
         with pytest.raises(MMSpecError, match="noise"):
             augment_spectra(X[:2], E, noise=bad)
