@@ -376,9 +376,7 @@ def _model_description(model) -> list[str]:
 
 
 def _augment_text(model) -> str:
-    from .fusion import DEFAULT_AUGMENT
-
-    a = dict(DEFAULT_AUGMENT if model.augment is None else model.augment)
+    a = model.augment_params()
     noise = a.get("noise", 0.01)
     if np.ndim(noise):
         lo, hi = (float(x) for x in noise)

@@ -622,6 +622,11 @@ class MultimodalModel(BaseEstimator):
         k = len(getattr(self, "amount_edges_", []) or [])
         return k + 1 if k else 0
 
+    def augment_params(self) -> dict:
+        """The augmentation arguments this model trains with: ``augment``, or
+        :data:`DEFAULT_AUGMENT` when it is None."""
+        return dict(DEFAULT_AUGMENT if self.augment is None else self.augment)
+
     def _n_amount_features(self) -> int:
         """Columns of the composition features: TM shares + TM/O, Li/O + Li/TM."""
         li = (2 if self._li_column() else 1) if getattr(self, "li_amount_", False) else 0
@@ -849,13 +854,12 @@ class MultimodalModel(BaseEstimator):
         # spectral augmentation: extra perturbed copies of every spectrum
         Xs, Ys, Gs, As, Ls = [X], [Y], [groups], [Am], [Li]
         blocks = np.cumsum([0] + [self.grids_[e].size for e in self.edges_])
+        augment = self.augment_params()
         for _ in range(int(self.augment_copies)):
             Xa = X.copy()
             for j, e in enumerate(self.edges_):
                 sl = slice(blocks[j], blocks[j + 1])
-                Xa[:, sl] = augment_spectra(
-                    X[:, sl], self.grids_[e], rng=rng,
-                    **dict(DEFAULT_AUGMENT if self.augment is None else self.augment))
+                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng, **augment)
             Xs.append(Xa)
             Ys.append(Y)
             Gs.append(groups)
