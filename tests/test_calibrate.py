@@ -116,3 +116,24 @@ def test_references_as_names_and_hand_placed_windows():
     out = mm.calibrate(spec, references=["O_K", "Ni_L3"],
                        window={"Ni_L3": (rec["Ni_L3"] - 4.0, rec["Ni_L3"] + 6.0)})
     assert out.attrs["calibration_scale"] == pytest.approx(scale, abs=1e-3)
+
+
+@pytest.mark.parametrize("e_peak", [642.5, 642.6, 642.7])
+def test_asymmetric_peak_located_at_its_maximum(e_peak):
+    # an L3-like line: steep rise (0.4 eV), slow tail (1.5 eV) on a step and a
+    # power-law background, sampled at 0.3 eV. Located on the spectrum smoothed
+    # over 0.5 eV its maximum moved 0.42 eV up the tail; it must sit within
+    # 0.2 eV of the maximum (0.12 - 0.15 eV: the 3-point parabola on 0.3 eV
+    # channels of so skewed a peak)
+    from mmspec_widgets.calibrate import locate_feature
+
+    e = 440.0 + 0.3 * np.arange(2048)
+    w = np.where(e < e_peak, 0.4, 1.5)
+    y = 4e12 * e ** -3.0 + 9000 * np.exp(-0.5 * ((e - e_peak) / w) ** 2) \
+        + 2000 * (1 + np.tanh((e - e_peak + 0.5) / 0.3))
+    spec = xr.DataArray(y, dims=("energy",), coords={"energy": e})
+    fine = np.linspace(e_peak - 3, e_peak + 3, 6001)
+    yf = 9000 * np.exp(-0.5 * ((fine - e_peak) / np.where(fine < e_peak, 0.4, 1.5)) ** 2) \
+        + 2000 * (1 + np.tanh((fine - e_peak + 0.5) / 0.3))
+    true_max = fine[np.argmax(yf)]
+    assert locate_feature(spec, "Mn_L3") == pytest.approx(true_max, abs=0.2)

@@ -53,7 +53,9 @@ def test_third_reference_residual_is_small(real):
     cal = mm.calibrate(si, zlp=zlp, references={"O_K": 530.0, "Mn_L3": 643.0,
                                                  "Ni_L3": 853.5})
     res = [abs(r["residual_eV"]) for r in cal.attrs["calibration_references"].values()]
-    assert max(res) < 1.0
+    # the literature places Mn L3 anywhere in 641 - 644 eV: 643.0 is known to
+    # +-1.5 eV, so a linear axis through O K and Ni L3 must meet it within that
+    assert max(res) < 1.5
 
 
 def test_other_features_and_a_larger_axis_error_give_the_same_axis(real, calibrated):
