@@ -197,8 +197,19 @@ def test_cross_validate_pools_out_of_fold_predictions(toy, tmp_path):
     n = res["details"]["n_test"]
     assert n_train - 5 <= n["Ni_K"] <= n["O_K+Ni_K"] <= n_train  # every train sample once
     assert res["targets"]["li_content"]["by_edges"]["O_K+Ni_K"] > 0.3
+    # fused vs best single edge, scored on the out-of-fold samples both have
+    v = res["details"]["fused_vs_single"]["li_content"]
+    assert (v["single"], v["fused"]) == ("Ni_K", "O_K+Ni_K")
+    assert v["n"] == n["Ni_K"] and v["verdict"] in ("yes", "no", "tie")
+    by = res["targets"]["li_content"]["by_edges"]
+    if v["n"] == n["O_K+Ni_K"]:  # same samples: the difference is that of the table
+        assert v["diff"] == pytest.approx(by["O_K+Ni_K"] - by["Ni_K"])
+    lo, hi = v["ci95"]
+    assert lo <= v["diff"] <= hi
     md, _ = write_report(res, tmp_path, cv_result=res)
-    assert "Grouped cross-validation per edge set" in md.read_text()
+    text = md.read_text()
+    assert "Grouped cross-validation per edge set" in text
+    assert "Fused against the best single edge on these out-of-fold" in text
     assert (tmp_path / "evaluation_cv.png").exists()
 
 
