@@ -310,9 +310,11 @@ def test_sampled_plan_is_close_to_the_full_one():
     part, _ = pl.fit_plan(si, zlp, block=(16, 16), sample_pixels=600)
     assert part.sample_pixels == 3 * 256 < full.sample_pixels == 48 * 48
     assert part.zlp_median_eV == full.zlp_median_eV  # positions come from every pixel
-    for name, ref in full.calibration["references"].items():  # features found alike
+    # features found alike: located under 0.15 eV smoothing (unbiased on skewed
+    # peaks), a sum of 768 noisy pixels and one of 2304 differ by up to 0.09 eV
+    for name, ref in full.calibration["references"].items():
         assert part.calibration["references"][name]["measured_eV"] == pytest.approx(
-            ref["measured_eV"], abs=0.05)
+            ref["measured_eV"], abs=0.1)
     np.testing.assert_allclose(part.calibrated_energy, full.calibrated_energy, atol=0.2)
     assert part.mask_threshold == pytest.approx(full.mask_threshold, rel=0.05)
 
