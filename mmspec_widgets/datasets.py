@@ -16,6 +16,12 @@ Keys follow the local layout::
     nmc-eels-si/{TM,ZLP,Si}/<file>    <- Data/Exp_data/EELS/{TM,ZLP,Si}/<file>
     nmc-electrochem/<file>            <- Data/Exp_data/XAS/<file>
 
+and, from the XAS Data Library (``XraySpectroscopy/XASDataLibrary``, public
+domain), the measured K-edge XAS of the reference compounds that judge the
+simulations (:func:`xas_references`)::
+
+    xas-references/<file>             <- data/{Mn,Ni,Co}/<file>
+
 Regenerate the registry from a folder holding the files with
 ``python -m mmspec_widgets.datasets <folder>``.
 """
@@ -45,6 +51,7 @@ __all__ = [
     "fetch",
     "nmc_eels_si",
     "nmc_electrochem",
+    "xas_references",
     "build_registry",
 ]
 
@@ -57,6 +64,9 @@ _REMOTE_DIRS = {
     "nmc-eels-si/": "Data/Exp_data/EELS/",
     "nmc-electrochem/": "Data/Exp_data/XAS/",
 }
+#: Second source: measured K-edge XAS of reference compounds (public domain).
+XAS_LIBRARY_URL = "https://github.com/XraySpectroscopy/XASDataLibrary/raw/master/"
+_XAS_REF = "xas-references/"
 _EELS_KINDS = ("TM", "ZLP", "Si")
 _SKIP = {"README.md", ".DS_Store"}
 
@@ -110,8 +120,15 @@ def _check_key(key: str) -> str:
 
 
 def remote_path(key: str) -> str:
-    """Path of ``key`` inside the remote repository (``Data/Exp_data/...``)."""
+    """Path of ``key`` inside its remote repository (``Data/Exp_data/...``, or
+    ``data/<element>/...`` for the XAS reference compounds)."""
     _check_key(key)
+    if key.startswith(_XAS_REF):
+        name = key[len(_XAS_REF):]
+        if name.startswith("LICENSE"):
+            return "LICENSE"
+        element = name[:2].capitalize()
+        return f"data/{element}/{name}"
     for local, remote in _REMOTE_DIRS.items():
         if key.startswith(local):
             return remote + key[len(local):]
@@ -120,8 +137,12 @@ def remote_path(key: str) -> str:
 
 def url(key: str) -> str:
     """Download URL of ``key``: ``$MMSPEC_DATA_URL`` (or :data:`DEFAULT_URL`)
-    joined with the quoted remote path."""
-    base = os.environ.get("MMSPEC_DATA_URL") or DEFAULT_URL
+    joined with the quoted remote path (the XAS reference compounds:
+    ``$MMSPEC_XAS_URL`` or :data:`XAS_LIBRARY_URL`)."""
+    if key.startswith(_XAS_REF):
+        base = os.environ.get("MMSPEC_XAS_URL") or XAS_LIBRARY_URL
+    else:
+        base = os.environ.get("MMSPEC_DATA_URL") or DEFAULT_URL
     if not base.endswith("/"):
         base += "/"
     return base + quote(remote_path(key), safe="/")
@@ -293,6 +314,25 @@ def nmc_electrochem() -> dict[str, Path]:
     return {Path(k).stem: fetch(k) for k in list_files() if k.startswith(folder)}
 
 
+def xas_references() -> dict[str, list[Path]]:
+    """Paths of the measured K-edge XAS of the reference compounds (XDI files).
+
+    Returns
+    -------
+    dict
+        Compound name (file stem without ``_rt_0N``: ``"MnO"``, ``"Mn3O4"``,
+        ``"Mn2O3"``, ``"MnO2"``, ``"NiOH2"``, ``"Ni2O3"``, ``"Ni_metal"``,
+        ``"co_metal"``) -> sorted list of its repeat scans.
+    """
+    out: dict[str, list[Path]] = {}
+    for key in list_files():
+        if key.startswith(_XAS_REF) and key.endswith(".xdi"):
+            stem = Path(key).stem
+            name = stem.split("_rt")[0]
+            out.setdefault(name, []).append(fetch(key))
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
 # ---------------------------------------------------------------- building
 def build_registry(root: str | Path) -> str:
     """Registry text for the files under ``root`` (local layout).
@@ -300,7 +340,8 @@ def build_registry(root: str | Path) -> str:
     Parameters
     ----------
     root : str or pathlib.Path
-        Folder holding ``nmc-eels-si/`` and ``nmc-electrochem/``.
+        Folder holding ``nmc-eels-si/``, ``nmc-electrochem/`` and
+        ``xas-references/``.
 
     Returns
     -------
@@ -309,7 +350,7 @@ def build_registry(root: str | Path) -> str:
     """
     root = Path(root)
     lines = []
-    for local in _REMOTE_DIRS:
+    for local in [*_REMOTE_DIRS, _XAS_REF]:
         base = root / local
         if not base.is_dir():
             raise MMSpecError(f"{base}: not a folder; expected the {local} data folder")
@@ -318,7 +359,8 @@ def build_registry(root: str | Path) -> str:
                 lines.append(f"{p.relative_to(root).as_posix()} sha256:{file_hash(p)}")
     header = [
         f"# SHA-256 of the experimental data of {REPOSITORY} (MIT licence)",
-        f"# at commit {COMMIT}; keys in the local layout (see datasets.py).",
+        f"# at commit {COMMIT}, and of the XAS Data Library reference compounds",
+        "# (xas-references/, public domain); keys in the local layout (see datasets.py).",
         "# Regenerate: python -m mmspec_widgets.datasets <folder>",
     ]
     return "\n".join(header + sorted(lines)) + "\n"

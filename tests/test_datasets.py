@@ -38,10 +38,11 @@ def _fake_remote(root, shared_data, keys):
 def test_registry_lists_the_published_files(shared_data):
     reg = datasets.registry()
     keys = datasets.list_files()
-    assert keys == sorted(reg) and len(keys) == 24
+    assert keys == sorted(reg) and len(keys) == 24 + 22
     for kind in ("TM", "ZLP", "Si"):
         assert sum(k.startswith(f"nmc-eels-si/{kind}/") for k in keys) >= 4  # SI, survey, ADF, a spectrum
     assert sum(k.startswith("nmc-electrochem/") for k in keys) == 6
+    assert sum(k.startswith("xas-references/") and k.endswith(".xdi") for k in keys) == 21
     for key, digest in reg.items():
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), key
         assert (shared_data / key).is_file(), key
@@ -187,3 +188,13 @@ def test_nmc_electrochem():
     files = datasets.nmc_electrochem()
     assert set(files) == {"622", "712", "712-Al", "811", "811-Al", "NCM MW & TC"}
     assert files["622"].suffix == ".csv"
+
+
+def test_xas_references_by_compound_and_their_remote_paths(monkeypatch):
+    monkeypatch.delenv("MMSPEC_XAS_URL", raising=False)
+    refs = datasets.xas_references()
+    assert {"MnO", "Mn3O4", "Mn2O3", "MnO2", "NiOH2", "Ni_metal", "co_metal"} <= set(refs)
+    assert len(refs["MnO"]) == 3 and all(p.suffix == ".xdi" for p in refs["MnO"])
+    assert datasets.remote_path("xas-references/MnO_rt_01.xdi") == "data/Mn/MnO_rt_01.xdi"
+    assert datasets.remote_path("xas-references/co_metal_rt.xdi") == "data/Co/co_metal_rt.xdi"
+    assert datasets.url("xas-references/NiOH2_rt_01.xdi").startswith(datasets.XAS_LIBRARY_URL)
