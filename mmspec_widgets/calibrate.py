@@ -28,6 +28,7 @@ from .errors import DataError, MMSpecError
 
 __all__ = [
     "zero_loss_positions",
+    "zero_loss_fwhm",
     "align_zero_loss",
     "locate_feature",
     "fit_calibration",
@@ -74,6 +75,61 @@ def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray
     return pos.rename("zlp_position")
 
 
+def zero_loss_fwhm(zlp: xr.DataArray, window=(-20.0, 20.0)) -> float:
+    """Energy resolution (eV): FWHM of the zero-loss peak of a zero-loss SI.
+
+    Every pixel's peak is aligned on its maximum (the drift between pixels
+    would otherwise widen the sum), the aligned spectra are summed, and the
+    full width at half maximum is read with linear interpolation between
+    channels on both flanks.
+
+    Parameters
+    ----------
+    zlp : xarray.DataArray
+        Zero-loss SI ``(..., energy)`` or one spectrum, energy in eV.
+    window : (float, float)
+        Where the zero-loss peak is looked for (eV on the recorded axis).
+
+    Returns
+    -------
+    float
+        FWHM in eV.
+
+    Raises
+    ------
+    DataError
+        No peak that falls below half its maximum on both sides in ``window``.
+    """
+    zlp = check_spectra(zlp, "zlp")
+    e = np.asarray(zlp["energy"].values, float)
+    lo, hi = max(window[0], e[0]), min(window[1], e[-1])
+    i1, i2 = _window_indices(e, (lo, hi), "window")
+    y = np.asarray(zlp.isel(energy=slice(i1, i2)).values, float).reshape(-1, i2 - i1)
+    ee = e[i1:i2]
+    y = y[np.isfinite(y).all(axis=1) & (y.max(axis=1) > 0)]
+    if not y.size:
+        raise DataError("zlp: no finite, positive spectrum in the zero-loss window")
+    pos = _peak_positions(y, ee)
+    step = float(np.median(np.diff(ee)))
+    rel = np.arange(-(ee.size // 2), ee.size // 2 + 1) * step / 4.0
+    acc = np.zeros(rel.size)
+    for row, p in zip(y, pos, strict=False):
+        acc += np.interp(rel + p, ee, row, left=np.nan, right=np.nan)
+    k = int(np.nanargmax(acc))  # NaN: outside the window for some pixel
+    half = 0.5 * acc[k]
+    left = np.flatnonzero(acc[:k] < half)
+    right = np.flatnonzero(acc[k:] < half)
+    if not left.size or not right.size:
+        raise DataError(f"zlp: the zero-loss peak does not fall to half its maximum within "
+                        f"{lo:.1f} - {hi:.1f} eV; expected a zero-loss SI")
+    a, b = int(left[-1]), k + int(right[0])
+
+    def cross(i, j):
+        return rel[i] + (half - acc[i]) * (rel[j] - rel[i]) / (acc[j] - acc[i])
+
+    return float(cross(b - 1, b) - cross(a, a + 1))
+
+
 def _shift_resample(y: np.ndarray, shift_ch: np.ndarray) -> np.ndarray:
     """y_out[..., i] = y[..., i + shift] by linear interpolation (vectorised).
 
@@ -108,7 +164,10 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     xarray.DataArray
         The SI resampled (linear interpolation) onto one common axis, the
         recorded axis minus the median zero-loss position; attrs record the
-        median and spread of the zero-loss positions.
+        median and spread of the zero-loss positions and, when ``zlp`` is
+        given, the energy resolution ``resolution_fwhm_eV`` (FWHM of the
+        zero-loss peak, :func:`zero_loss_fwhm`), which models compare
+        simulations at.
     """
     si = check_spectra(si, "si")
     if positions is None:
@@ -135,8 +194,15 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     out = out.assign_coords(energy=("energy", e - z_med, dict(si["energy"].attrs)))
     out.attrs = {**si.attrs, "zlp_position_median_eV": z_med,
                  "zlp_position_std_eV": float(np.std(pos))}
+    res = {}
+    if zlp is not None:
+        try:
+            res["resolution_fwhm_eV"] = round(zero_loss_fwhm(zlp), 3)
+        except DataError:  # a zero-loss SI whose peak is cut: no resolution recorded
+            pass
+    out.attrs.update(res)
     return append_history(out, "align_zero_loss", median_eV=z_med,
-                          spread_eV=float(np.ptp(pos)))
+                          spread_eV=float(np.ptp(pos)), **res)
 
 
 # --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ COMMANDS = {
     "evaluate": "mmspec_widgets.learn.cli",
     "predict": "mmspec_widgets.learn.cli",
     "bench": "mmspec_widgets.bench",
+    "validate": "mmspec_widgets.validate",
 }
 
 

@@ -36,7 +36,8 @@ from .feff import FeffParams, FeffRunError, feff_input, feff_version
 from .labels import DEFAULT_RADIUS, region_labels, select_sites, site_environment
 from .structures import COMPOSITIONS, StructureSpec
 
-__all__ = ["CampaignStore", "make_specs", "plan_structure", "run_campaign", "execute_job"]
+__all__ = ["CampaignStore", "make_specs", "plan_structure", "run_campaign", "execute_job",
+           "feff_job"]
 
 log = logging.getLogger("mmspec_widgets.simulate")
 
@@ -221,6 +222,14 @@ def _edrixs_job(element: str, oxidation: float, env: dict) -> dict:
             "edge": f"{element}_L23"}
 
 
+def feff_job(inp: str, edge: str, params: FeffParams, **meta) -> dict:
+    """A FEFF job: its input text, keyed by everything that fixes its result
+    (input text, engine version, store version)."""
+    key = "f" + _hash({"inp": inp, "engine": feff_version(), "v": STORE_VERSION})[:23]
+    return {"engine": "feff", "key": key, "edge": edge, "inp": inp,
+            "params": params.to_dict(), **meta}
+
+
 def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = None,
                    radius: float = DEFAULT_RADIUS, n_o: int = 2, order: int = 0):
     """Build ``spec``, pick its sites, and list its jobs.
@@ -252,9 +261,7 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
                    "distance": float(np.linalg.norm(s[site].coords - nmc.centre))}
             if e.shell == "K":
                 inp = feff_input(nmc, site, feff, title=f"{sid}")
-                key = "f" + _hash({"inp": inp, "engine": feff_version(), "v": STORE_VERSION})[:23]
-                job = {"engine": "feff", "key": key, "edge": edge, "inp": inp,
-                       "params": feff.to_dict(), "structure_id": sid, "site": int(site)}
+                job = feff_job(inp, edge, feff, structure_id=sid, site=int(site))
             else:
                 job = _edrixs_job(e.element, oxi[site], env)
             rec["key"] = job["key"]

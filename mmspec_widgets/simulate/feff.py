@@ -27,7 +27,9 @@ from ..errors import MMSpecError
 
 __all__ = ["FeffParams", "feff_input", "run_feff", "feff_version", "FeffRunError"]
 
-_Z = {"Li": 3, "O": 8, "Mn": 25, "Co": 27, "Ni": 28}
+_Z = {"H": 1, "Li": 3, "O": 8, "Mn": 25, "Co": 27, "Ni": 28}
+_POT_ORDER = ("O", "Li", "Mn", "Co", "Ni", "H")
+_K_ABSORBERS = ("Li", "O", "Mn", "Co", "Ni")
 
 
 class FeffRunError(RuntimeError):
@@ -47,7 +49,15 @@ class FeffParams:
     corehole : {"RPA", "FSR", "none"}
         Core-hole treatment.
     scf : float or None
-        Self-consistency radius (Angstrom); None: overlapped atomic potentials.
+        Self-consistency radius (Angstrom); None: overlapped atomic potentials
+        (no self-consistency: the Fermi level, hence absolute edge energies
+        and chemical shifts, are then only estimates).
+    scf_iterations : int
+        Maximum number of SCF iterations (FEFF ``nscmt``).
+    scf_mixing : float
+        Mixing (convergence accelerator) factor of the SCF loop (FEFF ``ca``).
+    scf_nmix : int
+        Iterations of simple mixing before Broyden mixing starts (FEFF ``nmix``).
     xanes_kmax : float
         Upper end of the XANES calculation in 1/Angstrom (4 ~ 60 eV).
     exchange : int
@@ -60,6 +70,9 @@ class FeffParams:
     scf: float | None = None
     xanes_kmax: float = 4.0
     exchange: int = 0
+    scf_iterations: int = 30
+    scf_mixing: float = 0.2
+    scf_nmix: int = 1
 
     def __post_init__(self):
         if not 2.0 <= float(self.rfms) <= 12.0:
@@ -68,6 +81,15 @@ class FeffParams:
             raise MMSpecError(
                 f"FeffParams.corehole={self.corehole!r}: expected 'RPA', 'FSR' or 'none'"
             )
+        if self.scf is not None and not 1.5 <= float(self.scf) <= 8.0:
+            raise MMSpecError(f"FeffParams.scf={self.scf!r}: expected None or 1.5 - 8 Angstrom")
+        if not 1 <= int(self.scf_iterations) <= 100:
+            raise MMSpecError(f"FeffParams.scf_iterations={self.scf_iterations!r}: "
+                              "expected 1 - 100")
+        if not 0.0 < float(self.scf_mixing) <= 1.0:
+            raise MMSpecError(f"FeffParams.scf_mixing={self.scf_mixing!r}: expected 0 - 1")
+        if not 0 <= int(self.scf_nmix) <= 100:
+            raise MMSpecError(f"FeffParams.scf_nmix={self.scf_nmix!r}: expected 0 - 100")
 
     @property
     def cluster_radius(self) -> float:
@@ -130,10 +152,13 @@ def feff_input(nmc, site: int, params: FeffParams | None = None, title: str = ""
     if not 0 <= int(site) < len(s):
         raise MMSpecError(f"site={site!r}: expected an index in 0..{len(s) - 1}")
     absorber = s[site].specie.symbol
-    if absorber not in _Z:
+    if absorber not in _K_ABSORBERS:
         raise MMSpecError(f"site {site}: element {absorber!r} has no K-edge setup")
     atoms = _cluster(nmc, int(site), params.cluster_radius)
-    present = [e for e in ("O", "Li", "Mn", "Co", "Ni") if any(a[0] == e for a in atoms[1:])]
+    unknown = sorted({a[0] for a in atoms} - set(_Z))
+    if unknown:
+        raise MMSpecError(f"site {site}: no FEFF potential set up for {', '.join(unknown)}")
+    present = [e for e in _POT_ORDER if any(a[0] == e for a in atoms[1:])]
     ipot = {e: k + 1 for k, e in enumerate(present)}
     lines = [
         f"TITLE {title or 'mmspec_widgets'} {absorber} K site {site}",
@@ -148,7 +173,8 @@ def feff_input(nmc, site: int, params: FeffParams | None = None, title: str = ""
     else:
         lines.append("COREHOLE none")
     if params.scf:
-        lines.append(f"SCF {params.scf:.2f} 0 30 0.2 1")
+        lines.append(f"SCF {params.scf:.2f} 0 {int(params.scf_iterations)} "
+                     f"{float(params.scf_mixing):.3g} {int(params.scf_nmix)}")
     lines += [
         f"FMS {params.rfms:.2f} 0",
         f"XANES {params.xanes_kmax:.2f} 0.07 0.0",
