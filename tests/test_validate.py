@@ -179,3 +179,20 @@ def test_validate_command_prints_the_documented_json(capsys):
     assert set(res["k_edges"]["Mn_K"]["measured_half_step_eV"]) == {
         "MnO", "Mn3O4", "Mn2O3", "MnO2"}
     assert "NiK_halfstep_vs_ni_oxidation" in res["trends"]
+
+
+def test_a_store_refuses_the_same_structure_under_other_feff_settings(tmp_path):
+    from mmspec_widgets.errors import MMSpecError
+    from mmspec_widgets.simulate.campaign import make_specs, run_campaign
+    from mmspec_widgets.simulate.feff import FeffParams
+
+    specs = make_specs(1, seed=3)
+    kw = {"edges": ["Ni_L23"], "out": tmp_path / "s", "scheduler": "sync", "progress": False,
+          "max_jobs": 0}
+    run_campaign(specs, **kw)  # plans the structure (manifest written), computes nothing
+    run_campaign(specs, **kw)  # the same settings resume
+    with pytest.raises(MMSpecError, match="another store"):
+        run_campaign(specs, feff=FeffParams(scf=3.0, scf_mixing=0.05), **kw)
+    # another store takes them
+    run_campaign(specs, feff=FeffParams(scf=3.0, scf_mixing=0.05),
+                 **{**kw, "out": tmp_path / "scf"})

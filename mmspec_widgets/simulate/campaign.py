@@ -417,6 +417,7 @@ def run_campaign(
                 log.warning("structure %s skipped: %s", spec.key, exc)
                 store.fail(f"s{spec.key}", {"structure": spec.to_dict(), "error": str(exc)})
                 continue
+            _check_same_settings(store, manifest)
             store.put_structure(manifest)
             for job in jobs:
                 if job["key"] in seen or store.has(job["key"]):
@@ -452,6 +453,22 @@ def run_campaign(
         msg = "\n".join(f"  {k}: {e}" for k, e in summary["failures"][:20])
         print(f"{summary['failed']} job(s) failed:\n{msg}", file=sys.stderr)
     return summary
+
+
+def _check_same_settings(store: CampaignStore, manifest: dict) -> None:
+    """Refuse to re-plan a structure of the store with other FEFF settings or
+    another region definition (its manifest would then point at spectra of
+    two different simulations)."""
+    p = store.root / "structures" / f"{manifest['structure_id']}.json"
+    if not p.exists():
+        return
+    old = json.loads(p.read_text())
+    for field in ("feff", "radius"):
+        if field in old and old[field] != manifest[field]:
+            raise MMSpecError(
+                f"{store.root}: structure {manifest['structure_id']} was simulated with "
+                f"{field}={old[field]!r}, this run asks for {manifest[field]!r}; simulate "
+                "into another store (--out) so the two never mix")
 
 
 def _bar(progress: bool):

@@ -43,6 +43,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="address of a dask.distributed scheduler ('sync': no Dask)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes")
     p.add_argument("--fms", type=float, default=None, help="FEFF FMS radius in Angstrom")
+    p.add_argument("--scf", type=float, default=None, metavar="R",
+                   help="FEFF self-consistent potentials within R Angstrom (mixing 0.05, the "
+                        "settings `mmspec validate` checks); default: none. Runs with "
+                        "other settings are other jobs: use a separate --out store")
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--assemble", action="store_true",
@@ -78,10 +82,15 @@ def _run(args) -> int:
         from .campaign import run_campaign
 
         edges = [e.strip() for e in args.edges.split(",")] if args.edges else None
+        feff = None
+        if args.scf is not None:
+            from .feff import FeffParams
+
+            feff = FeffParams(scf=args.scf, scf_mixing=0.05)
         summary = run_campaign(
             args.structures, edges=edges, out=args.out, seed=args.seed,
             scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress,
-            fms=args.fms, max_jobs=args.max_jobs,
+            fms=args.fms, max_jobs=args.max_jobs, feff=feff,
         )
         summary.pop("failures", None)
         if not args.no_assemble:
