@@ -33,7 +33,7 @@ def test_python_blocks_are_found():
     assert blocks, "README.md has no python code block"
     assert any("mm.load(" in b for b in blocks)
     # the tour reaches the files through the registry, not bare file names
-    assert not re.search(r"mm\.load\(\s*[\"']", "\n".join(blocks))
+    assert not re.search(r"load\(\s*[\"'][^\"']*\.dm[34]", "\n".join(blocks))
 
 
 def test_readme_quick_tour_runs_as_written(tmp_path, monkeypatch, shared_data):
@@ -50,4 +50,6 @@ def test_readme_quick_tour_runs_as_written(tmp_path, monkeypatch, shared_data):
     si = ns["si"]
     assert maps.sizes["y"] == si.sizes["y"] and maps.sizes["x"] == si.sizes["x"]
     assert np.isfinite(maps["ni_fraction"].values).mean() > 0.5
-    assert not list(REPO.glob("maps.nc"))
+    assert (tmp_path / "maps.png").stat().st_size > 10_000
+    assert (tmp_path / "calibrated.hspy").exists()
+    assert not list(REPO.glob("maps.nc")) and not list(REPO.glob("*.hspy"))
