@@ -330,11 +330,15 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
                     1)
         bounds = np.arange(-0.5, n_max + 1.0, 1.0)
         ax_e = last[used]
-        im = show(ax_e, n_e, "Edges used per pixel", "edges used", cmap="Greens",
+        offered = edges_used_label(maps)
+        title = "Edges used per pixel"
+        if "(of" in offered:
+            title += "\n" + offered.split(": ", 1)[1].rstrip(")")
+        im = show(ax_e, n_e, title, "edges used", cmap="Greens",
                   norm=BoundaryNorm(bounds, plt.get_cmap("Greens").N))
         cb = fig.colorbar(im, ax=ax_e, shrink=0.9, ticks=np.arange(0, n_max + 1),
                           format="%d")
-        cb.set_label(edges_used_label(maps).replace(" (of", "\n(of"), fontsize=8)
+        cb.set_label(offered.split(":")[0] + (")" if "(of" in offered else ""), fontsize=8)
         used += 1
     for ax in last[used:]:
         ax.axis("off")
