@@ -35,6 +35,7 @@ __all__ = [
     "display_values",
     "display_std",
     "ood_limits",
+    "ood_palette",
     "edges_used_label",
     "plot_maps",
 ]
@@ -169,6 +170,20 @@ def ood_limits(score) -> tuple[float, float]:
     s = s[np.isfinite(s)]
     hi = float(s.max()) if s.size else 2.0
     return 0.0, max(2.0, hi)
+
+
+def ood_palette(lo: float, hi: float, n: int = 256) -> list[str]:
+    """Colours (hex) of an OOD-score scale from ``lo`` to ``hi``: blue below 1
+    (like the training spectra), white at 1, red above; for linear mappers
+    such as Bokeh's, which cannot centre a scale themselves."""
+    from matplotlib import colormaps
+    from matplotlib.colors import TwoSlopeNorm, to_hex
+
+    hi = max(float(hi), 1.0 + 1e-6)
+    lo = min(float(lo), 1.0 - 1e-6)
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=lo, vmax=hi)
+    cmap = colormaps["RdBu_r"]
+    return [to_hex(cmap(float(norm(v)))) for v in np.linspace(lo, hi, n)]
 
 
 def edges_used_label(maps: xr.Dataset) -> str:
