@@ -23,7 +23,7 @@ __all__ = ["Inference", "TARGET_LABELS"]
 
 #: Human-readable names of the model targets (:data:`mmspec_widgets.plotting.TARGETS`).
 TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
-_OOD_TITLE = "OOD score (distance / threshold)"
+_OOD_TITLE = "OOD score"
 _PROBABILITY = ("o_vacancy", "antisite")
 _ENERGY_LABEL = "Energy loss (eV)"
 
