@@ -33,6 +33,8 @@ _LAZY = {
     "quantify": "quantify",
     "fit_k_factors": "quantify",
     "load_model": "learn",
+    "to_hyperspy": "interop",
+    "plot_maps": "plotting",
     "MMSpecError": "errors",
     "FileFormatError": "errors",
     "DataError": "errors",
@@ -40,7 +42,7 @@ _LAZY = {
 
 _SUBMODULES = {"edges", "errors", "io", "calibrate", "background", "extract",
                "datasets", "simulate", "learn", "widgets", "cli", "paths", "accessor", "pipeline", "bench", "twin",
-               "demo", "quantify"}
+               "demo", "quantify", "interop", "plotting"}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 

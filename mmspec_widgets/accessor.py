@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-__all__ = ["MMSpecAccessor"]
+__all__ = ["MMSpecAccessor", "MMSpecDatasetAccessor"]
 
 
 @xr.register_dataarray_accessor("mmspec")
@@ -97,7 +97,39 @@ class MMSpecAccessor:
 
         return normalize_edge(self._da, edge, method, **kw)
 
+    # interoperability ----------------------------------------------------
+    def to_hyperspy(self):
+        """:func:`mmspec_widgets.interop.to_hyperspy` (an exspy ``EELSSpectrum``)."""
+        from .interop import to_hyperspy
+
+        return to_hyperspy(self._da)
+
     @property
     def history(self) -> list:
         """Processing steps applied so far (``attrs["history"]``)."""
         return list(self._da.attrs.get("history", []))
+
+
+@xr.register_dataset_accessor("mmspec")
+class MMSpecDatasetAccessor:
+    """``maps.mmspec.<method>()``: the same face for Datasets (maps, per-edge spectra)."""
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    def to_hyperspy(self):
+        """:func:`mmspec_widgets.interop.to_hyperspy` (a ``Signal2D`` stack of the maps)."""
+        from .interop import to_hyperspy
+
+        return to_hyperspy(self._ds)
+
+    def plot_maps(self, truth=None, **kw):
+        """:func:`mmspec_widgets.plotting.plot_maps` (a matplotlib Figure)."""
+        from .plotting import plot_maps
+
+        return plot_maps(self._ds, truth, **kw)
+
+    @property
+    def history(self) -> list:
+        """Processing steps applied so far (``attrs["history"]``)."""
+        return list(self._ds.attrs.get("history", []))

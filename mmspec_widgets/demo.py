@@ -114,49 +114,15 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
 
 
 def plot_maps(maps: xr.Dataset, truth: xr.Dataset, path: Path) -> Path:
-    """Truth vs prediction for every target, one row each, saved as PNG."""
+    """Truth, prediction and uncertainty of every target, with the OOD score
+    and the edges used, saved as PNG (:func:`mmspec_widgets.plotting.plot_maps`)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plotting import plot_maps as _plot
 
-    names = [n for n in maps.data_vars if not n.endswith("_std") and n in truth]
-    fig, axes = plt.subplots(len(names), 3, figsize=(10, 1.6 * len(names) + 0.6),
-                             constrained_layout=True)
-    axes = np.atleast_2d(axes)
-    ext = [float(truth.x[0]), float(truth.x[-1]), float(truth.y[-1]), float(truth.y[0])]
-    for row, name in zip(axes, names, strict=True):
-        t = truth[name].values.astype(float)
-        if name in ("o_vacancy", "antisite"):
-            t = (t > 0).astype(float)
-            t[~np.isfinite(truth["li_content"].values)] = np.nan
-        p = maps[name].values.astype(float)
-        lo = np.nanmin([np.nanmin(t), np.nanmin(p)])
-        hi = np.nanmax([np.nanmax(t), np.nanmax(p)])
-        # a colour scale at least as wide as the quantity's natural range, so
-        # that a small scatter around a constant truth does not look dramatic
-        span = 1.0 if name.endswith("_oxidation") else 0.5
-        if hi - lo < span:
-            mid = 0.5 * (hi + lo)
-            lo, hi = mid - span / 2, mid + span / 2
-        for ax, img, title in ((row[0], t, "truth"), (row[1], p, "predicted")):
-            im = ax.imshow(img, vmin=lo, vmax=hi, cmap="viridis", extent=ext, aspect="equal")
-            ax.set_title(f"{name}: {title}", fontsize=9)
-        fig.colorbar(im, ax=row[:2], shrink=0.8)
-        s = maps.get(f"{name}_std")
-        if s is not None:
-            im2 = row[2].imshow(s.values, cmap="magma", extent=ext, aspect="equal")
-            row[2].set_title(f"{name}: stated std", fontsize=9)
-            fig.colorbar(im2, ax=row[2], shrink=0.8)
-        else:
-            row[2].axis("off")
-        for ax in row:
-            ax.set_xlabel("x (nm)", fontsize=8)
-            ax.set_ylabel("y (nm)", fontsize=8)
-            ax.tick_params(labelsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _plot(maps, truth, path=path)
+    return Path(path)
 
 
 def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=None) -> dict:

@@ -316,6 +316,10 @@ def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
                 f"{path}: signal {i} could not be read (truncated or corrupt file?): "
                 f"{type(err).__name__}: {err}"
             ) from err
+        if ext in (".hspy", ".hdf5"):  # written by interop.to_hyperspy: its labels back
+            from .interop import from_hyperspy
+
+            da = from_hyperspy(sig, da)
         if len(signals) > 1:
             da.attrs["signal_index"] = i
         out.append(da)

@@ -5,9 +5,15 @@ to a temporary folder, JupyterLab is started on a free localhost port with a
 token, Chromium runs the notebook through the menu ("Run All Cells"), and the
 test checks that the Bokeh canvases and the ipywidgets render and that mouse
 interactions reach Python and change what is shown (a click on a map pixel,
-a drag of the background window).  Screenshots of each widget go to
-``test-artifacts/`` (ignored by git); with ``MMSPEC_UPDATE_SCREENSHOTS=1`` they
-are also written to ``docs/screenshots/``.
+a drag of the background window).
+
+Screenshots of each widget are taken on every run into ``test-artifacts/``
+(ignored by git), and what each shows (the model id, the calibration, the
+numbers of the selected pixel) is compared with what the committed screenshots
+in ``docs/screenshots/`` show, recorded beside them in ``shown.json``: a
+committed screenshot that no longer matches the code or the shipped model
+fails the test.  ``MMSPEC_UPDATE_SCREENSHOTS=1`` copies the fresh screenshots
+and their ``shown.json`` to ``docs/screenshots/``.
 
 Needs Chromium (``/usr/bin/chromium`` or ``chromium`` on PATH);
 ``scripts/test.sh`` installs it.  Set ``MMSPEC_SKIP_BROWSER=1`` to skip
@@ -16,7 +22,9 @@ explicitly on a machine without one.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +43,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOTS = REPO / "docs" / "screenshots"
+SHOWN = "shown.json"  # what each screenshot shows (beside the PNGs)
+_UPDATE = os.environ.get("MMSPEC_UPDATE_SCREENSHOTS") == "1"
 TOKEN = "mmspec-browser-test"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -242,12 +252,39 @@ def _to_screen(geo: dict, x: float, y: float) -> tuple[float, float]:
     return geo["left"] + fx * geo["width"], geo["top"] + (1.0 - fy) * geo["height"]
 
 
-def _shot(locator, name: str, *, docs: bool = True) -> bytes:
+def _shot(locator, name: str, *, docs: bool = True, shows: dict | None = None) -> bytes:
+    """Screenshot into test-artifacts/; for the documented ones, check (or with
+    MMSPEC_UPDATE_SCREENSHOTS=1 record) that the committed one shows the same."""
     png = locator.screenshot(path=str(ARTIFACTS / name))
-    if docs and os.environ.get("MMSPEC_UPDATE_SCREENSHOTS") == "1":
+    if not docs:
+        return png
+    shows = dict(shows or {})
+    fresh = ARTIFACTS / SHOWN
+    record = json.loads(fresh.read_text()) if fresh.exists() else {}
+    record[name] = shows
+    fresh.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    if _UPDATE:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
+        committed_path = SCREENSHOTS / SHOWN
+        committed = json.loads(committed_path.read_text()) if committed_path.exists() else {}
+        committed[name] = shows
+        committed_path.write_text(json.dumps(committed, indent=1, sort_keys=True) + "\n")
+        return png
+    committed = json.loads((SCREENSHOTS / SHOWN).read_text()) \
+        if (SCREENSHOTS / SHOWN).exists() else {}
+    assert (SCREENSHOTS / name).exists(), f"docs/screenshots/{name} missing"
+    assert committed.get(name) == shows, (
+        f"docs/screenshots/{name} is stale: it shows {committed.get(name)}, the widget now "
+        f"shows {shows}; rerun this test with MMSPEC_UPDATE_SCREENSHOTS=1 and commit "
+        "docs/screenshots/")
     return png
+
+
+def _find(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not found in: {text[:800]}"
+    return m.group(0)
 
 
 def _canvas_png(pg, name: str) -> bytes:
@@ -292,7 +329,11 @@ def test_explorer_click_on_map_selects_pixel(page):
     page.wait_for_timeout(800)
     after = _canvas_png(page, "explorer-spectrum")
     assert before != after, "the spectrum plot did not change after the click"
-    _shot(ex, "explorer.png")
+    text = ex.inner_text()
+    _shot(ex, "explorer.png", shows={
+        "pixel": _find(r"row 1, col 15", text),
+        "total": _find(r"total [0-9.e+]+ counts", text),
+        "energy axis": "uncalibrated" if "not calibrated" in text else "calibrated"})
 
 
 def test_inference_click_shows_pixel_panel(page):
@@ -307,7 +348,16 @@ def test_inference_click_shows_pixel_panel(page):
         "() => [...document.querySelectorAll('.mmspec-inference .widget-html-content')]"
         ".some(e => e.innerText.includes('Pixel (row 6, col 9)'))", timeout=15_000)
     page.wait_for_timeout(800)
-    png = _shot(inf, "inference.png")
+    text = inf.inner_text()
+    model_id = _find(r"mmspec-[a-z]+-[a-z0-9]+-[0-9a-f]{12}", text)
+    from mmspec_widgets.learn import load_model
+
+    assert model_id == load_model().model_id  # the shipped default model
+    png = _shot(inf, "inference.png", shows={
+        "model": model_id,
+        "pixel": _find(r"Pixel \(row 6, col 9\)", text),
+        "ood score": _find(r"OOD score [0-9.]+", text),
+        "uncertainty": _find(r"value ± 1 std", text)})
     assert len(png) > 10_000
     # the explanation overlay was drawn: the spectra panel is not blank
     pixels = np.frombuffer(png, dtype=np.uint8)
@@ -319,7 +369,11 @@ def test_calibration_renders_fit(page):
     cal.scroll_into_view_if_needed()
     text = cal.inner_text()
     assert "E" in text and "eV/channel" in text and "Mn L3" in text
-    _shot(cal, "calibration.png")
+    _shot(cal, "calibration.png", shows={
+        "zero loss": _find(r"Zero-loss peak at [-0-9.]+ eV \(median\), spread [0-9.]+ eV",
+                           text),
+        "axis": _find(r"= [-+0-9.]+ eV \+ [0-9.]+ × E", text),
+        "dispersion": _find(r"dispersion [0-9.]+ → [0-9.]+ eV/channel", text)})
 
 
 def test_background_window_drag(page):
@@ -353,4 +407,5 @@ def test_background_window_drag(page):
     assert hi - lo == pytest.approx(37.0, abs=0.7), text  # moved, not resized
     assert readout.replace(" ", "") == f"{lo:.1f}–{hi:.1f}", (readout, text)
     assert _canvas_png(page, "background-pixel") != before
-    _shot(bg, "background.png")
+    # the window after a drag varies a little from run to run: not compared
+    _shot(bg, "background.png", shows={"widget": "background subtraction, window dragged"})

@@ -106,3 +106,34 @@ def test_twin_defect_patches_are_found(summary, target, min_auc):
     s = summary["scores"][target]
     assert s["n_defect_pixels"] >= 20
     assert s["roc_auc"] > min_auc, s
+
+
+def test_demo_figure_reads_at_a_glance(demo_dir):
+    """maps.png: every image with a labelled colour bar, the OOD and edges-used maps,
+    oxidation states blank where the twin's model says the element is absent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmspec_widgets import plotting
+
+    out, _ = demo_dir
+    assert (out / "maps.png").stat().st_size > 50_000
+    maps = xr.open_dataset(out / "maps.nc")
+    fig = plotting.plot_maps(maps, load_digital_twin().truth)
+    try:
+        images = [im for ax in fig.axes for im in ax.images]
+        bars = {id(im.norm): im.colorbar for im in images if im.colorbar is not None}
+        for im in images:
+            cb = im.colorbar or bars.get(id(im.norm))
+            assert cb is not None and cb.ax.get_ylabel().strip(), im.axes.get_title()
+        titles = [ax.get_title() for ax in fig.axes if ax.images]
+        assert any(t.startswith("Out of distribution") for t in titles)
+        assert any(t.startswith("Edges used") for t in titles)
+        assert not any("_" in t for t in titles), titles  # no raw keys
+    finally:
+        plt.close(fig)
+    mn_ox = plotting.display_values(maps, "mn_oxidation")
+    absent = maps["mn_fraction"].values < plotting.MIN_FRACTION
+    assert np.isnan(mn_ox[absent]).all()

@@ -107,7 +107,7 @@ def test_log_column_masks_nonpositive():
 def test_survey_and_si_area_drawn(ex):
     assert ex.survey_fig is not None
     assert ex.survey_fig.xaxis.axis_label == "x (nm)"
-    assert ex.lin_fig.xaxis.axis_label == "Energy loss (eV)"
+    assert ex.lin_fig.xaxis.axis_label == "Energy loss (eV, uncalibrated)"  # as recorded
     # one image + the SI-area rectangle
     assert len(ex.survey_fig.renderers) == 2
 
@@ -156,3 +156,35 @@ def test_real_si_and_survey(tm_si_path):
     vacuum = float(ex.map_source.data["image"][0][0, 0])
     inside = float(ex.map_source.data["image"][0][1, 10])
     assert inside > 20 * vacuum
+
+
+def test_uncalibrated_energy_axis_is_said(si):
+    from mmspec_widgets.widgets.explorer import energy_calibration_note
+
+    raw = si.copy()
+    raw.attrs["history"] = []
+    ex = Explorer(raw)
+    assert "not calibrated" in ex.calibration_note
+    assert "not calibrated" in ex.info.value
+    assert "uncalibrated" in ex.lin_fig.xaxis[0].axis_label
+    aligned = si.copy()
+    aligned.attrs["history"] = [{"step": "align_zero_loss", "params": {}}]
+    assert "zero-loss aligned" in energy_calibration_note(aligned)
+    cal = si.copy()
+    cal.attrs["history"] = [{"step": "align_zero_loss", "params": {}},
+                            {"step": "apply_calibration", "params": {"offset_eV": 1.0}}]
+    ex = Explorer(cal)
+    assert ex.calibration_note == ""
+    assert "calibrated" not in ex.info.value
+    assert "uncalibrated" not in ex.lin_fig.xaxis[0].axis_label
+
+
+def test_real_calibrated_si_is_not_flagged(tm_si_path, zlp_si_path):
+    import mmspec_widgets as mm
+    from mmspec_widgets.widgets.explorer import energy_calibration_note
+
+    si = mm.load(tm_si_path)
+    assert energy_calibration_note(si)
+    cal = mm.calibrate(si, zlp=mm.load(zlp_si_path),
+                       references={"O_K": 530.0, "Ni_L3": 853.5})
+    assert energy_calibration_note(cal) == ""

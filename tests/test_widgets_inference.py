@@ -168,3 +168,33 @@ def test_bad_inputs(trained, maps_data):
         w.pixel = (9, 9)
     with pytest.raises(MMSpecError, match="mode"):
         w.mode = "both"
+
+
+def test_maps_follow_the_plotting_conventions(w):
+    """One uncertainty convention, an OOD colour bar spanning the scores, capped std,
+    oxidation states blank where the element is absent."""
+    from mmspec_widgets import plotting
+
+    score = w.result["ood_score"].values
+    assert w.ood_mapper.high == pytest.approx(plotting.ood_limits(score)[1])
+    assert w.ood_mapper.high >= np.nanmax(np.where(np.isfinite(score), score, np.nan))
+    assert "± 1 std" in w.std_fig.title.text
+    assert w.pred_fig.right[0].title and w.std_fig.right[0].title.startswith("1 std")
+    assert "value ± 1 std" in w.pixel_table.value and "90 %" not in w.pixel_table.value
+    # a std wider than half the physical range is shown capped, and said so in the table
+    res = w.result.copy(deep=True)
+    res["li_content_std"][:] = 0.9
+    w.result = res
+    w.target = "li_content"
+    w._show_maps()
+    w._show_pixel()
+    assert np.nanmax(w.std_source.data["image"][0]) <= 0.5
+    assert "capped" in w.std_fig.title.text
+    assert "no information" in w.pixel_table.value
+    if "ni_oxidation" in w.model.targets_:
+        res = w.result.copy(deep=True)
+        res["ni_fraction"][:] = 0.0
+        w.result = res
+        w.target = "ni_oxidation"
+        w._show_maps()
+        assert np.isnan(w.pred_source.data["image"][0]).all()

@@ -8,14 +8,22 @@ Examples::
 
 After a campaign run the data set is assembled into ``--dataset`` (default
 ``<out>/training_set.nc``) unless ``--no-assemble``.
+
+Quiet by default: standard output carries only the JSON summary, standard
+error a progress bar (and failures); the engines' output (FEFF, edrixs), the
+Dask workers' and scheduler's messages and one line per job go to
+``<out>/simulate.log``. ``--verbose`` shows all of it on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 __all__ = ["register", "main"]
 
@@ -49,6 +57,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "other settings are other jobs: use a separate --out store")
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="engine, Dask and per-job messages on standard error "
+                        "(default: to <out>/simulate.log)")
     p.add_argument("--assemble", action="store_true",
                    help="assemble the data set from the store (no simulation)")
     p.add_argument("--dataset", default=None,
@@ -60,14 +71,98 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "and print the rank correlation of each descriptor with its label")
 
 
+#: loggers whose messages are chatter in quiet mode (they go to the log file)
+_CHATTY = ("mmspec_widgets", "distributed", "dask", "tornado", "asyncio", "bokeh", "py.warnings")
+_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class _KeepLevel(logging.StreamHandler):
+    """A handler whose level stays NOTSET: starting a cluster, Dask sets the level
+    of the handlers of its loggers to WARNING; the log file keeps their INFO lines."""
+
+    def setLevel(self, level) -> None:  # noqa: N802 - logging's name
+        return None
+
+
+@contextlib.contextmanager
+def _quiet(log_path: Path):
+    """Send everything written to file descriptors 1 and 2 (engines, worker
+    processes started meanwhile) and all log records to ``log_path``.
+
+    Yields ``(out, err)``: text streams on the original standard output and
+    error, for the JSON summary and the progress bar. ``sys.stderr`` points at
+    ``err`` meanwhile (tqdm draws there), ``sys.stdout`` at the log.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed below
+    saved = os.dup(1), os.dup(2)
+    out = os.fdopen(os.dup(saved[0]), "w", buffering=1, encoding="utf-8")
+    err = os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8")
+    old_streams = sys.stdout, sys.stderr
+    root = logging.getLogger()
+
+    def to_log() -> logging.Handler:
+        h = _KeepLevel(log)
+        h.setFormatter(logging.Formatter(_FORMAT))
+        return h
+
+    old_root = root.handlers[:], root.level
+    chatty = {}
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout, sys.stderr = log, err
+        root.handlers[:] = [to_log()]
+        root.setLevel(logging.INFO)
+        import distributed  # noqa: F401  (installs its own handlers: send them to the log)
+
+        for name in _CHATTY:
+            lg = logging.getLogger(name)
+            chatty[name] = lg.handlers[:], lg.propagate, lg.level
+            lg.handlers[:] = [to_log()]
+            lg.propagate = False
+        # the per-job lines (a library may lower the root logger's level meanwhile)
+        logging.getLogger("mmspec_widgets").setLevel(logging.INFO)
+        logging.captureWarnings(True)
+        log.write(f"--- mmspec simulate {' '.join(sys.argv[1:])}\n")
+        yield out, err
+    finally:
+        logging.captureWarnings(False)
+        for name, (handlers, prop, level) in chatty.items():
+            lg = logging.getLogger(name)
+            lg.handlers[:] = handlers
+            lg.propagate = prop
+            lg.setLevel(level)
+        root.handlers[:], lvl = old_root
+        root.setLevel(lvl)
+        sys.stdout, sys.stderr = old_streams
+        log.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        out.close()
+        err.close()
+        log.close()
+
+
 def _run(args) -> int:
+    if getattr(args, "verbose", False) or args.assemble:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                            stream=sys.stderr)
+        return _main(args, sys.stdout, sys.stderr)
+    log_path = Path(args.out) / "simulate.log"
+    with _quiet(log_path) as (out, err):
+        return _main(args, out, err, log_path)
+
+
+def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
     from ..errors import MMSpecError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         if args.assemble:
-            from pathlib import Path
-
             from .dataset import assemble_training_set
 
             path = args.dataset or str(Path(args.out) / "training_set.nc")
@@ -75,7 +170,7 @@ def _run(args) -> int:
             out = {"path": path, "samples": int(ds.sizes["sample"])}
             if args.trends:
                 out["trends"] = _trends(ds, args.trends)
-            print(json.dumps(out))
+            print(json.dumps(out), file=stdout)
             return 0
         if not args.structures:
             raise MMSpecError("--structures N is required (or --assemble)")
@@ -94,8 +189,6 @@ def _run(args) -> int:
         )
         summary.pop("failures", None)
         if not args.no_assemble:
-            from pathlib import Path
-
             from ..errors import DataError
             from .dataset import assemble_training_set
 
@@ -104,11 +197,15 @@ def _run(args) -> int:
                 ds = assemble_training_set(args.out, path=path)
                 summary["dataset"] = {"path": path, "samples": int(ds.sizes["sample"])}
             except DataError as exc:
-                print(f"mmspec simulate: data set not assembled: {exc}", file=sys.stderr)
-        print(json.dumps(summary))
+                print(f"mmspec simulate: data set not assembled: {exc}", file=stderr)
+        if log_path is not None:
+            summary["log"] = str(log_path)
+        print(json.dumps(summary), file=stdout)
         return 0
     except MMSpecError as exc:
-        print(f"mmspec simulate: error: {exc}", file=sys.stderr)
+        print(f"mmspec simulate: error: {exc}", file=stderr)
+        if log_path is not None:
+            print(f"mmspec simulate: details in {log_path}", file=stderr)
         return 2
 
 

@@ -14,7 +14,7 @@ from ..errors import DataError
 from . import _plots as P
 from ._base import EchoGuard, WidgetBase
 
-__all__ = ["Explorer", "region_spectrum"]
+__all__ = ["Explorer", "region_spectrum", "energy_calibration_note"]
 
 
 def region_spectrum(si: xr.DataArray, rows: tuple[int, int], cols: tuple[int, int]) -> xr.DataArray:
@@ -53,6 +53,33 @@ def region_spectrum(si: xr.DataArray, rows: tuple[int, int], cols: tuple[int, in
     out.attrs = copy.deepcopy(dict(si.attrs))
     out.attrs["history"] = list(out.attrs.get("history", [])) + [step]
     return out
+
+
+def energy_calibration_note(si: xr.DataArray) -> str:
+    """What a viewer should know about the energy axis of ``si``, from its history.
+
+    Returns ``""`` when a reference-feature calibration
+    (:func:`mmspec_widgets.calibrate.apply_calibration`, run by
+    :func:`~mmspec_widgets.calibrate.calibrate`) is recorded in
+    ``attrs["history"]``; otherwise a sentence saying that the axis is the
+    spectrometer's (only zero-loss aligned, or as recorded).
+    """
+    hist = si.attrs.get("history", [])
+    if isinstance(hist, str):
+        import json
+
+        try:
+            hist = json.loads(hist)
+        except ValueError:
+            hist = []
+    steps = [h.get("step") for h in hist if isinstance(h, dict)] if isinstance(hist, list) else []
+    if "apply_calibration" in steps:
+        return ""
+    fix = "calibrate with mmspec_widgets.calibrate or the Calibration widget"
+    if "align_zero_loss" in steps:
+        return ("Energy axis zero-loss aligned but not calibrated on reference features "
+                f"(dispersion as recorded): {fix}.")
+    return f"Energy axis as recorded by the spectrometer, not calibrated: {fix}."
 
 
 class Explorer(WidgetBase):
@@ -125,7 +152,11 @@ class Explorer(WidgetBase):
 
     # ------------------------------------------------------------------ build
     def _build(self, si_area) -> None:
+        self.calibration_note = energy_calibration_note(self.si)
         x_label = P.energy_label(self.si)
+        if self.calibration_note:
+            x_label = x_label.replace(")", ", uncalibrated)") if x_label.endswith(")") \
+                else x_label + " (uncalibrated)"
         total = self._map(*self._e_full)
         self.map_fig, self.map_source, self.map_mapper = P.image_figure(
             total, title="Spectrum image: counts in shown energy range",
@@ -331,8 +362,10 @@ class Explorer(WidgetBase):
             title = f"Summed spectrum of {n} pixels"
         self.lin_fig.title.text = title
         self.log_fig.title.text = title + " (log scale)"
+        note = (f"<br><span style='color:#b35806'>&#9888; {self.calibration_note}</span>"
+                if self.calibration_note else "")
         self.info.value = (f"<b>Shown:</b> {what} &nbsp;|&nbsp; total "
-                           f"{np.nansum(counts):.3g} counts")
+                           f"{np.nansum(counts):.3g} counts{note}")
         self._rescale_y()
 
     def _update_map(self) -> None:

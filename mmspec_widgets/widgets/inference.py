@@ -13,6 +13,7 @@ from bokeh.layouts import column, gridplot
 from bokeh.models import LinearAxis, Range1d
 from bokeh.palettes import RdBu11
 
+from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
 from . import _plots as P
@@ -20,18 +21,9 @@ from ._base import WidgetBase
 
 __all__ = ["Inference", "TARGET_LABELS"]
 
-#: Human-readable names of the model targets.
-TARGET_LABELS = {
-    "li_content": "Li content x (LixMO2)",
-    "ni_fraction": "Ni fraction of TM",
-    "mn_fraction": "Mn fraction of TM",
-    "co_fraction": "Co fraction of TM",
-    "ni_oxidation": "Ni oxidation state",
-    "mn_oxidation": "Mn oxidation state",
-    "co_oxidation": "Co oxidation state",
-    "o_vacancy": "O-vacancy probability",
-    "antisite": "Li/Ni antisite probability",
-}
+#: Human-readable names of the model targets (:data:`mmspec_widgets.plotting.TARGETS`).
+TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
+_OOD_TITLE = "OOD score"
 _PROBABILITY = ("o_vacancy", "antisite")
 _ENERGY_LABEL = "Energy loss (eV)"
 
@@ -55,9 +47,13 @@ class Inference(WidgetBase):
     Choose the model and the edges it may use (check boxes), or switch to
     "single edge" to see what one edge alone gives.  Three maps show the
     prediction of the chosen target, its uncertainty (1 standard deviation,
-    calibrated on held-out simulations) and the out-of-distribution score
-    (> 1: the spectra look unlike any training spectrum; such pixels are
-    hatched on the prediction map).  Click a pixel to see its spectra on
+    calibrated on held-out simulations; capped at half the target's physical
+    range, beyond which it carries no information) and the
+    out-of-distribution score (> 1: the spectra look unlike any training
+    spectrum; such pixels are hatched on the prediction map; the colour bar
+    spans the scores present, white at 1). Oxidation states are blank where
+    the element's predicted fraction is below
+    :data:`mmspec_widgets.plotting.MIN_FRACTION`.  Click a pixel to see its spectra on
     each edge's grid, all its predictions, and, with "explain" on, the
     energies the model relies on for the target (permutation importance on
     the labelled set, :func:`mmspec_widgets.learn.energy_importance`).
@@ -194,12 +190,13 @@ class Inference(WidgetBase):
         self.pred_fig, self.pred_source, self.pred_mapper = P.image_figure(
             tmpl * 0.0, title="Prediction", colorbar_title="", width=width, max_height=300)
         self.std_fig, self.std_source, self.std_mapper = P.image_figure(
-            tmpl * 0.0, title="Uncertainty (1 std)", palette="Cividis256",
+            tmpl * 0.0, title=f"Uncertainty ({PL.UNCERTAINTY})", palette="Cividis256",
             colorbar_title="", width=width, max_height=300)
         self.ood_fig, self.ood_source, self.ood_mapper = P.image_figure(
-            tmpl * 0.0, title="Out-of-distribution score", palette=RdBu11,
-            colorbar_title="score (> 1: unlike training)", width=width, max_height=300)
+            tmpl * 0.0, title="Out-of-distribution score (> 1: unlike training)",
+            palette=RdBu11, colorbar_title=_OOD_TITLE, width=width, max_height=300)
         self.ood_mapper.low, self.ood_mapper.high = 0.0, 2.0
+        self.ood_mapper.palette = PL.ood_palette(0.0, 2.0)
         for f in (self.std_fig, self.ood_fig):
             f.x_range = self.pred_fig.x_range
             f.y_range = self.pred_fig.y_range
@@ -480,12 +477,21 @@ class Inference(WidgetBase):
         if self.result is None or self.target not in self.result:
             return
         t = self.target
-        value, std = self._image(t), self._image(f"{t}_std")
+        maps = self.result.transpose("y", "x", ...)
+        # as every figure shows them: blank where the target does not apply,
+        # std capped at half the physical range (beyond it, no information)
+        value = PL.display_values(maps, t)
+        std, cap, n_capped = PL.display_std(maps, t)
         ood_score, ood = self._image("ood_score"), self._image("ood") > 0.5
+        ood_score = np.where(np.isfinite(ood_score), ood_score, np.nan)
         self.pred_source.data = dict(self.pred_source.data, image=[value])
         self.std_source.data = dict(self.std_source.data, image=[std])
         self.ood_source.data = dict(self.ood_source.data, image=[ood_score])
-        units = str(self.result[t].attrs.get("units", ""))
+        o_lo, o_hi = PL.ood_limits(ood_score)  # the colour bar spans the scores present
+        self.ood_mapper.low, self.ood_mapper.high = o_lo, o_hi
+        self.ood_mapper.palette = PL.ood_palette(o_lo, o_hi)
+        info = PL.target_info(t, self.result)
+        units = info.unit
         if t in _PROBABILITY:
             self.pred_mapper.palette = "Inferno256"
             lo, hi = 0.0, 1.0
@@ -497,9 +503,10 @@ class Inference(WidgetBase):
         self.std_mapper.low, self.std_mapper.high = 0.0, max(s_hi, 1e-6)
         label = TARGET_LABELS.get(t, t)
         self.pred_fig.title.text = f"{label} (hatched: out of distribution)"
-        self.std_fig.title.text = f"Uncertainty of {label} (1 std)"
+        capped = f"; {n_capped} px capped at {cap:g}" if n_capped else ""
+        self.std_fig.title.text = f"Uncertainty of {label} ({PL.UNCERTAINTY}{capped})"
         self.pred_fig.right[0].title = units
-        self.std_fig.right[0].title = units
+        self.std_fig.right[0].title = f"1 std ({units})"
         self.grid_source.data = dict(self.grid_source.data, value=value.ravel())
         g = self.grid_source.data
         sel = ood.ravel()
@@ -535,19 +542,24 @@ class Inference(WidgetBase):
                 note += " - no spectrum in this pixel (masked or absent edge)"
             fig.title.text = f"{_edge_label(e)}{note}"
             fig.renderers[-1].glyph.line_alpha = 1.0 if used else 0.3
-        q90 = self.result.attrs.get("q90", {}) or {}
+        maps = self.result.transpose("y", "x", ...)
         rows = []
         for t in self.model.targets_:
             if t not in self.result:
                 continue
-            v = float(self.result[t].isel(y=r, x=c))
-            s = float(self.result[f"{t}_std"].isel(y=r, x=c))
-            units = html.escape(str(self.result[t].attrs.get("units", "")))
-            if t in _PROBABILITY:
-                txt = f"{v:.2f}"
+            info = PL.target_info(t, self.result)
+            v = float(PL.display_values(maps, t)[r, c])
+            s = float(self.result[f"{t}_std"].transpose("y", "x").values[r, c])
+            units = html.escape(info.unit)
+            if not np.isfinite(v):
+                raw = float(self.result[t].transpose("y", "x").values[r, c])
+                txt = "n/a (element absent)" if np.isfinite(raw) else "—"
+            elif np.isfinite(s) and s > info.std_cap:  # wider than the quantity can spread
+                txt = f"{v:.2f} (std &gt; {info.std_cap:g}: no information)"
+            elif t in _PROBABILITY:
+                txt = f"{v:.2f} ± {s:.2f}"
             else:
-                half = float(q90.get(t, 1.645)) * s if np.isfinite(s) else np.nan
-                txt = f"{v:.3f} ± {half:.3f}"
+                txt = f"{v:.3f} ± {s:.3f}"
             bold = "font-weight:bold;" if t == self.target else ""
             rows.append(f"<tr style='{bold}'><td style='padding:1px 6px 1px 0'>"
                         f"{html.escape(TARGET_LABELS.get(t, t))}<br>"
@@ -563,7 +575,7 @@ class Inference(WidgetBase):
             f"<br>OOD score {score:.2f}: {flag}"
             "<table style='font-size:12px;border-collapse:collapse;margin-top:4px'>"
             "<tr style='border-bottom:1px solid #ccc'><th style='text-align:left'>target</th>"
-            "<th style='text-align:right;padding:1px 0 1px 6px'>value ± 90 %</th></tr>"
+            f"<th style='text-align:right;padding:1px 0 1px 6px'>value {PL.UNCERTAINTY}</th></tr>"
             + "".join(rows) + "</table></div>")
 
     def _show_explanation(self) -> None:
