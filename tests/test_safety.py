@@ -1,0 +1,192 @@
+"""Nothing lost, nothing mixed: map stores that know what they hold, writes
+that never destroy a user's files, and arguments checked where they enter.
+
+The fault tests kill a real child process (SIGKILL) while it maps, at
+randomised moments around the creation of its Zarr store, and check that a
+rerun gives exactly the maps of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import mmspec_widgets as mm
+from mmspec_widgets import pipeline as pl
+from mmspec_widgets.errors import MMSpecError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _map_child import StandInModel, read_inputs, write_inputs  # noqa: E402
+
+CHILD = Path(__file__).parent / "_map_child.py"
+PKG_ROOT = Path(mm.__file__).resolve().parent.parent
+BLOCK = (3, 6)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """An SI and zero-loss SI (6 x 12 px) on disk for child processes, and the
+    same arrays as read back here."""
+    folder = tmp_path_factory.mktemp("inputs")
+    si, zlp = pl.synthetic_si((6, 12), seed=1)
+    path = folder / "in.npz"
+    write_inputs(path, si, zlp)
+    si, zlp = read_inputs(path)
+    return path, si, zlp
+
+
+@pytest.fixture(scope="module")
+def fresh(inputs, tmp_path_factory):
+    """Maps of an uninterrupted run."""
+    _, si, zlp = inputs
+    out = tmp_path_factory.mktemp("fresh") / "m.zarr"
+    return pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK,
+                                 progress=False).load()
+
+
+def _same_maps(res: xr.Dataset, ref: xr.Dataset) -> None:
+    assert set(res.data_vars) == set(ref.data_vars)
+    for v in ref.data_vars:
+        np.testing.assert_array_equal(res[v].values, ref[v].values, err_msg=v)
+
+
+def _state(out: Path) -> str:
+    """What a killed run left: nothing, a temporary folder, or a store with
+    some blocks done."""
+    import zarr
+
+    names = [p.name for p in out.parent.iterdir()]
+    if out.name not in names:
+        return "creating" if names else "nothing"
+    try:
+        done = np.asarray(zarr.open_group(str(out), mode="r")["block_done"][...])
+    except Exception:  # noqa: BLE001 - a store cut short while being created
+        return "incomplete store"
+    return f"{int(done.sum())}/{done.size} blocks"
+
+
+def test_kill_while_mapping_never_leaves_a_store_read_as_done(inputs, fresh, tmp_path):
+    """SIGKILL at random moments from just before the store appears until
+    blocks are being written; every rerun gives the uninterrupted maps."""
+    src, si, zlp = inputs
+    rng = np.random.default_rng()
+    n = 4
+    env = {**os.environ, "PYTHONPATH": str(PKG_ROOT)}
+    outs = [tmp_path / f"run{k}" / "m.zarr" for k in range(n)]
+    states: list[str] = [""] * n
+
+    def run(k: int) -> None:
+        out = outs[k]
+        out.parent.mkdir()
+        proc = subprocess.Popen([sys.executable, str(CHILD), str(src), str(out),
+                                 *map(str, BLOCK)], stdout=subprocess.PIPE, env=env)
+        try:
+            assert proc.stdout.readline().strip() == b"ready"
+            # the fragile moment: from the store's (temporary) folder appearing
+            # until its blocks are written
+            t_end = time.monotonic() + 60
+            while not any(out.parent.iterdir()) and proc.poll() is None \
+                    and time.monotonic() < t_end:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.8))
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        states[k] = _state(out)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(states), states
+    for out in outs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # no store of the old kind
+            res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK,
+                                        progress=False)
+        _same_maps(res, fresh)
+        assert [p.name for p in out.parent.iterdir()] == ["m.zarr"]  # temporaries gone
+    # the kills landed before the store was complete at least once
+    assert any(s in ("nothing", "creating", "incomplete store")
+               or s.split("/")[0] != s.split("/")[1].split()[0] for s in states), states
+
+
+def test_store_without_fingerprint_is_rebuilt_not_read_as_done(inputs, fresh, tmp_path):
+    """A store cut short while being created (or written before stores had a
+    fingerprint) is built again, even if its blocks claim to be done."""
+    import zarr
+
+    _, si, zlp = inputs
+    out = tmp_path / "m.zarr"
+    pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK, progress=False)
+    g = zarr.open_group(str(out), mode="r+")
+    del g.attrs["mmspec_fingerprint"]
+    g["o_level"][...] = np.nan
+    g["block_done"][...] = 1
+    with pytest.warns(UserWarning, match="without a complete fingerprint"):
+        res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK,
+                                    progress=False)
+    _same_maps(res, fresh)
+
+
+def test_another_si_into_an_existing_store_is_refused(inputs, fresh, tmp_path):
+    _, si, zlp = inputs
+    other = si.copy(data=si.values[::-1].copy())  # same shape, other counts
+    out = tmp_path / "m.zarr"
+    pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK, progress=False)
+    with pytest.raises(MMSpecError, match=r"different run \(si_data: the counts of si differ"):
+        pl.map_spectrum_image(other, zlp, model=StandInModel(), out=out, block=BLOCK,
+                              progress=False)
+    z2 = zlp.copy(data=zlp.values[:, ::-1].copy())
+    with pytest.raises(MMSpecError, match=r"different run \(zlp_data"):
+        pl.map_spectrum_image(si, z2, model=StandInModel(), out=out, block=BLOCK,
+                              progress=False)
+    _same_maps(xr.open_zarr(out, consolidated=False).drop_vars("block_done"), fresh)
+    # interrupted with one SI, resumed with another: refused, nothing mixed
+    part = tmp_path / "p.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(fail_after=2), out=part,
+                              block=BLOCK, progress=False)
+    with pytest.raises(MMSpecError, match="si_data"):
+        pl.map_spectrum_image(other, zlp, model=StandInModel(), out=part, block=BLOCK,
+                              progress=False)
+    res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=part, block=BLOCK,
+                                progress=False)
+    _same_maps(res, fresh)
+    # asked to start over: the other SI's maps
+    again = pl.map_spectrum_image(other, zlp, model=StandInModel(), out=part, block=BLOCK,
+                                  progress=False, overwrite=True)
+    ref = pl.map_spectrum_image(other, zlp, model=StandInModel(), out=tmp_path / "o.zarr",
+                                block=BLOCK, progress=False)
+    _same_maps(again, ref)
+
+
+def test_new_references_on_a_rerun_are_detected(inputs, tmp_path):
+    _, si, zlp = inputs
+    out = tmp_path / "m.zarr"
+    pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK, progress=False)
+    refs = {**pl.REFERENCES}
+    name = next(iter(refs))
+    refs[name] = refs[name] + 1.5
+    with pytest.raises(MMSpecError, match=r"different run \(references"):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK,
+                              references=refs, progress=False)
+    res = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=out, block=BLOCK,
+                                references=refs, progress=False, overwrite=True)
+    ref = pl.map_spectrum_image(si, zlp, model=StandInModel(), out=tmp_path / "f.zarr",
+                                block=BLOCK, references=refs, progress=False)
+    _same_maps(res, ref)
+    assert json.loads(res.attrs["mmspec_plan"])["calibration"]["references"][name][
+        "target_eV"] == pytest.approx(refs[name])
