@@ -993,25 +993,135 @@ def _attr_safe(value: Any) -> Any:
     return value
 
 
-def save(obj: xr.DataArray | xr.Dataset, path: str | Path) -> Path:
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path, or the same file through a symlink or hard link (same inode)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except OSError:
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, inputs=(),
+                 what: str = "path", folder: bool = False) -> Path:
+    """Refuse an output path that would destroy a user's data.
+
+    ``path`` must not be one of ``inputs`` (same path, symlink or hard link),
+    its folder must exist and be writable, and something already there (a
+    file, or a folder that is not empty) is replaced only with
+    ``overwrite=True``.  ``what`` names the argument in messages; ``folder``:
+    the output is a folder (a Zarr store), else a file, and a folder at
+    ``path`` is never replaced by a file.
+    """
+    path = Path(path).expanduser()
+    for src in inputs:
+        if src and _same_file(path, Path(src)):
+            raise FileFormatError(f"{what} {path}: is the file these data were read from; "
+                                  "expected a new file name (input files are never modified)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MMSpecError(f"{what} {path}: folder {str(parent)!r} does not exist; expected "
+                          "an existing folder (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MMSpecError(f"{what} {path}: folder {str(parent)!r} is not writable")
+    if not folder and path.is_dir():
+        raise MMSpecError(f"{what} {path}: is a folder; expected the name of a file to write")
+    if path.is_symlink() or path.exists():
+        empty_dir = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+        if not empty_dir and not overwrite:
+            kind = "a folder that is not empty" if path.is_dir() else "a file"
+            raise MMSpecError(f"{what} {path}: already exists ({kind}); choose a new name or "
+                              "pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
+def _temporary(path: Path, kind: str = "tmp") -> Path:
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def replace_with(tmp: Path, path: Path) -> None:
+    """Put the finished ``tmp`` (file or folder) in place of ``path``."""
+    import shutil
+
+    if tmp.is_dir():
+        old = None
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            old = _temporary(path, "old")
+            os.rename(path, old)
+        os.rename(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+
+def write_atomic(path: Path, writer) -> Path:
+    """Call ``writer(tmp)`` on a temporary name beside ``path``, then rename
+    it to ``path``: a reader never sees a half-written output, and the old
+    content stays if writing fails."""
+    import shutil
+
+    tmp = _temporary(path)
+    try:
+        writer(tmp)
+        replace_with(tmp, path)
+    except OSError as err:
+        raise MMSpecError(f"{path}: could not be written ({type(err).__name__}: {err})") \
+            from err
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save(obj: xr.DataArray | xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a result (maps, spectra, edges) to netCDF (``.nc``) or Zarr (``.zarr``).
 
     Nested attributes (the processing history, calibration details) are
     stored as JSON text so that every step stays recorded in the file. The
-    file is written anew; an existing file of that name is replaced, never a
-    file the data were read from (a :class:`FileFormatError` says so).
+    result is written under a temporary name and renamed when complete.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        What to write.
+    path : str or pathlib.Path
+        ``.nc`` or ``.zarr``, in an existing folder.
+    overwrite : bool
+        Replace an existing file (or a non-empty folder) at ``path``; by
+        default that is refused. The file the data were read from (same
+        path, symlink or hard link) is never replaced.
+
+    Raises
+    ------
+    FileFormatError
+        Unknown extension, or ``path`` is the file the data were read from.
+    MMSpecError
+        ``path`` exists (without ``overwrite``), its folder is missing or not
+        writable, or writing failed.
     """
-    path = Path(path)
+    if not isinstance(path, (str, Path)):
+        raise MMSpecError(f"path={path!r}: expected a file path (str or pathlib.Path)")
+    path = Path(path).expanduser()
     ext = path.suffix.lower()
     if ext not in (".nc", ".zarr"):
         raise FileFormatError(f"{path}: cannot write {ext or 'files without extension'!r}; "
                               "expected .nc (netCDF) or .zarr")
-    src = {str(Path(v.attrs.get("source_file", "")).resolve())
+    src = {str(v.attrs.get("source_file"))
            for v in ([obj] if isinstance(obj, xr.DataArray) else [obj, *obj.data_vars.values()])
            if v.attrs.get("source_file")}
-    if str(path.resolve()) in src:
-        raise FileFormatError(f"{path}: is the file these data were read from; "
-                              "expected a new file name (input files are never modified)")
+    check_output(path, overwrite=overwrite, inputs=sorted(src), what="save:",
+                 folder=ext == ".zarr")
     out = obj.copy()
     out.attrs = {k: _attr_safe(v) for k, v in obj.attrs.items()}
     variables = out.variables if isinstance(out, xr.Dataset) else out.coords.variables
@@ -1022,7 +1132,5 @@ def save(obj: xr.DataArray | xr.Dataset, path: str | Path) -> Path:
         out = out.to_dataset(name=out.name or "data")
         out.attrs = attrs
     if ext == ".nc":
-        out.to_netcdf(path, engine="h5netcdf")
-    else:
-        out.to_zarr(path, mode="w")
-    return path
+        return write_atomic(path, lambda tmp: out.to_netcdf(tmp, engine="h5netcdf"))
+    return write_atomic(path, lambda tmp: out.to_zarr(tmp, mode="w"))

@@ -190,3 +190,72 @@ def test_new_references_on_a_rerun_are_detected(inputs, tmp_path):
     _same_maps(res, ref)
     assert json.loads(res.attrs["mmspec_plan"])["calibration"]["references"][name][
         "target_eV"] == pytest.approx(refs[name])
+
+
+# --------------------------------------------------------------------------
+# writes never destroy what the user made
+
+
+def _maps() -> xr.Dataset:
+    return xr.Dataset({"li_content": (("y", "x"), np.arange(6.0).reshape(2, 3))},
+                      attrs={"history": [{"step": "test"}]})
+
+
+def test_save_over_a_users_folder_or_file_is_refused(tmp_path):
+    mine = tmp_path / "u.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(MMSpecError, match=r"already exists .*overwrite=True"):
+        mm.save(_maps(), mine)
+    assert (mine / "notes.txt").read_text() == "mine"
+    f = tmp_path / "u.nc"
+    f.write_text("my own file")
+    with pytest.raises(MMSpecError, match="already exists"):
+        mm.save(_maps(), f)
+    assert f.read_text() == "my own file"
+    # asked: replaced, and nothing temporary left beside it
+    mm.save(_maps(), mine, overwrite=True)
+    mm.save(_maps(), f, overwrite=True)
+    assert not (mine / "notes.txt").exists()
+    np.testing.assert_array_equal(xr.open_zarr(mine)["li_content"].values, _maps()["li_content"])
+    np.testing.assert_array_equal(xr.load_dataset(f)["li_content"].values, _maps()["li_content"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.nc", "u.zarr"]
+    # an empty folder is no one's data
+    empty = tmp_path / "e.zarr"
+    empty.mkdir()
+    mm.save(_maps(), empty)
+    assert (empty / "zarr.json").exists()
+
+
+def test_save_refuses_the_input_through_a_link(tmp_path):
+    src = tmp_path / "in.nc"
+    mm.save(_maps(), src)
+    before = src.read_bytes()
+    data = _maps().assign_attrs(source_file=str(src))
+    hard = tmp_path / "hard.nc"
+    os.link(src, hard)
+    soft = tmp_path / "soft.nc"
+    soft.symlink_to(src)
+    for target in (src, hard, soft):
+        with pytest.raises(MMSpecError, match="read from"):
+            mm.save(data, target, overwrite=True)
+    assert src.read_bytes() == before
+
+
+def test_save_into_a_missing_or_read_only_folder_is_a_clean_error(tmp_path):
+    with pytest.raises(MMSpecError, match="does not exist"):
+        mm.save(_maps(), tmp_path / "missing" / "m.nc")
+    d = tmp_path / "d.nc"
+    d.mkdir()
+    with pytest.raises(MMSpecError, match="is a folder"):
+        mm.save(_maps(), d, overwrite=True)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who may write anywhere (root)")
+        with pytest.raises(MMSpecError, match="not writable"):
+            mm.save(_maps(), ro / "m.nc")
+    finally:
+        ro.chmod(0o755)

@@ -169,6 +169,7 @@ def _quantify_arg(ds, args):
 
 
 def _cmd_predict(args) -> int:
+    from ..io import check_output, write_atomic
     from .bundle import load_model
 
     edges = _edges_arg(args.edges)
@@ -180,10 +181,12 @@ def _cmd_predict(args) -> int:
     maps.attrs = _serialisable_attrs(maps.attrs)
     maps.attrs["source_file"] = str(args.file)
     out = Path(args.out)
-    if out.resolve() == Path(args.file).resolve():
-        raise MMSpecError(f"--out {out}: would overwrite the input file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    maps.to_netcdf(out, engine="h5netcdf")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MMSpecError(f"--out {out}: cannot create its folder ({err})") from err
+    check_output(out, overwrite=args.overwrite, inputs=[args.file], what="--out")
+    write_atomic(out, lambda tmp: maps.to_netcdf(tmp, engine="h5netcdf"))
     n_ood = int(maps["ood"].values.sum())
     print(f"{maps.attrs['edge_set']} -> {out} ({maps['ood'].size} pixels, {n_ood} flagged OOD)")
     return 0
@@ -248,6 +251,8 @@ def register(subparsers) -> None:
                    help="edges to use (default: every model edge in the file)")
     p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
     p.add_argument("--out", required=True, help="output netCDF of maps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (refused otherwise)")
     p.add_argument("--drop-ood-edges", type=float, default=10.0, metavar="FACTOR",
                    help="per pixel, ignore an edge more than FACTOR times beyond its OOD "
                         "threshold (default 10)")
