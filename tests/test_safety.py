@@ -259,3 +259,57 @@ def test_save_into_a_missing_or_read_only_folder_is_a_clean_error(tmp_path):
             mm.save(_maps(), ro / "m.nc")
     finally:
         ro.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def edges_file(inputs, tmp_path_factory):
+    """Extracted edges of a few synthetic pixels, as ``mmspec predict`` reads."""
+    si = inputs[1].isel(y=slice(0, 2), x=slice(0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eds = mm.extract_edges(si, edges=list(pl.DEFAULT_EDGES))
+    return mm.save(eds, tmp_path_factory.mktemp("edges") / "edges.nc")
+
+
+def test_predict_out_never_replaces_a_users_file_or_the_input(edges_file, tmp_path, capsys):
+    from mmspec_widgets import cli
+
+    before = edges_file.read_bytes()
+    mine = tmp_path / "existing.nc"
+    mine.write_text("my notes")
+    assert cli.main(["predict", str(edges_file), "--out", str(mine)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert mine.read_text() == "my notes"
+    hard = tmp_path / "hard.nc"
+    os.link(edges_file, hard)
+    assert cli.main(["predict", str(edges_file), "--out", str(hard), "--overwrite"]) == 1
+    assert "read from" in capsys.readouterr().err
+    assert edges_file.read_bytes() == before
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    assert cli.main(["predict", str(edges_file), "--out", str(folder), "--overwrite"]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert folder.is_dir()
+    for bad in ("-5", "nan", "0"):
+        assert cli.main(["predict", str(edges_file), "--out", str(tmp_path / "n.nc"),
+                         "--drop-ood-edges", bad]) == 1
+        assert "--drop-ood-edges" in capsys.readouterr().err
+    assert cli.main(["predict", str(edges_file), "--out", str(mine), "--overwrite"]) == 0
+    assert xr.load_dataset(mine)["ood"].size == 6
+    assert edges_file.read_bytes() == before
+    assert not (tmp_path / "n.nc").exists()
+
+
+def test_demo_out_never_replaces_a_users_files(tmp_path, capsys):
+    from mmspec_widgets import cli
+
+    (tmp_path / "maps.png").write_bytes(b"my figure")
+    (tmp_path / "other.txt").write_text("mine")
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "maps.png").read_bytes() == b"my figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.png", "other.txt"]
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert cli.main(["demo", "--out", str(f)]) == 1
+    assert "cannot create" in capsys.readouterr().err and f.read_text() == "x"

@@ -168,11 +168,33 @@ def _quantify_arg(ds, args):
     return ds
 
 
+def _check_predict_args(args) -> None:
+    """Argument errors found before any work is done."""
+    import math
+
+    if args.composition and args.k_factors:
+        raise MMSpecError("predict: give --composition or --k-factors, not both")
+    if args.composition:
+        try:
+            _ni, _mn, _co = (float(v) for v in args.composition.split(","))
+        except ValueError:
+            raise MMSpecError(f"--composition {args.composition!r}: expected the TM fractions "
+                              "NI,MN,CO, e.g. 0.6,0.2,0.2") from None
+    f = args.drop_ood_edges
+    if not args.keep_ood_edges and not (math.isfinite(f) and f > 0):
+        raise MMSpecError(f"--drop-ood-edges {f!r}: expected a positive factor (times the "
+                          "OOD threshold), e.g. 10; --keep-ood-edges to keep every edge")
+
+
 def _cmd_predict(args) -> int:
     from ..io import check_output, write_atomic
     from .bundle import load_model
 
     edges = _edges_arg(args.edges)
+    _check_predict_args(args)
+    out = Path(args.out)
+    if out.parent.is_dir():  # refused before any work; checked again before writing
+        check_output(out, overwrite=args.overwrite, inputs=[args.file], what="--out")
     ds = _read_edges_file(Path(args.file), edges)
     ds = _quantify_arg(ds, args)
     model = load_model(args.model)
