@@ -389,6 +389,7 @@ def fit_background(si: xr.DataArray, window, model: BackgroundModel = "powerlaw"
     e = np.asarray(si["energy"].values, float)
     i1, i2 = _window_indices(e, window)
     model = _check_model(model, method)
+    order = _check_order(order, model, i2 - i1)
     npar = 2 if model != "polynomial" else int(order) + 1
     names = {"powerlaw": ["A", "r"], "exponential": ["A", "tau"]}.get(
         model, [f"c{i}" for i in range(npar)])
@@ -400,6 +401,27 @@ def fit_background(si: xr.DataArray, window, model: BackgroundModel = "powerlaw"
                          dask="parallelized", output_dtypes=[np.float64],
                          dask_gufunc_kwargs={"output_sizes": {"param": npar}})
     return out.assign_coords(param=names).rename("background_params")
+
+
+#: highest polynomial degree accepted for a background (higher degrees are
+#: ill-conditioned over a pre-edge window and overshoot under the edge)
+MAX_POLY_ORDER = 6
+
+
+def _check_order(order, model: str, n_points: int) -> int:
+    """The polynomial degree, checked against the points of the fit window."""
+    if model != "polynomial":
+        return 2 if order is None else order
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
+        raise MMSpecError(f"order={order!r}: expected an integer polynomial degree 0 - "
+                          f"{MAX_POLY_ORDER}")
+    order = int(order)
+    if not 0 <= order <= MAX_POLY_ORDER:
+        raise MMSpecError(f"order={order}: expected a polynomial degree 0 - {MAX_POLY_ORDER}")
+    if order + 1 > n_points:
+        raise MMSpecError(f"order={order}: the fit window holds {n_points} points; a degree-"
+                          f"{order} polynomial needs at least {order + 1}")
+    return order
 
 
 def _check_model(model, method):
@@ -474,6 +496,7 @@ def subtract_background(
     model = _check_model(model, method)
     e = np.asarray(si["energy"].values, float)
     i1, i2 = _window_indices(e, window)
+    order = _check_order(order, model, i2 - i1)
     wd = _work_dtype(si.dtype)
     window_e = e[i1:i2]
     if model == "powerlaw" and method == "two_area" and not return_background \

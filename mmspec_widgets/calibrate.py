@@ -399,6 +399,9 @@ def _references(references) -> dict[str, float]:
             out[n] = float(FEATURES[n]["energy"] if v is None else v)
         except (TypeError, ValueError):
             raise MMSpecError(f"references: {n!r} -> {v!r}: expected an energy in eV") from None
+        if not (np.isfinite(out[n]) and out[n] > 0):
+            raise MMSpecError(f"references: {n!r} -> {v!r}: expected a finite, positive energy "
+                              "in eV")
     return out
 
 
@@ -421,6 +424,24 @@ def _search_windows(windows, names) -> dict[str, tuple[float, float]]:
     return out
 
 
+#: accepted dispersion correction (scale) of a calibration: a spectrometer's
+#: dispersion is known to a few per cent, never reversed
+SCALE_BOUNDS = (0.9, 1.1)
+
+
+def _check_scale(scale, names, measured, targets) -> None:
+    pairs = ", ".join(f"{n} found at {m:.2f} eV -> {t:.2f} eV"
+                      for n, m, t in zip(names, measured, targets, strict=True))
+    if not scale > 0:
+        raise DataError(f"references: the fit reverses the energy axis (scale {scale:.4g}): "
+                        f"{pairs}; expected references in the order of their features")
+    lo, hi = SCALE_BOUNDS
+    if not lo <= scale <= hi:
+        raise DataError(f"references: the fit stretches the energy axis by {scale:.4g}, "
+                        f"outside the physical bound {lo:g} - {hi:g}: {pairs}; check the "
+                        "reference energies")
+
+
 def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
                     window: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """Fit ``E_true = offset + scale * E`` from reference features.
@@ -433,7 +454,9 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
         Feature name -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``
         (names from :data:`mmspec_widgets.edges.FEATURES`; a value overrides
         the table's energy, ``None`` or a plain list of names keeps it). One
-        reference fixes the offset only (scale 1).
+        reference fixes the offset only (scale 1). A fit that reverses the
+        axis or a scale outside :data:`SCALE_BOUNDS` (0.9 - 1.1) is refused
+        (:class:`DataError`).
     search : float
         Half-width (eV) of the window around each true energy where the
         feature is looked for (:func:`locate_feature`, ``anchor=True``).
@@ -467,6 +490,7 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
             raise DataError("references: the features are less than 1 eV apart; expected "
                             "features far apart in energy to fit the dispersion")
         scale, offset = np.polyfit(measured, targets, 1)
+        _check_scale(scale, names, measured, targets)
     resid = targets - (offset + scale * measured)
     return {
         "offset_eV": float(offset),

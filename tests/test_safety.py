@@ -313,3 +313,54 @@ def test_demo_out_never_replaces_a_users_files(tmp_path, capsys):
     f.write_text("x")
     assert cli.main(["demo", "--out", str(f)]) == 1
     assert "cannot create" in capsys.readouterr().err and f.read_text() == "x"
+
+
+# --------------------------------------------------------------------------
+# arguments checked where they enter
+
+
+def test_calibration_never_reverses_or_overstretches_the_axis(inputs, monkeypatch):
+    from mmspec_widgets import calibrate as cal
+
+    _, si, zlp = inputs
+    with pytest.raises(MMSpecError, match=r"stretches .* bound 0.9 - 1.1"):
+        mm.calibrate(si, zlp=zlp, references={"O_K": 530.0, "Ni_L3": 620.0})
+    # features found where a wrong reference list puts them: in the opposite
+    # order of their reference energies, or 11.7 % too close together
+    found = {"O_K": 530.2, "O_K_main": 539.1, "Ni_L3": 530.0 + 70.0 / 1.117}
+    monkeypatch.setattr(cal, "locate_feature", lambda spectrum, n, **kw: found[n])
+    summed = si.sum(("y", "x"))
+    with pytest.raises(MMSpecError, match="reverses the energy axis"):
+        cal.fit_calibration(summed, {"O_K": 531.0, "O_K_main": 530.5})
+    found["O_K"] = 530.0
+    with pytest.raises(MMSpecError, match=r"stretches the energy axis by 1.117"):
+        cal.fit_calibration(summed, {"O_K": 530.0, "Ni_L3": 600.0})
+    monkeypatch.undo()
+    for bad in (float("nan"), float("inf"), -530.0):
+        with pytest.raises(MMSpecError, match="finite, positive energy"):
+            mm.calibrate(si, zlp=zlp, references={"O_K": bad})
+    good = mm.calibrate(si, zlp=zlp, references=pl.REFERENCES)  # the standard chain's
+    assert 0.9 <= good.attrs["calibration_scale"] <= 1.1
+
+
+@pytest.mark.parametrize("order", [-1, 7, 50, 2.5, True])
+def test_impossible_polynomial_orders_are_refused(order):
+    from _synth import eels_si
+
+    from mmspec_widgets.background import fit_background
+
+    si, _, _ = eels_si(ny=1, nx=2, n=400)
+    with pytest.raises(MMSpecError, match=f"order={order!r}"):
+        mm.subtract_background(si, (500.0, 530.0), model="polynomial", order=order)
+    with pytest.raises(MMSpecError, match="order="):
+        fit_background(si, (500.0, 530.0), model="polynomial", order=order)
+
+
+def test_polynomial_order_needs_enough_window_points():
+    from _synth import eels_si
+
+    si, _, _ = eels_si(ny=1, nx=2, n=400, de=1.0)
+    with pytest.raises(MMSpecError, match="holds 6 points"):
+        mm.subtract_background(si, (500.0, 505.0), model="polynomial", order=6)
+    out = mm.subtract_background(si, (500.0, 530.0), model="polynomial", order=3)
+    assert np.isfinite(out.values).all()
