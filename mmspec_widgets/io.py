@@ -305,6 +305,8 @@ def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
     signals = loaded if isinstance(loaded, list) else [loaded]
     if not signals:
         raise FileFormatError(f"{path}: holds no signal; expected {_describe(ext)}")
+    if ext in (".msa", ".emsa"):
+        _check_msa_points(path, signals)
     out = []
     for i, sig in enumerate(signals):
         try:
@@ -320,6 +322,31 @@ def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
             da.attrs["signal_index"] = i
         out.append(da)
     return out
+
+
+def _check_msa_points(path: Path, signals) -> None:
+    """The points read must be as many as the header's ``#NPOINTS`` says."""
+    expected = None
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("latin-1").strip()
+            if line and not line.startswith("#"):
+                break
+            key, _, value = line.lstrip("#").partition(":")
+            if key.strip().upper() == "NPOINTS":
+                try:
+                    expected = int(float(value.strip()))
+                except ValueError:
+                    raise FileFormatError(f"{path}: header NPOINTS {value.strip()!r} is not a "
+                                          "number; expected the count of data points") from None
+                break
+    if expected is None:
+        return
+    for sig in signals:
+        n = int(sig.data.shape[-1]) if sig.data.ndim else 0
+        if n != expected:
+            raise FileFormatError(f"{path}: holds {n} data points but its header says NPOINTS "
+                                  f"{expected}; truncated or corrupt file?")
 
 
 def _meta(tree, dotted: str):

@@ -365,3 +365,24 @@ def test_polynomial_order_needs_enough_window_points():
         mm.subtract_background(si, (500.0, 505.0), model="polynomial", order=6)
     out = mm.subtract_background(si, (500.0, 530.0), model="polynomial", order=3)
     assert np.isfinite(out.values).all()
+
+
+def test_msa_cut_at_a_line_boundary_is_refused(tmp_path):
+    from mmspec_widgets.errors import FileFormatError
+
+    e = 450.8 + 0.3 * np.arange(200)
+    y = 1000.0 * np.exp(-(e - 480.0) ** 2 / 50.0) + 10.0
+    header = ["#FORMAT      : EMSA/MAS Spectral Data File", "#VERSION     : 1.0",
+              "#TITLE       : test", "#NPOINTS     : 200", "#NCOLUMNS    : 1",
+              "#XUNITS      : eV", "#YUNITS      : Counts", "#DATATYPE    : XY",
+              "#XPERCHAN    : 0.3", "#OFFSET      : 450.8", "#SIGNALTYPE  : ELS",
+              "#SPECTRUM    : Spectral Data Starts Here"]
+    rows = [f"{a:.6e}, {b:.6e}" for a, b in zip(e, y, strict=True)]
+    whole = tmp_path / "whole.msa"
+    whole.write_text("\n".join(header + rows + ["#ENDOFDATA   : End Of Data and File"]) + "\n")
+    assert mm.load(whole).sizes["energy"] == 200
+    cut = tmp_path / "cut.msa"
+    cut.write_text("\n".join(header + rows[:100]) + "\n")
+    with pytest.raises(FileFormatError, match=r"cut.msa: holds 100 data points but its header "
+                                              r"says NPOINTS 200"):
+        mm.load(cut)
