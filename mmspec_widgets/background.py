@@ -168,6 +168,13 @@ def _despike(y: np.ndarray, threshold: float, width: int) -> np.ndarray:
     return np.where(spikes, med, y)
 
 
+def _positive(x) -> bool:
+    """A finite number above zero (NaN, inf, strings and bools are not)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(x) and x > 0)
+
+
 def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> xr.DataArray:
     """Replace single-channel cosmic-ray spikes by the local median.
 
@@ -192,8 +199,8 @@ def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> x
         numpy-backed input, the number of channels replaced.
     """
     si = check_spectra(si, "si")
-    if threshold <= 0:
-        raise MMSpecError(f"threshold={threshold!r}: expected a positive number")
+    if not _positive(threshold):
+        raise MMSpecError(f"threshold={threshold!r}: expected a positive, finite number")
     if int(width) < 1:
         raise MMSpecError(f"width={width!r}: expected an integer >= 1")
     out = _apply(_despike, si, threshold=float(threshold), width=int(width),

@@ -64,6 +64,10 @@ def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray
     """
     zlp = check_spectra(zlp, "zlp")
     e = np.asarray(zlp["energy"].values, float)
+    if e[0] > window[1] or e[-1] < window[0]:
+        raise DataError(f"zlp: its energy axis ({e[0]:.1f} - {e[-1]:.1f} eV) holds no zero-loss "
+                        f"peak (expected one within {window[0]:g} - {window[1]:g} eV); is it the "
+                        "core-loss SI? expected the low-loss SI of the same scan")
     lo, hi = max(window[0], e[0]), min(window[1], e[-1])
     i1, i2 = _window_indices(e, (lo, hi), "window")
     sub = zlp.isel(energy=slice(i1, i2))
@@ -118,8 +122,12 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
         nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
         if nav_si != nav_z:
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
-                            "expected the zero-loss SI of the same scan")
+            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
+                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
+            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
+                    f"{tuple(nav_si)} first)") if swapped else ""
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
+                            f"{hint}; expected the zero-loss SI of the same scan")
         positions = zero_loss_positions(zlp)
     pos = np.asarray(positions.values, float)
     if pos.shape != si.shape[:-1]:

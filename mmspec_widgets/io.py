@@ -505,6 +505,7 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
 
         if not isinstance(data, dsa.Array):
             data = dsa.from_array(data)
+        _probe_lazy(data, path)
         data = data.rechunk({i: (-1 if d == "energy" else "auto") for i, d in enumerate(dims)})
 
     attrs["signal_type"] = signal_type
@@ -515,6 +516,20 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
     attrs["history"] = []
     name = "intensity"
     return xr.DataArray(data, dims=tuple(dims), coords=coords, attrs=attrs, name=name)
+
+
+def _probe_lazy(data, path: Path) -> None:
+    """Read the first and last value of a lazily loaded array: a truncated or
+    corrupt data block fails here, with a clear message, instead of at the
+    first computation."""
+    if 0 in data.shape:
+        return
+    try:
+        for idx in ((0,) * data.ndim, (-1,) * data.ndim):
+            np.asarray(data[idx].compute())
+    except Exception as err:  # noqa: BLE001 - any read error means a damaged file
+        raise FileFormatError(f"{path}: its data could not be read (truncated or corrupt "
+                              f"file?): {type(err).__name__}: {err}") from err
 
 
 def _acquisition_attrs(md, om: dict, sig_axes) -> dict:
@@ -759,6 +774,43 @@ def _blocks(e: np.ndarray) -> list[slice] | None:
     return blocks
 
 
+def _where_not_increasing(e: np.ndarray, line_no: list[int]) -> str:
+    """`` (first at line N: ...)`` where the energies stop increasing (or decreasing)."""
+    d = np.diff(e)
+    nz = np.nonzero(d)[0]
+    if not nz.size:
+        return ""
+    sign = np.sign(d[nz[0]])
+    bad = np.nonzero(np.sign(d) != sign)[0]
+    if not bad.size:
+        return ""
+    k = int(bad[0]) + 1
+    what = "repeats" if e[k] == e[k - 1] else "steps back from"
+    return f" (first at line {line_no[k]}: {e[k]:g} {what} {e[k - 1]:g} at line {line_no[k - 1]})"
+
+
+def _check_scan_breaks(e: np.ndarray, blocks: list[slice], line_no: list[int], path: Path,
+                       name: str) -> None:
+    """Where the energy stops increasing, a new scan must start (back near the
+    first scan's start); a repeated energy or one that steps back a little is
+    a damaged row, named by its line."""
+    if len(blocks) < 2:
+        return
+    first = e[blocks[0]]
+    lo, hi = min(first[0], first[-1]), max(first[0], first[-1])
+    up = first[-1] > first[0]
+    for b in blocks[1:]:
+        k = b.start
+        prev, cur = e[k - 1], e[k]
+        restart = (cur <= lo + 0.25 * (hi - lo)) if up else (cur >= hi - 0.25 * (hi - lo))
+        if cur == prev or not restart:
+            what = "repeats" if cur == prev else "steps back from"
+            raise FileFormatError(
+                f"{path}: energy {cur:g} in column {name!r} at line {line_no[k]} {what} "
+                f"{prev:g} at line {line_no[k - 1]}; expected increasing energies (a "
+                "duplicated or swapped row?)")
+
+
 def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
     lines = _read_lines(path)
     attrs: dict[str, Any] = {}
@@ -858,7 +910,8 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
                 break
             if k in named:
                 raise FileFormatError(
-                    f"{path}: energy column {names[k]!r} is not monotonic; expected increasing "
+                    f"{path}: energy column {names[k]!r} is not monotonic"
+                    f"{_where_not_increasing(table[:, k], line_no)}; expected increasing "
                     "energies (pass energy= to choose another column)"
                 )
         if blocks is None:
@@ -867,7 +920,11 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
                 f"{', '.join(repr(n) for n in names)}); expected an energy column in eV or keV"
             )
     e_all = table[:, ie]
+    _check_scan_breaks(e_all, blocks, line_no, path, names[ie])
     e_unit = units[ie]
+    if e_unit and e_unit not in ("ev", "kev"):
+        raise FileFormatError(f"{path}: energy column {names[ie]!r} is in {e_unit!r}, not an "
+                              "energy unit; expected eV or keV")
     if e_unit in ("kev",) or bases[ie][0].endswith("kev"):
         factor, e_from = 1e3, "keV"
     elif e_unit in ("ev",) or bases[ie][0].endswith("ev"):

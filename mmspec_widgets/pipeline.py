@@ -618,9 +618,33 @@ def _check_si(si, name: str = "si", finite: bool = True) -> xr.DataArray:
     return si
 
 
+#: fractions of negative values in a core-loss SI above which it is refused
+#: (DataError) or warned about (raw counts have none, or a few from the noise
+#: of a dark reference)
+NEGATIVE_REFUSE, NEGATIVE_WARN = 0.5, 0.01
+
+
+def _check_counts(si: xr.DataArray, name: str = "si") -> None:
+    """Counts must be (mostly) non-negative: power-law backgrounds fitted on
+    negative counts give meaningless edges (numpy-backed SIs only)."""
+    if not isinstance(si.data, np.ndarray) or si.size == 0:
+        return
+    frac = float(np.count_nonzero(si.data < 0)) / si.size
+    msg = (f"{name}: {100 * frac:.1f} % of the values are negative; expected the raw "
+           "core-loss SI in counts (not background-subtracted or offset)")
+    if frac > NEGATIVE_REFUSE:
+        raise DataError(msg)
+    if frac > NEGATIVE_WARN:
+        warnings.warn(msg + "; the maps of pixels with negative counts are unreliable",
+                      stacklevel=3)
+
+
 def _edge_names(edges) -> list[str]:
     if isinstance(edges, str):
         edges = [edges]
+    if edges is None or not hasattr(edges, "__iter__"):
+        raise MMSpecError(f"edges={edges!r}: expected a list of edge names, e.g. "
+                          f"{list(DEFAULT_EDGES)}")
     names = [get_edge(e).name for e in edges]
     if not names:
         raise MMSpecError("edges: expected at least one edge name")
@@ -726,8 +750,9 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                      energy=e.tolist(), dtype=str(np.dtype(wd)), edges=names,
                      windows={n: list(windows.get(n, get_edge(n).pre_edge)) for n in names},
                      spike_threshold=float(spike_threshold), spike_width=int(spike_width))
-    if spike_threshold <= 0:
-        raise MMSpecError(f"spike_threshold={spike_threshold!r}: expected a positive number")
+    if not (np.isfinite(float(spike_threshold)) and spike_threshold > 0):
+        raise MMSpecError(f"spike_threshold={spike_threshold!r}: expected a positive, finite "
+                          "number")
     if int(spike_width) < 1:
         raise MMSpecError(f"spike_width={spike_width!r}: expected an integer >= 1")
     positions = None
@@ -736,8 +761,12 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
         nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
         if nav_si != nav_z:
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
-                            "expected the zero-loss SI of the same scan")
+            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
+                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
+            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
+                    f"{tuple(nav_si)} first)") if swapped else ""
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
+                            f"{hint}; expected the zero-loss SI of the same scan")
         positions = np.asarray(zero_loss_positions(zlp).transpose(*si.dims[:2]).values, float)
         plan.zlp_median_eV = float(np.median(positions))
         plan.zlp_spread_eV = float(np.ptp(positions))
@@ -1569,6 +1598,7 @@ def map_spectrum_image(
     import zarr
 
     si = _check_si(si)
+    _check_counts(si)
     block = _check_block(block)
     engine = _engine(engine)
     names = _edge_names(edges)

@@ -38,6 +38,14 @@ def _cmd_train(args) -> int:
     from .bundle import save_model
     from .train import load_training_data, train_model
 
+    if args.folds < 2:
+        raise MMSpecError(f"--folds {args.folds}: expected at least 2 grouped CV folds")
+    if args.trials < 0:
+        raise MMSpecError(f"--trials {args.trials}: expected 0 (no search) or more trials")
+    for name in ("dropout_copies", "augment_copies"):
+        if getattr(args, name) < 0:
+            raise MMSpecError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected 0 "
+                              "or more copies")
     ds = load_training_data(args.training_set)
     model = train_model(ds, n_trials=args.trials, fusion=args.fusion, estimator=args.estimator,
                         edges=_edges_arg(args.edges), dropout_copies=args.dropout_copies,
