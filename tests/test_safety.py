@@ -386,3 +386,47 @@ def test_msa_cut_at_a_line_boundary_is_refused(tmp_path):
     with pytest.raises(FileFormatError, match=r"cut.msa: holds 100 data points but its header "
                                               r"says NPOINTS 200"):
         mm.load(cut)
+
+
+# --------------------------------------------------------------------------
+# a killed campaign leaves no FEFF worker running
+
+_CAMPAIGN = """
+import sys
+from mmspec_widgets.simulate.campaign import run_campaign
+from mmspec_widgets.simulate.structures import COMPOSITIONS, StructureSpec
+spec = StructureSpec(composition=COMPOSITIONS["NMC622"], li=0.8, n_o_vacancy=1, seed=7)
+run_campaign([spec], edges=["O_K"], out=sys.argv[1], n_workers=1, progress=False, max_jobs=1)
+"""
+
+
+def test_feff_worker_stops_soon_after_its_campaign_is_killed(tmp_path):
+    """Killed while a FEFF stage runs (one that has run for 3.5 s: a long
+    one, its job has seconds to go), the campaign leaves no process behind."""
+    psutil = pytest.importorskip("psutil")
+    env = {**os.environ, "PYTHONPATH": str(PKG_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _CAMPAIGN, str(tmp_path / "store")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        parent = psutil.Process(proc.pid)
+        t_end = time.monotonic() + 120
+        stage = None
+        while stage is None and time.monotonic() < t_end and proc.poll() is None:
+            for c in parent.children(recursive=True):
+                try:
+                    if "feff10._worker" in " ".join(c.cmdline()) \
+                            and time.time() - c.create_time() > 3.5:
+                        stage = c
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+        assert stage is not None, "no long FEFF stage seen"
+        left = parent.children(recursive=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    gone, alive = psutil.wait_procs(left, timeout=2.0)
+    names = [" ".join(p.cmdline()[-2:]) for p in alive if p.is_running()]
+    for p in alive:  # leave nothing behind, whatever the outcome
+        p.kill()
+    assert not alive, f"still running 2 s after the campaign was killed: {names}"
