@@ -430,3 +430,130 @@ def test_feff_worker_stops_soon_after_its_campaign_is_killed(tmp_path):
     for p in alive:  # leave nothing behind, whatever the outcome
         p.kill()
     assert not alive, f"still running 2 s after the campaign was killed: {names}"
+
+
+# --------------------------------------------------------------------------
+# the weaker cases: clear errors (or warnings) instead of nonsense or tracebacks
+
+
+def _xas_rows(e: np.ndarray) -> str:
+    mu = 1.0 / (1.0 + np.exp(-(e - 532.0)))
+    return "\n".join(f"{a:.2f},{b:.6f}" for a, b in zip(e, mu, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "swapped"])
+def test_csv_with_a_duplicated_or_swapped_energy_names_the_line(tmp_path, kind):
+    from mmspec_widgets.errors import FileFormatError
+
+    e = np.arange(520.0, 560.0, 0.5)
+    k = 40
+    if kind == "duplicate":
+        e[k] = e[k - 1]
+    else:
+        e[[k, k + 1]] = e[[k + 1, k]]
+    path = tmp_path / f"{kind}.csv"
+    path.write_text("energy,mu\n" + _xas_rows(e) + "\n")
+    # line 1 is the header: row k is on line k + 2
+    line = k + 2 if kind == "duplicate" else k + 3
+    with pytest.raises(FileFormatError, match=rf"{kind}.csv.*line {line}\b"):
+        mm.load(path)
+    ok = tmp_path / "two-scans.csv"  # a second scan starting again is still read
+    e2 = np.arange(520.0, 560.0, 0.5)
+    ok.write_text("energy,mu\n" + _xas_rows(e2) + "\n" + _xas_rows(e2) + "\n")
+    assert mm.load(ok).sizes["scan"] == 2
+
+
+def test_xdi_energy_in_furlongs_is_refused(tmp_path):
+    from mmspec_widgets.errors import FileFormatError
+
+    e = np.arange(520.0, 560.0, 0.5)
+    head = ("# XDI/1.0\n# Column.1: energy furlongs\n# Column.2: mu\n"
+            "# Element.symbol: O\n# Element.edge: K\n# ///\n#----\n# energy mu\n")
+    path = tmp_path / "f.xdi"
+    path.write_text(head + _xas_rows(e).replace(",", " ") + "\n")
+    with pytest.raises(FileFormatError, match=r"f.xdi.*'furlongs', not an energy unit"):
+        mm.load(path)
+    path.write_text(head.replace("furlongs", "eV") + _xas_rows(e).replace(",", " ") + "\n")
+    assert mm.load(path)["energy"].values[0] == pytest.approx(520.0)
+
+
+def test_corrupt_hspy_loaded_lazily_is_a_clear_error(tmp_path):
+    import hyperspy.api as hs
+
+    from mmspec_widgets.errors import FileFormatError
+
+    s = hs.signals.Signal1D(np.random.default_rng(0).random((20, 30, 400)).astype("float32"))
+    ax = s.axes_manager.signal_axes[0]
+    ax.units, ax.offset, ax.scale = "eV", 400.0, 0.5
+    path = tmp_path / "c.hspy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.save(path)
+    raw = bytearray(path.read_bytes())
+    k = int(0.5 * len(raw))
+    raw[k:k + 4000] = b"\x55" * 4000  # a damaged data block, the header intact
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="c.hspy: .*corrupt"):
+        mm.load(path, lazy=True)
+
+
+def test_negative_counts_are_refused_or_warned(inputs, tmp_path):
+    _, si, zlp = inputs
+    with pytest.raises(MMSpecError, match=r"si: 100.0 % of the values are negative"):
+        pl.map_spectrum_image(-si - 1.0, zlp, model=StandInModel(), out=tmp_path / "a.zarr",
+                              block=BLOCK, progress=False)
+    some = si.copy(data=si.values.copy())
+    some.values[:2] = -5.0  # a third of the pixels
+    with pytest.warns(UserWarning, match="% of the values are negative"), \
+            pytest.raises(KeyboardInterrupt):  # the model stops it: the warning is what counts
+        pl.map_spectrum_image(some, zlp, model=StandInModel(fail_after=0),
+                              out=tmp_path / "b.zarr", block=BLOCK, progress=False)
+    assert not (tmp_path / "a.zarr").exists()
+
+
+def test_zero_loss_mixups_are_named(inputs):
+    _, si, zlp = inputs
+    with pytest.raises(MMSpecError, match="holds no zero-loss peak.*core-loss SI"):
+        pl.fit_plan(si, si)
+    with pytest.raises(MMSpecError, match="holds no zero-loss peak.*core-loss SI"):
+        mm.calibrate(si, zlp=si)
+    flipped = xr.DataArray(np.ascontiguousarray(zlp.values.transpose(1, 0, 2)),
+                           dims=("y", "x", "energy"), coords={"energy": zlp["energy"]})
+    for f in (lambda: pl.fit_plan(si, flipped), lambda: mm.calibrate(si, zlp=flipped)):
+        with pytest.raises(MMSpecError, match="x and y swapped: a transposed zero-loss SI"):
+            f()
+
+
+def test_bad_arguments_are_clear_errors(inputs, tmp_path, capsys):
+    from mmspec_widgets import cli
+    from mmspec_widgets.learn import load_model
+
+    _, si, zlp = inputs
+    for edges in (None, 5):
+        with pytest.raises(MMSpecError, match=r"edges=.*expected a list of edge names"):
+            pl.map_spectrum_image(si, zlp, model=StandInModel(), edges=edges,
+                                  out=tmp_path / "e.zarr", progress=False)
+    for t in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(MMSpecError, match="threshold="):
+            mm.remove_spikes(si, threshold=t)
+        with pytest.raises(MMSpecError, match="spike_threshold="):
+            pl.fit_plan(si, zlp, spike_threshold=t)
+    with pytest.raises(MMSpecError, match=r"load_model: path=123"):
+        load_model(123)
+    for args, what in ((["--folds", "0"], "--folds 0"), (["--trials", "-3"], "--trials -3"),
+                       (["--folds", "1"], "--folds 1")):
+        assert cli.main(["train", "--out", str(tmp_path / "m.skops"), *args]) == 1
+        assert what in capsys.readouterr().err
+    assert not (tmp_path / "m.skops").exists()
+
+
+def test_model_whose_grids_disagree_with_the_edge_table_is_refused(tmp_path):
+    from mmspec_widgets.errors import FileFormatError
+    from mmspec_widgets.learn import load_model, save_model
+
+    model = load_model()
+    edge = model.edges_[0]
+    model.grids_[edge] = np.asarray(model.grids_[edge]) + 2.0  # trained on a shifted grid
+    path = save_model(model, tmp_path / "shifted.skops")
+    with pytest.raises(FileFormatError, match=rf"shifted.skops: the model's grid for {edge}"):
+        load_model(path)
