@@ -201,8 +201,8 @@ def _cmd_predict(args) -> int:
     edges = _edges_arg(args.edges)
     _check_predict_args(args)
     out = Path(args.out)
-    if out.parent.is_dir():  # refused before any work; checked again before writing
-        check_output(out, overwrite=args.overwrite, inputs=[args.file], what="--out")
+    if out.parent.is_dir():  # the input or a folder: refused before any work
+        check_output(out, overwrite=True, inputs=[args.file], what="--out")
     ds = _read_edges_file(Path(args.file), edges)
     ds = _quantify_arg(ds, args)
     model = load_model(args.model)
