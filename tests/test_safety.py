@@ -79,8 +79,8 @@ def test_kill_while_mapping_never_leaves_a_store_read_as_done(inputs, fresh, tmp
     """SIGKILL at random moments from just before the store appears until
     blocks are being written; every rerun gives the uninterrupted maps."""
     src, si, zlp = inputs
-    rng = np.random.default_rng()
     n = 4
+    delays = np.random.default_rng().uniform(0.0, 1.5, n)  # randomised on every run
     env = {**os.environ, "PYTHONPATH": str(PKG_ROOT)}
     outs = [tmp_path / f"run{k}" / "m.zarr" for k in range(n)]
     states: list[str] = [""] * n
@@ -98,7 +98,7 @@ def test_kill_while_mapping_never_leaves_a_store_read_as_done(inputs, fresh, tmp
             while not any(out.parent.iterdir()) and proc.poll() is None \
                     and time.monotonic() < t_end:
                 time.sleep(0.002)
-            time.sleep(rng.uniform(0.0, 0.8))
+            time.sleep(delays[k])
         finally:
             proc.kill()
             proc.wait()
@@ -111,6 +111,7 @@ def test_kill_while_mapping_never_leaves_a_store_read_as_done(inputs, fresh, tmp
     for t in threads:
         t.join()
     assert all(states), states
+    print("kill delays (s):", delays.round(2).tolist(), "left:", states)
     for out in outs:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # no store of the old kind
@@ -294,6 +295,10 @@ def test_predict_out_never_replaces_a_users_file_or_the_input(edges_file, tmp_pa
         assert cli.main(["predict", str(edges_file), "--out", str(tmp_path / "n.nc"),
                          "--drop-ood-edges", bad]) == 1
         assert "--drop-ood-edges" in capsys.readouterr().err
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    assert cli.main(["predict", str(edges_file), "--out", str(blocked / "m.nc")]) == 1
+    assert "cannot create its folder" in capsys.readouterr().err
     assert cli.main(["predict", str(edges_file), "--out", str(mine), "--overwrite"]) == 0
     assert xr.load_dataset(mine)["ood"].size == 6
     assert edges_file.read_bytes() == before
