@@ -1615,6 +1615,8 @@ def map_spectrum_image(
     positions = None
     fp = _fingerprint(si, zlp, references=references, names=names, block=block,
                       sample_pixels=sample_pixels, model_id=model_id, k_factors=k_factors)
+    if out.is_symlink() and out.is_dir():  # a store kept elsewhere: work there
+        out = out.resolve()
     _clear_stale(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         if not overwrite:

@@ -562,3 +562,20 @@ def test_model_whose_grids_disagree_with_the_edge_table_is_refused(tmp_path):
     path = save_model(model, tmp_path / "shifted.skops")
     with pytest.raises(FileFormatError, match=rf"shifted.skops: the model's grid for {edge}"):
         load_model(path)
+
+
+def test_store_reached_through_a_symlink_is_resumed_in_place(inputs, fresh, tmp_path):
+    _, si, zlp = inputs
+    real = tmp_path / "scratch" / "m.zarr"
+    real.parent.mkdir()
+    real.mkdir()
+    link = tmp_path / "m.zarr"
+    link.symlink_to(real)
+    with pytest.raises(KeyboardInterrupt):
+        pl.map_spectrum_image(si, zlp, model=StandInModel(fail_after=2), out=link, block=BLOCK,
+                              progress=False)
+    again = StandInModel()
+    res = pl.map_spectrum_image(si, zlp, model=again, out=link, block=BLOCK, progress=False)
+    assert again.calls < 1 + 4  # the blocks written before the stop are kept
+    _same_maps(res, fresh)
+    assert link.is_symlink() and (real / "zarr.json").exists()
