@@ -168,6 +168,13 @@ def _despike(y: np.ndarray, threshold: float, width: int) -> np.ndarray:
     return np.where(spikes, med, y)
 
 
+def _positive(x) -> bool:
+    """A finite number above zero (NaN, inf, strings and bools are not)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return False
+    return bool(np.isfinite(x) and x > 0)
+
+
 def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> xr.DataArray:
     """Replace single-channel cosmic-ray spikes by the local median.
 
@@ -192,8 +199,8 @@ def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> x
         numpy-backed input, the number of channels replaced.
     """
     si = check_spectra(si, "si")
-    if threshold <= 0:
-        raise MMSpecError(f"threshold={threshold!r}: expected a positive number")
+    if not _positive(threshold):
+        raise MMSpecError(f"threshold={threshold!r}: expected a positive, finite number")
     if int(width) < 1:
         raise MMSpecError(f"width={width!r}: expected an integer >= 1")
     out = _apply(_despike, si, threshold=float(threshold), width=int(width),
@@ -389,6 +396,7 @@ def fit_background(si: xr.DataArray, window, model: BackgroundModel = "powerlaw"
     e = np.asarray(si["energy"].values, float)
     i1, i2 = _window_indices(e, window)
     model = _check_model(model, method)
+    order = _check_order(order, model, i2 - i1)
     npar = 2 if model != "polynomial" else int(order) + 1
     names = {"powerlaw": ["A", "r"], "exponential": ["A", "tau"]}.get(
         model, [f"c{i}" for i in range(npar)])
@@ -400,6 +408,27 @@ def fit_background(si: xr.DataArray, window, model: BackgroundModel = "powerlaw"
                          dask="parallelized", output_dtypes=[np.float64],
                          dask_gufunc_kwargs={"output_sizes": {"param": npar}})
     return out.assign_coords(param=names).rename("background_params")
+
+
+#: highest polynomial degree accepted for a background (higher degrees are
+#: ill-conditioned over a pre-edge window and overshoot under the edge)
+MAX_POLY_ORDER = 6
+
+
+def _check_order(order, model: str, n_points: int) -> int:
+    """The polynomial degree, checked against the points of the fit window."""
+    if model != "polynomial":
+        return 2 if order is None else order
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
+        raise MMSpecError(f"order={order!r}: expected an integer polynomial degree 0 - "
+                          f"{MAX_POLY_ORDER}")
+    order = int(order)
+    if not 0 <= order <= MAX_POLY_ORDER:
+        raise MMSpecError(f"order={order}: expected a polynomial degree 0 - {MAX_POLY_ORDER}")
+    if order + 1 > n_points:
+        raise MMSpecError(f"order={order}: the fit window holds {n_points} points; a degree-"
+                          f"{order} polynomial needs at least {order + 1}")
+    return order
 
 
 def _check_model(model, method):
@@ -474,6 +503,7 @@ def subtract_background(
     model = _check_model(model, method)
     e = np.asarray(si["energy"].values, float)
     i1, i2 = _window_indices(e, window)
+    order = _check_order(order, model, i2 - i1)
     wd = _work_dtype(si.dtype)
     window_e = e[i1:i2]
     if model == "powerlaw" and method == "two_area" and not return_background \

@@ -65,6 +65,10 @@ def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray
     """
     zlp = check_spectra(zlp, "zlp")
     e = np.asarray(zlp["energy"].values, float)
+    if e[0] > window[1] or e[-1] < window[0]:
+        raise DataError(f"zlp: its energy axis ({e[0]:.1f} - {e[-1]:.1f} eV) holds no zero-loss "
+                        f"peak (expected one within {window[0]:g} - {window[1]:g} eV); is it the "
+                        "core-loss SI? expected the low-loss SI of the same scan")
     lo, hi = max(window[0], e[0]), min(window[1], e[-1])
     i1, i2 = _window_indices(e, (lo, hi), "window")
     sub = zlp.isel(energy=slice(i1, i2))
@@ -177,8 +181,12 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
         nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
         if nav_si != nav_z:
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
-                            "expected the zero-loss SI of the same scan")
+            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
+                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
+            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
+                    f"{tuple(nav_si)} first)") if swapped else ""
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
+                            f"{hint}; expected the zero-loss SI of the same scan")
         positions = zero_loss_positions(zlp)
     pos = np.asarray(positions.values, float)
     if pos.shape != si.shape[:-1]:
@@ -465,6 +473,9 @@ def _references(references) -> dict[str, float]:
             out[n] = float(FEATURES[n]["energy"] if v is None else v)
         except (TypeError, ValueError):
             raise MMSpecError(f"references: {n!r} -> {v!r}: expected an energy in eV") from None
+        if not (np.isfinite(out[n]) and out[n] > 0):
+            raise MMSpecError(f"references: {n!r} -> {v!r}: expected a finite, positive energy "
+                              "in eV")
     return out
 
 
@@ -487,6 +498,24 @@ def _search_windows(windows, names) -> dict[str, tuple[float, float]]:
     return out
 
 
+#: accepted dispersion correction (scale) of a calibration: a spectrometer's
+#: dispersion is known to a few per cent, never reversed
+SCALE_BOUNDS = (0.9, 1.1)
+
+
+def _check_scale(scale, names, measured, targets) -> None:
+    pairs = ", ".join(f"{n} found at {m:.2f} eV -> {t:.2f} eV"
+                      for n, m, t in zip(names, measured, targets, strict=True))
+    if not scale > 0:
+        raise DataError(f"references: the fit reverses the energy axis (scale {scale:.4g}): "
+                        f"{pairs}; expected references in the order of their features")
+    lo, hi = SCALE_BOUNDS
+    if not lo <= scale <= hi:
+        raise DataError(f"references: the fit stretches the energy axis by {scale:.4g}, "
+                        f"outside the physical bound {lo:g} - {hi:g}: {pairs}; check the "
+                        "reference energies")
+
+
 def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
                     window: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """Fit ``E_true = offset + scale * E`` from reference features.
@@ -499,7 +528,9 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
         Feature name -> true energy (eV), e.g. ``{"O_K": 530.0, "Ni_L3": 853.5}``
         (names from :data:`mmspec_widgets.edges.FEATURES`; a value overrides
         the table's energy, ``None`` or a plain list of names keeps it). One
-        reference fixes the offset only (scale 1).
+        reference fixes the offset only (scale 1). A fit that reverses the
+        axis or a scale outside :data:`SCALE_BOUNDS` (0.9 - 1.1) is refused
+        (:class:`DataError`).
     search : float
         Half-width (eV) of the window around each true energy where the
         feature is looked for (:func:`locate_feature`, ``anchor=True``).
@@ -533,6 +564,7 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
             raise DataError("references: the features are less than 1 eV apart; expected "
                             "features far apart in energy to fit the dispersion")
         scale, offset = np.polyfit(measured, targets, 1)
+        _check_scale(scale, names, measured, targets)
     resid = targets - (offset + scale * measured)
     return {
         "offset_eV": float(offset),

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except MMSpecError as err:
         print(f"mmspec {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # unreadable input, read-only or full output folder ...
+        print(f"mmspec {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"mmspec {args.command}: interrupted; finished work is kept and a rerun resumes.",
               file=sys.stderr)

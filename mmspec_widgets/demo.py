@@ -125,14 +125,25 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset, path: Path) -> Path:
     return Path(path)
 
 
-def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=None) -> dict:
-    """Run the chain on the shipped digital twin; write maps and a summary."""
-    from .io import save
+def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=None,
+             overwrite: bool = False) -> dict:
+    """Run the chain on the shipped digital twin; write maps and a summary.
+
+    ``maps.nc``, ``maps.png`` and ``summary.json`` already in ``out`` are
+    replaced only with ``overwrite=True``.
+    """
+    from .errors import MMSpecError
+    from .io import check_output, save
     from .learn import load_model
     from .twin import load_digital_twin
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MMSpecError(f"--out {out}: cannot create the output folder ({err})") from err
+    for name in ("maps.nc", "maps.png", "summary.json"):
+        check_output(out / name, overwrite=overwrite, what="--out")
     t0 = time.perf_counter()
     twin = load_digital_twin(twin_folder)
     model = load_model(model_path)
@@ -142,7 +153,7 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
     eds, maps = run_chain(twin.si, twin.zlp, model=model, composition=composition)
     elapsed = time.perf_counter() - t0
     scores = score_maps(maps, twin.truth)
-    save(maps, out / "maps.nc")
+    save(maps, out / "maps.nc", overwrite=overwrite)
     png = plot_maps(maps, twin.truth, out / "maps.png")
     summary = {
         "input": str(twin.provenance.get("builder", "digital twin")),
@@ -157,7 +168,8 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
 
 
 def _cmd(args) -> int:
-    summary = run_demo(args.out, twin_folder=args.twin, model_path=args.model)
+    summary = run_demo(args.out, twin_folder=args.twin, model_path=args.model,
+                       overwrite=args.overwrite)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -183,4 +195,6 @@ def register(subparsers) -> None:
     p.add_argument("--twin", default=None, help="folder of a digital twin (default: shipped one)")
     p.add_argument("--model", default=None, help="model bundle (default: shipped one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace maps.nc, maps.png and summary.json already in --out")
     p.set_defaults(func=_cmd)

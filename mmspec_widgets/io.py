@@ -305,6 +305,8 @@ def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
     signals = loaded if isinstance(loaded, list) else [loaded]
     if not signals:
         raise FileFormatError(f"{path}: holds no signal; expected {_describe(ext)}")
+    if ext in (".msa", ".emsa"):
+        _check_msa_points(path, signals)
     out = []
     for i, sig in enumerate(signals):
         try:
@@ -324,6 +326,31 @@ def _load_hyperspy(path: Path, *, lazy: bool) -> list[xr.DataArray]:
             da.attrs["signal_index"] = i
         out.append(da)
     return out
+
+
+def _check_msa_points(path: Path, signals) -> None:
+    """The points read must be as many as the header's ``#NPOINTS`` says."""
+    expected = None
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("latin-1").strip()
+            if line and not line.startswith("#"):
+                break
+            key, _, value = line.lstrip("#").partition(":")
+            if key.strip().upper() == "NPOINTS":
+                try:
+                    expected = int(float(value.strip()))
+                except ValueError:
+                    raise FileFormatError(f"{path}: header NPOINTS {value.strip()!r} is not a "
+                                          "number; expected the count of data points") from None
+                break
+    if expected is None:
+        return
+    for sig in signals:
+        n = int(sig.data.shape[-1]) if sig.data.ndim else 0
+        if n != expected:
+            raise FileFormatError(f"{path}: holds {n} data points but its header says NPOINTS "
+                                  f"{expected}; truncated or corrupt file?")
 
 
 def _meta(tree, dotted: str):
@@ -482,6 +509,7 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
 
         if not isinstance(data, dsa.Array):
             data = dsa.from_array(data)
+        _probe_lazy(data, path)
         data = data.rechunk({i: (-1 if d == "energy" else "auto") for i, d in enumerate(dims)})
 
     attrs["signal_type"] = signal_type
@@ -492,6 +520,20 @@ def _from_signal(sig, path: Path, *, lazy: bool, dm: bool) -> xr.DataArray:
     attrs["history"] = []
     name = "intensity"
     return xr.DataArray(data, dims=tuple(dims), coords=coords, attrs=attrs, name=name)
+
+
+def _probe_lazy(data, path: Path) -> None:
+    """Read the first and last value of a lazily loaded array: a truncated or
+    corrupt data block fails here, with a clear message, instead of at the
+    first computation."""
+    if 0 in data.shape:
+        return
+    try:
+        for idx in ((0,) * data.ndim, (-1,) * data.ndim):
+            np.asarray(data[idx].compute())
+    except Exception as err:  # noqa: BLE001 - any read error means a damaged file
+        raise FileFormatError(f"{path}: its data could not be read (truncated or corrupt "
+                              f"file?): {type(err).__name__}: {err}") from err
 
 
 def _acquisition_attrs(md, om: dict, sig_axes) -> dict:
@@ -736,6 +778,43 @@ def _blocks(e: np.ndarray) -> list[slice] | None:
     return blocks
 
 
+def _where_not_increasing(e: np.ndarray, line_no: list[int]) -> str:
+    """`` (first at line N: ...)`` where the energies stop increasing (or decreasing)."""
+    d = np.diff(e)
+    nz = np.nonzero(d)[0]
+    if not nz.size:
+        return ""
+    sign = np.sign(d[nz[0]])
+    bad = np.nonzero(np.sign(d) != sign)[0]
+    if not bad.size:
+        return ""
+    k = int(bad[0]) + 1
+    what = "repeats" if e[k] == e[k - 1] else "steps back from"
+    return f" (first at line {line_no[k]}: {e[k]:g} {what} {e[k - 1]:g} at line {line_no[k - 1]})"
+
+
+def _check_scan_breaks(e: np.ndarray, blocks: list[slice], line_no: list[int], path: Path,
+                       name: str) -> None:
+    """Where the energy stops increasing, a new scan must start (back near the
+    first scan's start); a repeated energy or one that steps back a little is
+    a damaged row, named by its line."""
+    if len(blocks) < 2:
+        return
+    first = e[blocks[0]]
+    lo, hi = min(first[0], first[-1]), max(first[0], first[-1])
+    up = first[-1] > first[0]
+    for b in blocks[1:]:
+        k = b.start
+        prev, cur = e[k - 1], e[k]
+        restart = (cur <= lo + 0.25 * (hi - lo)) if up else (cur >= hi - 0.25 * (hi - lo))
+        if cur == prev or not restart:
+            what = "repeats" if cur == prev else "steps back from"
+            raise FileFormatError(
+                f"{path}: energy {cur:g} in column {name!r} at line {line_no[k]} {what} "
+                f"{prev:g} at line {line_no[k - 1]}; expected increasing energies (a "
+                "duplicated or swapped row?)")
+
+
 def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
     lines = _read_lines(path)
     attrs: dict[str, Any] = {}
@@ -835,7 +914,8 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
                 break
             if k in named:
                 raise FileFormatError(
-                    f"{path}: energy column {names[k]!r} is not monotonic; expected increasing "
+                    f"{path}: energy column {names[k]!r} is not monotonic"
+                    f"{_where_not_increasing(table[:, k], line_no)}; expected increasing "
                     "energies (pass energy= to choose another column)"
                 )
         if blocks is None:
@@ -844,7 +924,11 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
                 f"{', '.join(repr(n) for n in names)}); expected an energy column in eV or keV"
             )
     e_all = table[:, ie]
+    _check_scan_breaks(e_all, blocks, line_no, path, names[ie])
     e_unit = units[ie]
+    if e_unit and e_unit not in ("ev", "kev"):
+        raise FileFormatError(f"{path}: energy column {names[ie]!r} is in {e_unit!r}, not an "
+                              "energy unit; expected eV or keV")
     if e_unit in ("kev",) or bases[ie][0].endswith("kev"):
         factor, e_from = 1e3, "keV"
     elif e_unit in ("ev",) or bases[ie][0].endswith("ev"):
@@ -997,25 +1081,135 @@ def _attr_safe(value: Any) -> Any:
     return value
 
 
-def save(obj: xr.DataArray | xr.Dataset, path: str | Path) -> Path:
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path, or the same file through a symlink or hard link (same inode)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except OSError:
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, inputs=(),
+                 what: str = "path", folder: bool = False) -> Path:
+    """Refuse an output path that would destroy a user's data.
+
+    ``path`` must not be one of ``inputs`` (same path, symlink or hard link),
+    its folder must exist and be writable, and something already there (a
+    file, or a folder that is not empty) is replaced only with
+    ``overwrite=True``.  ``what`` names the argument in messages; ``folder``:
+    the output is a folder (a Zarr store), else a file, and a folder at
+    ``path`` is never replaced by a file.
+    """
+    path = Path(path).expanduser()
+    for src in inputs:
+        if src and _same_file(path, Path(src)):
+            raise FileFormatError(f"{what} {path}: is the file these data were read from; "
+                                  "expected a new file name (input files are never modified)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MMSpecError(f"{what} {path}: folder {str(parent)!r} does not exist; expected "
+                          "an existing folder (create it first)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MMSpecError(f"{what} {path}: folder {str(parent)!r} is not writable")
+    if not folder and path.is_dir():
+        raise MMSpecError(f"{what} {path}: is a folder; expected the name of a file to write")
+    if path.is_symlink() or path.exists():
+        empty_dir = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+        if not empty_dir and not overwrite:
+            kind = "a folder that is not empty" if path.is_dir() else "a file"
+            raise MMSpecError(f"{what} {path}: already exists ({kind}); choose a new name or "
+                              "pass overwrite=True (--overwrite) to replace it")
+    return path
+
+
+def _temporary(path: Path, kind: str = "tmp") -> Path:
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def replace_with(tmp: Path, path: Path) -> None:
+    """Put the finished ``tmp`` (file or folder) in place of ``path``."""
+    import shutil
+
+    if tmp.is_dir():
+        old = None
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            old = _temporary(path, "old")
+            os.rename(path, old)
+        os.rename(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+
+def write_atomic(path: Path, writer) -> Path:
+    """Call ``writer(tmp)`` on a temporary name beside ``path``, then rename
+    it to ``path``: a reader never sees a half-written output, and the old
+    content stays if writing fails."""
+    import shutil
+
+    tmp = _temporary(path)
+    try:
+        writer(tmp)
+        replace_with(tmp, path)
+    except OSError as err:
+        raise MMSpecError(f"{path}: could not be written ({type(err).__name__}: {err})") \
+            from err
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save(obj: xr.DataArray | xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a result (maps, spectra, edges) to netCDF (``.nc``) or Zarr (``.zarr``).
 
     Nested attributes (the processing history, calibration details) are
     stored as JSON text so that every step stays recorded in the file. The
-    file is written anew; an existing file of that name is replaced, never a
-    file the data were read from (a :class:`FileFormatError` says so).
+    result is written under a temporary name and renamed when complete.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        What to write.
+    path : str or pathlib.Path
+        ``.nc`` or ``.zarr``, in an existing folder.
+    overwrite : bool
+        Replace an existing file (or a non-empty folder) at ``path``; by
+        default that is refused. The file the data were read from (same
+        path, symlink or hard link) is never replaced.
+
+    Raises
+    ------
+    FileFormatError
+        Unknown extension, or ``path`` is the file the data were read from.
+    MMSpecError
+        ``path`` exists (without ``overwrite``), its folder is missing or not
+        writable, or writing failed.
     """
-    path = Path(path)
+    if not isinstance(path, (str, Path)):
+        raise MMSpecError(f"path={path!r}: expected a file path (str or pathlib.Path)")
+    path = Path(path).expanduser()
     ext = path.suffix.lower()
     if ext not in (".nc", ".zarr"):
         raise FileFormatError(f"{path}: cannot write {ext or 'files without extension'!r}; "
                               "expected .nc (netCDF) or .zarr")
-    src = {str(Path(v.attrs.get("source_file", "")).resolve())
+    src = {str(v.attrs.get("source_file"))
            for v in ([obj] if isinstance(obj, xr.DataArray) else [obj, *obj.data_vars.values()])
            if v.attrs.get("source_file")}
-    if str(path.resolve()) in src:
-        raise FileFormatError(f"{path}: is the file these data were read from; "
-                              "expected a new file name (input files are never modified)")
+    check_output(path, overwrite=overwrite, inputs=sorted(src), what="save:",
+                 folder=ext == ".zarr")
     out = obj.copy()
     out.attrs = {k: _attr_safe(v) for k, v in obj.attrs.items()}
     variables = out.variables if isinstance(out, xr.Dataset) else out.coords.variables
@@ -1026,7 +1220,5 @@ def save(obj: xr.DataArray | xr.Dataset, path: str | Path) -> Path:
         out = out.to_dataset(name=out.name or "data")
         out.attrs = attrs
     if ext == ".nc":
-        out.to_netcdf(path, engine="h5netcdf")
-    else:
-        out.to_zarr(path, mode="w")
-    return path
+        return write_atomic(path, lambda tmp: out.to_netcdf(tmp, engine="h5netcdf"))
+    return write_atomic(path, lambda tmp: out.to_zarr(tmp, mode="w"))

@@ -618,9 +618,33 @@ def _check_si(si, name: str = "si", finite: bool = True) -> xr.DataArray:
     return si
 
 
+#: fractions of negative values in a core-loss SI above which it is refused
+#: (DataError) or warned about (raw counts have none, or a few from the noise
+#: of a dark reference)
+NEGATIVE_REFUSE, NEGATIVE_WARN = 0.5, 0.01
+
+
+def _check_counts(si: xr.DataArray, name: str = "si") -> None:
+    """Counts must be (mostly) non-negative: power-law backgrounds fitted on
+    negative counts give meaningless edges (numpy-backed SIs only)."""
+    if not isinstance(si.data, np.ndarray) or si.size == 0:
+        return
+    frac = float(np.count_nonzero(si.data < 0)) / si.size
+    msg = (f"{name}: {100 * frac:.1f} % of the values are negative; expected the raw "
+           "core-loss SI in counts (not background-subtracted or offset)")
+    if frac > NEGATIVE_REFUSE:
+        raise DataError(msg)
+    if frac > NEGATIVE_WARN:
+        warnings.warn(msg + "; the maps of pixels with negative counts are unreliable",
+                      stacklevel=3)
+
+
 def _edge_names(edges) -> list[str]:
     if isinstance(edges, str):
         edges = [edges]
+    if edges is None or not hasattr(edges, "__iter__"):
+        raise MMSpecError(f"edges={edges!r}: expected a list of edge names, e.g. "
+                          f"{list(DEFAULT_EDGES)}")
     names = [get_edge(e).name for e in edges]
     if not names:
         raise MMSpecError("edges: expected at least one edge name")
@@ -726,8 +750,9 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                      energy=e.tolist(), dtype=str(np.dtype(wd)), edges=names,
                      windows={n: list(windows.get(n, get_edge(n).pre_edge)) for n in names},
                      spike_threshold=float(spike_threshold), spike_width=int(spike_width))
-    if spike_threshold <= 0:
-        raise MMSpecError(f"spike_threshold={spike_threshold!r}: expected a positive number")
+    if not (np.isfinite(float(spike_threshold)) and spike_threshold > 0):
+        raise MMSpecError(f"spike_threshold={spike_threshold!r}: expected a positive, finite "
+                          "number")
     if int(spike_width) < 1:
         raise MMSpecError(f"spike_width={spike_width!r}: expected an integer >= 1")
     positions = None
@@ -736,8 +761,12 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
         nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
         if nav_si != nav_z:
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}; "
-                            "expected the zero-loss SI of the same scan")
+            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
+                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
+            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
+                    f"{tuple(nav_si)} first)") if swapped else ""
+            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
+                            f"{hint}; expected the zero-loss SI of the same scan")
         positions = np.asarray(zero_loss_positions(zlp).transpose(*si.dims[:2]).values, float)
         plan.zlp_median_eV = float(np.median(positions))
         plan.zlp_spread_eV = float(np.ptp(positions))
@@ -1303,9 +1332,131 @@ def _store_attrs(store) -> dict:
     return dict(g.attrs)
 
 
+#: version of the store fingerprint (``mmspec_fingerprint`` attribute)
+_FP_VERSION = 1
+#: pixel blocks hashed for the fingerprint of a dask-backed SI (a numpy-backed
+#: SI is hashed whole)
+_FP_BLOCKS = 16
+
+
+def _data_fingerprint(da: xr.DataArray | None, block) -> str | None:
+    """SHA-256 (hex, 16 digits) of an SI's shape, dtype, axes and counts.
+
+    A numpy-backed SI is hashed whole; a dask-backed one through
+    ``_FP_BLOCKS`` evenly spread pixel blocks (reading all of a large SI
+    twice would double the cost of mapping it).
+    """
+    if da is None:
+        return None
+    h = hashlib.sha256()
+    h.update(json.dumps([list(da.dims), [int(s) for s in da.shape], str(da.dtype)]).encode())
+    for d in da.dims:
+        if d in da.coords:
+            h.update(np.ascontiguousarray(np.asarray(da[d].values, float)).tobytes())
+    data = da.data
+    if isinstance(data, np.ndarray):
+        flat = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+        step = max(1, (1 << 22) // max(flat.shape[1] * flat.itemsize, 1))
+        for r in range(0, flat.shape[0], step):
+            h.update(np.ascontiguousarray(flat[r:r + step]).tobytes())
+    else:
+        blocks = _blocks(da.shape[:2], block)
+        idx = np.unique(np.linspace(0, len(blocks) - 1, min(_FP_BLOCKS, len(blocks)))
+                        .round().astype(int))
+        for i in idx:
+            _, _, ys, xs = blocks[i]
+            h.update(np.ascontiguousarray(_load_block(da, ys, xs, da.dtype)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(si, zlp, *, references, names, block, sample_pixels, model_id,
+                 k_factors) -> dict:
+    """What a map store is a store of: the inputs and every plan parameter."""
+    refs = None if references is None else _jsonable(
+        {str(k): (None if v is None else float(v)) for k, v in
+         (references.items() if isinstance(references, Mapping)
+          else ((n, None) for n in references))})
+    return {
+        "version": _FP_VERSION,
+        "block": list(block),
+        "edges": list(names),
+        "model_id": model_id,
+        "references": refs,
+        "sample_pixels": None if sample_pixels is None else int(sample_pixels),
+        "k_factors": _k_dict(k_factors),
+        "shape": [int(s) for s in si.shape],
+        "dims": list(si.dims[:2]),
+        "zlp": zlp is not None,
+        "si_data": _data_fingerprint(si, block),
+        "zlp_data": _data_fingerprint(zlp, block),
+    }
+
+
+_FP_WHAT = {"si_data": "the counts of si differ from those mapped into it",
+            "zlp_data": "the counts of zlp differ from those mapped into it",
+            "shape": "si has another shape", "zlp": "a zero-loss SI given in one run only"}
+
+
+def _compare_fingerprint(out: Path, have: dict, want: dict) -> None:
+    for key in want:
+        if key == "version" or have.get(key) == want[key]:
+            continue
+        if key in _FP_WHAT:
+            shown = f"{_FP_WHAT[key]}: {have.get(key)!r} stored, {want[key]!r} now"
+        else:
+            shown = f"{have.get(key)!r} stored, {want[key]!r} now"
+        raise MMSpecError(f"out={str(out)!r} holds maps of a different run ({key}: {shown}); "
+                          "choose another path, or overwrite=True to start over")
+
+
+def _is_map_store(attrs: dict) -> bool:
+    return any(k in attrs for k in ("mmspec_plan", "mmspec_signature", "mmspec_fingerprint"))
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    import os
+
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def _clear_stale(out: Path) -> None:
+    """Remove temporary folders that killed runs left beside ``out``."""
+    import os
+    import re
+    import shutil
+
+    pat = re.compile(rf"^\.{re.escape(out.name)}\.(creating|old)-(\d+)-\d+$")
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        m = pat.match(p.name)
+        if not m:
+            continue
+        pid = int(m.group(2))
+        try:
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _create_store(out: Path, plan: ChainPlan, si: xr.DataArray, null: xr.Dataset,
-                  block, positions, model_attrs: dict) -> None:
+                  block, positions, model_attrs: dict, fingerprint: dict) -> None:
+    """Build the store under a temporary name beside ``out``, write its
+    fingerprint last, then rename it to ``out``: a store at ``out`` is always
+    complete (an interrupted creation leaves only the temporary folder, which
+    the next run removes)."""
+    import os
+    import shutil
+
     import dask.array as dsa
+    import zarr
 
     ny, nx = plan.shape[:2]
     by, bx = block
@@ -1332,11 +1483,30 @@ def _create_store(out: Path, plan: ChainPlan, si: xr.DataArray, null: xr.Dataset
     ds = xr.Dataset(data, coords=coords)
     ds.attrs = {**model_attrs, "mmspec_plan": plan.to_json(), "mmspec_block": [by, bx],
                 "mmspec_signature": plan.signature()}
-    ds.to_zarr(str(out), mode="w", compute=False, consolidated=False)
-    if positions is not None:  # small: write it now
-        import zarr
-
-        zarr.open_group(str(out), mode="r+")["zlp_position"][...] = positions
+    tmp = _sibling(out, "creating")
+    try:
+        ds.to_zarr(str(tmp), mode="w", compute=False, consolidated=False)
+        g = zarr.open_group(str(tmp), mode="r+")
+        if positions is not None:  # small: write it now
+            g["zlp_position"][...] = positions
+        g.attrs["mmspec_fingerprint"] = json.dumps(fingerprint)  # last: the store is complete
+        old = None
+        if out.exists() or out.is_symlink():
+            if out.is_dir() and not out.is_symlink():
+                old = _sibling(out, "old")
+                os.rename(out, old)
+            else:
+                out.unlink()
+        try:
+            os.rename(tmp, out)
+        except OSError as err:
+            raise MMSpecError(f"out={str(out)!r}: could not put the new store in place "
+                              f"({err}); another run writing there?") from err
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def map_spectrum_image(
@@ -1380,9 +1550,13 @@ def map_spectrum_image(
     edges : sequence of str
         Edges fed to the model.
     out : path
-        Zarr store (a folder) to write. A store written by an earlier,
-        interrupted run with the same plan, model and block is resumed:
-        blocks already written are skipped.
+        Zarr store (a folder) to write. The store carries a fingerprint of
+        the SI and zero-loss SI (their counts and axes) and of every plan
+        parameter (references, edges, block, sample_pixels, model,
+        k-factors). A store written by an earlier, interrupted run of the
+        same job is resumed: blocks already written are skipped. A store
+        is created under a temporary name and renamed when complete, so a
+        run killed while creating it leaves nothing at ``out``.
     block : (int, int)
         Pixels per block (rows, columns); also the store's chunks.
     client : dask.distributed.Client, optional
@@ -1396,7 +1570,8 @@ def map_spectrum_image(
     engine : {"auto", "numba", "numpy"}
         Per-pixel kernel.
     overwrite : bool
-        Replace an existing store instead of resuming it.
+        Replace whatever is at ``out`` (another run's store, any folder or
+        file) instead of resuming or refusing.
     timings : dict, optional
         Filled with ``plan`` and ``blocks`` (wall seconds), ``blocks_done``
         (written by this call) and ``blocks_skipped`` (found written).
@@ -1416,12 +1591,14 @@ def map_spectrum_image(
     Raises
     ------
     MMSpecError
-        If ``out`` holds something else (another SI, model, block size or
-        edges, or not a map store) and ``overwrite`` is false.
+        If ``out`` holds something else (maps of another SI or zero-loss SI,
+        other references, model, block size, edges or k-factors, or not a
+        map store) and ``overwrite`` is false.
     """
     import zarr
 
     si = _check_si(si)
+    _check_counts(si)
     block = _check_block(block)
     engine = _engine(engine)
     names = _edge_names(edges)
@@ -1436,31 +1613,37 @@ def map_spectrum_image(
     t0 = time.perf_counter()
     plan = None
     positions = None
-    if out.exists() and not overwrite:
+    fp = _fingerprint(si, zlp, references=references, names=names, block=block,
+                      sample_pixels=sample_pixels, model_id=model_id, k_factors=k_factors)
+    if out.is_symlink() and out.is_dir():  # a store kept elsewhere: work there
+        out = out.resolve()
+    _clear_stale(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        if not overwrite:
+            raise MMSpecError(f"out={str(out)!r} exists and is not a map store (a folder) "
+                              "written by map_spectrum_image; choose another path or "
+                              "overwrite=True")
+    elif out.exists() and any(out.iterdir()) and not overwrite:
         attrs = _store_attrs(out)
-        if "mmspec_plan" not in attrs:
+        if not _is_map_store(attrs):
             raise MMSpecError(f"out={str(out)!r} exists and is not a map store written by "
                               "map_spectrum_image; choose another path or overwrite=True")
-        stored = ChainPlan.from_json(attrs["mmspec_plan"])
-        want = {"shape": tuple(int(s) for s in si.shape), "dims": tuple(si.dims[:2]),
-                "edges": names, "block": list(block), "model_id": model_id,
-                "energy": np.asarray(si["energy"].values, float).tolist(),
-                "zlp": zlp is not None, "references": references is not None,
-                "k_factors": _k_dict(k_factors)}
-        have = {"shape": stored.shape, "dims": stored.dims, "edges": stored.edges,
-                "block": list(attrs.get("mmspec_block", [])), "model_id": attrs.get("model_id"),
-                "energy": stored.energy, "zlp": stored.zlp_median_eV is not None,
-                "references": stored.calibration is not None,
-                "k_factors": stored.k_factors}
-        for key in want:
-            same = np.allclose(want[key], have[key]) if key == "energy" else want[key] == have[key]
-            if not same:
-                shown = "..." if key == "energy" else f"{have[key]!r} stored, {want[key]!r} now"
-                raise MMSpecError(f"out={str(out)!r} holds maps of a different run ({key}: "
-                                  f"{shown}); choose another path or overwrite=True")
-        plan = stored
-        if zlp is not None:
-            positions = np.asarray(zarr.open_group(str(out), mode="r")["zlp_position"][...])
+        try:
+            have = json.loads(attrs["mmspec_fingerprint"])
+            stored = ChainPlan.from_json(attrs["mmspec_plan"])
+            if have.get("version") != _FP_VERSION:
+                raise ValueError("fingerprint version")
+        except (KeyError, TypeError, ValueError):
+            # written before stores carried a fingerprint, or a creation cut
+            # short: nothing in it can be trusted, build it again
+            warnings.warn(f"out={str(out)!r}: map store without a complete fingerprint "
+                          "(interrupted while being created, or written by an older "
+                          "version); building it again", stacklevel=2)
+        else:
+            _compare_fingerprint(out, have, fp)
+            plan = stored
+            if zlp is not None:
+                positions = np.asarray(zarr.open_group(str(out), mode="r")["zlp_position"][...])
     if plan is None:
         plan, positions = fit_plan(si, zlp, references=references, edges=names, block=block,
                                    sample_pixels=sample_pixels, engine=engine,
@@ -1481,7 +1664,7 @@ def map_spectrum_image(
         mattrs = {k: _jsonable(v) for k, v in null.attrs.items() if k != "history"}
         mattrs["model_id"] = model_id
         mattrs["history"] = _jsonable(hist)
-        _create_store(out, plan, si, null, block, positions, mattrs)
+        _create_store(out, plan, si, null, block, positions, mattrs, fp)
     else:
         nulls = _null_values(_null_maps(model, plan))
 

@@ -150,6 +150,9 @@ def load_model(path: str | Path | None = None):
 
     from .fusion import MultimodalModel
 
+    if path is not None and not isinstance(path, (str, Path)):
+        raise MMSpecError(f"load_model: path={path!r}: expected the path of a .skops bundle "
+                          "(str or pathlib.Path) or None for the shipped model")
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         hint = " (train it with 'mmspec train')" if path == default_model_path() else ""
@@ -168,4 +171,24 @@ def load_model(path: str | Path | None = None):
         raise FileFormatError(f"{path}: could not read the model bundle ({exc})") from exc
     if not isinstance(model, MultimodalModel):
         raise FileFormatError(f"{path}: expected a MultimodalModel, found {type(model).__name__}")
+    _check_grids(model, path)
     return model
+
+
+def _check_grids(model, path: Path) -> None:
+    """The model's edge grids must be those of the edge table it will be fed."""
+    from ..edges import edge_grid
+
+    for e, g in dict(getattr(model, "grids_", None) or {}).items():
+        try:
+            want = edge_grid(e)
+        except MMSpecError:
+            raise FileFormatError(f"{path}: the model was trained on edge {e!r}, which the edge "
+                                  "table does not know") from None
+        g = np.asarray(g, float)
+        if g.shape != want.shape or not np.allclose(g, want, rtol=0, atol=1e-6):
+            raise FileFormatError(
+                f"{path}: the model's grid for {e} ({g.size} points, {g[0]:.2f} - "
+                f"{g[-1]:.2f} eV) differs from the edge table's ({want.size} points, "
+                f"{want[0]:.2f} - {want[-1]:.2f} eV); expected a model trained with this "
+                "version's edge table (retrain it)")

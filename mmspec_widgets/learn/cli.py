@@ -38,6 +38,14 @@ def _cmd_train(args) -> int:
     from .bundle import save_model
     from .train import load_training_data, train_model
 
+    if args.folds < 2:
+        raise MMSpecError(f"--folds {args.folds}: expected at least 2 grouped CV folds")
+    if args.trials < 0:
+        raise MMSpecError(f"--trials {args.trials}: expected 0 (no search) or more trials")
+    for name in ("dropout_copies", "augment_copies"):
+        if getattr(args, name) < 0:
+            raise MMSpecError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected 0 "
+                              "or more copies")
     ds = load_training_data(args.training_set)
     model = train_model(ds, n_trials=args.trials, fusion=args.fusion, estimator=args.estimator,
                         edges=_edges_arg(args.edges), dropout_copies=args.dropout_copies,
@@ -168,10 +176,33 @@ def _quantify_arg(ds, args):
     return ds
 
 
+def _check_predict_args(args) -> None:
+    """Argument errors found before any work is done."""
+    import math
+
+    if args.composition and args.k_factors:
+        raise MMSpecError("predict: give --composition or --k-factors, not both")
+    if args.composition:
+        try:
+            _ni, _mn, _co = (float(v) for v in args.composition.split(","))
+        except ValueError:
+            raise MMSpecError(f"--composition {args.composition!r}: expected the TM fractions "
+                              "NI,MN,CO, e.g. 0.6,0.2,0.2") from None
+    f = args.drop_ood_edges
+    if not args.keep_ood_edges and not (math.isfinite(f) and f > 0):
+        raise MMSpecError(f"--drop-ood-edges {f!r}: expected a positive factor (times the "
+                          "OOD threshold), e.g. 10; --keep-ood-edges to keep every edge")
+
+
 def _cmd_predict(args) -> int:
+    from ..io import check_output, write_atomic
     from .bundle import load_model
 
     edges = _edges_arg(args.edges)
+    _check_predict_args(args)
+    out = Path(args.out)
+    if out.parent.is_dir():  # the input or a folder: refused before any work
+        check_output(out, overwrite=True, inputs=[args.file], what="--out")
     ds = _read_edges_file(Path(args.file), edges)
     ds = _quantify_arg(ds, args)
     model = load_model(args.model)
@@ -180,10 +211,12 @@ def _cmd_predict(args) -> int:
     maps.attrs = _serialisable_attrs(maps.attrs)
     maps.attrs["source_file"] = str(args.file)
     out = Path(args.out)
-    if out.resolve() == Path(args.file).resolve():
-        raise MMSpecError(f"--out {out}: would overwrite the input file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    maps.to_netcdf(out, engine="h5netcdf")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MMSpecError(f"--out {out}: cannot create its folder ({err})") from err
+    check_output(out, overwrite=args.overwrite, inputs=[args.file], what="--out")
+    write_atomic(out, lambda tmp: maps.to_netcdf(tmp, engine="h5netcdf"))
     n_ood = int(maps["ood"].values.sum())
     print(f"{maps.attrs['edge_set']} -> {out} ({maps['ood'].size} pixels, {n_ood} flagged OOD)")
     return 0
@@ -248,6 +281,8 @@ def register(subparsers) -> None:
                    help="edges to use (default: every model edge in the file)")
     p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
     p.add_argument("--out", required=True, help="output netCDF of maps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (refused otherwise)")
     p.add_argument("--drop-ood-edges", type=float, default=10.0, metavar="FACTOR",
                    help="per pixel, ignore an edge more than FACTOR times beyond its OOD "
                         "threshold (default 10)")

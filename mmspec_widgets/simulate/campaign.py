@@ -437,14 +437,20 @@ def run_campaign(
 
     bar = _bar(progress)
     sync = scheduler == "sync" or n_workers == 0
-    if sync:
-        for job in planned():
-            if max_jobs is not None and summary["done"] + summary["failed"] >= max_jobs:
-                break
-            record(execute_job(job, str(store.root)))
-            bar.update(1)
-    else:
-        _run_dask(planned(), store, scheduler, n_workers, record, bar, max_jobs, summary)
+    watchdog = _start_watchdog()
+    try:
+        if sync:
+            for job in planned():
+                if max_jobs is not None and summary["done"] + summary["failed"] >= max_jobs:
+                    break
+                record(execute_job(job, str(store.root)))
+                bar.update(1)
+        else:
+            _run_dask(planned(), store, scheduler, n_workers, record, bar, max_jobs, summary)
+    finally:
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
     bar.close()
     summary["wall_s"] = time.perf_counter() - t_start
     fails = store.failures()
@@ -469,6 +475,51 @@ def _check_same_settings(store: CampaignStore, manifest: dict) -> None:
                 f"{store.root}: structure {manifest['structure_id']} was simulated with "
                 f"{field}={old[field]!r}, this run asks for {manifest[field]!r}; simulate "
                 "into another store (--out) so the two never mix")
+
+
+# Watches a campaign process; when it is gone (killed), kills the processes it
+# had started (Dask workers, FEFF stages), which would otherwise run on for the
+# rest of their job. Kept to the standard library and psutil: starts at once.
+_WATCHDOG = """
+import os, sys, time
+import psutil
+me = os.getpid()
+try:
+    campaign = psutil.Process(int(sys.argv[1]))
+except psutil.Error:
+    sys.exit(0)
+seen = {}
+while True:
+    try:
+        if campaign.status() == psutil.STATUS_ZOMBIE:
+            break
+        for c in campaign.children(recursive=True):
+            if c.pid != me:
+                seen[c.pid] = c
+    except psutil.Error:
+        break
+    time.sleep(0.2)
+for c in seen.values():
+    try:
+        if c.is_running():
+            c.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+def _start_watchdog():
+    """A small process that stops this campaign's workers and FEFF stages
+    soon after this process is killed (None without psutil)."""
+    import subprocess
+
+    try:
+        import psutil  # noqa: F401 - comes with dask.distributed
+    except ImportError:  # pragma: no cover
+        return None
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _bar(progress: bool):
