@@ -580,7 +580,12 @@ def validate(*, dataset=None, store=None, validation_store=None,
     from .simulate.dataset import load_training_set
 
     t0 = time.perf_counter()
+    params = params or feff_params()
     out: dict = {"k_edges": validate_k_edges(params, validation_store, compute, progress)}
+    if params.scf is not None:
+        # the same compounds without self-consistency, where the store has them
+        out["k_edges_without_scf"] = validate_k_edges(feff_params(scf=None),
+                                                      validation_store, False)
     if particle:
         out["particle"] = validate_particle(store=store)
     ds = load_training_set(dataset) if dataset else load_training_set()
