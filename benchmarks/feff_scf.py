@@ -49,6 +49,7 @@ MN_K_CASES = {
     "no SCF": {"scf": None},
     "SCF 3 A (validated)": {},
     "SCF 3 A, FSR core hole": {"corehole": "FSR"},
+    "SCF 4.5 A": {"scf": 4.5},
 }
 
 
