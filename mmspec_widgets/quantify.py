@@ -43,7 +43,7 @@ from .background import append_history
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
-__all__ = ["REFERENCE_EDGE", "DETECTION_Z", "fit_k_factors", "quantify", "quantify_known",
+__all__ = ["REFERENCE_EDGE", "DETECTION_Z", "REASONS", "explain_reasons", "fit_k_factors", "quantify", "quantify_known",
            "composition_from_fractions", "cross_section_k_factors", "edge_detection",
            "summed_composition"]
 
@@ -54,6 +54,48 @@ REFERENCE_EDGE = "O_K"
 DETECTION_Z = 3.0
 #: Elements whose L2,3 shares form the TM fractions.
 TM_EDGES = ("Mn_L23", "Co_L23", "Ni_L23")
+
+#: Why a pixel's values are NaN or limited: bit flags of ``quantify_reason``
+#: (and of the maps' ``nan_reason``, :meth:`~mmspec_widgets.learn.fusion.MultimodalModel.predict`),
+#: stored as CF ``flag_masks`` / ``flag_meanings``; :func:`explain_reasons`
+#: turns a value into words.
+REASONS = {
+    1: "no_O_K_jump_masked_pixel",
+    2: "O_K_not_detected_vacuum_or_too_few_counts",
+    4: "Li_K_not_detected_Li_not_measurable",
+    8: "no_TM_L23_edge_detected_TM_fractions_not_measurable",
+    16: "no_usable_edge",
+    32: "an_edge_given_is_not_detected_and_was_not_used",
+    64: "an_edge_was_ignored_as_far_out_of_distribution",
+    128: "no_usable_Ni_edge_Ni_oxidation_NaN",
+    256: "no_usable_Mn_edge_Mn_oxidation_NaN",
+    512: "no_usable_Co_edge_Co_oxidation_NaN",
+    1024: "TM_fractions_NaN_not_every_TM_measured",
+    2048: "Li_content_NaN_Li_K_given_but_not_detected",
+}
+
+
+def reason_attrs(long_name: str) -> dict:
+    """CF flag attributes of a reason variable (see :data:`REASONS`)."""
+    return {"long_name": long_name, "flag_masks": np.array(list(REASONS), dtype=np.int32),
+            "flag_meanings": " ".join(REASONS.values())}
+
+
+def explain_reasons(value: int) -> list[str]:
+    """The reasons (words) packed in one value of ``quantify_reason`` / ``nan_reason``.
+
+    Parameters
+    ----------
+    value : int
+        Bit flags (:data:`REASONS`).
+
+    Returns
+    -------
+    list of str
+        One phrase per flag set; empty when none is.
+    """
+    v = int(value)
+    return [m.replace("_", " ") for bit, m in REASONS.items() if v & bit]
 
 
 def _jump(edges: xr.Dataset, edge: str, arg: str = "edges") -> xr.DataArray:
@@ -296,7 +338,7 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
         L2,3 edges when at least two are quantified (each element's share of
         their atoms, summing to 1; independent of O K); ``detected_<edge>``
         (jump above :data:`DETECTION_Z` std); ``quantify_reason`` (per pixel,
-        why values are NaN; empty where none is); the step in
+        bit flags of :data:`REASONS` saying why values are NaN; 0 where none is); the step in
         ``attrs["history"]``.  Li K is declared unmeasurable (NaN, with a
         reason) where its jump is not detected: the Li K edge sits on the TM
         M2,3 edges, which a pre-edge background does not remove.  The input is
@@ -330,14 +372,13 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
     det = edge_detection(edges)
     j_o = _jump(edges, REFERENCE_EDGE)
     ok_o = (j_o > 0) & np.isfinite(j_o)
-    reason = xr.full_like(j_o, "", dtype=object)
+    reason = xr.zeros_like(j_o, dtype=np.int32)
     if REFERENCE_EDGE in det:
         vac = ok_o & ~det[REFERENCE_EDGE]
         ok_o = ok_o & det[REFERENCE_EDGE]
-        reason = xr.where(vac, "O K not detected (jump below "
-                          f"{DETECTION_Z:g} std: vacuum or too few counts); ", reason)
-    reason = xr.where(~np.isfinite(j_o), "no O K jump (masked pixel); ", reason)
-    reason = xr.where(np.isfinite(j_o) & (j_o <= 0), "O K jump not positive; ", reason)
+        reason = reason | xr.where(vac, 2, 0)
+    reason = reason | xr.where(~np.isfinite(j_o), 1, 0)
+    reason = reason | xr.where(np.isfinite(j_o) & (j_o <= 0), 2, 0)
     denom = j_o.where(ok_o)
     out = edges.copy()
     std_o = edges.get(f"jump_{REFERENCE_EDGE}_std")
@@ -351,9 +392,7 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
         a = (x[e] / denom).clip(min=0.0)
         if e == "Li_K" and e in det:
             a = a.where(det[e])
-            reason = xr.where(ok_o & ~det[e], reason + "Li K not detected (jump below "
-                              f"{DETECTION_Z:g} std; it sits on the TM M2,3 edges): Li not "
-                              "measurable; ", reason)
+            reason = reason | xr.where(np.isfinite(j) & ~det[e], 4, 0)
         a.attrs = {"long_name": f"{get_edge(e).element} atoms per O atom",
                    "units": "atoms per O", "k_factor": k[e], "method": mode}
         out[f"amount_{e}"] = a
@@ -383,11 +422,9 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
         usable = np.isfinite(total) & (total > 0)
         if all(e in det for e in tm):
             any_tm = sum(det[e].astype(int) for e in tm) > 0
-            reason = xr.where(usable & ~any_tm, reason + "no TM L2,3 edge detected: TM "
-                              "fractions not measurable; ", reason)
+            reason = reason | xr.where(usable & ~any_tm, 8, 0)
             usable = usable & any_tm
-        reason = xr.where(np.isfinite(total) & ~(total > 0), reason + "no positive TM "
-                          "L2,3 jump: TM fractions not measurable; ", reason)
+        reason = reason | xr.where(np.isfinite(total) & ~(total > 0), 8, 0)
         tot = total.where(usable)
         have_var = all(var_x[e] is not None for e in tm)
         for e in tm:
@@ -404,9 +441,9 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
                                         "background and, with cross-sections, their "
                                         "systematic error)", "units": "fraction of TM"}
                 out[f"tm_fraction_{e}_std"] = s
-    reason = reason.astype(str)
-    reason.attrs = {"long_name": "why quantities of this pixel are NaN or limited "
-                                 "(empty: none)"}
+    reason = reason.astype(np.int32)
+    reason.attrs = reason_attrs("why quantities of this pixel are NaN or limited (bit flags; "
+                                "0: none; mmspec_widgets.quantify.explain_reasons)")
     out["quantify_reason"] = reason
     out.attrs = dict(edges.attrs)
     out.attrs["history"] = list(edges.attrs.get("history", []))
