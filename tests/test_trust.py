@@ -271,3 +271,33 @@ def test_cli_predict_maps_the_instrument_file(tm_si_path, zlp_si_path, tmp_path,
         assert cli.main(["predict", str(tm_si_path), "--references", "Fe_L3",
                          "--out", str(out2)]) == 1
     assert "unknown feature" in capsys.readouterr().err
+
+
+def test_twin_removing_an_edge_widens_or_refuses_what_it_informs(model):
+    """On the digital twin: without O K the Li content and O-vacancy std widen;
+    without an element's L2,3 edge its oxidation state is refused (NaN, reason)."""
+    from mmspec_widgets.demo import REFERENCES
+    from mmspec_widgets.quantify import fit_k_factors
+    from mmspec_widgets.twin import load_digital_twin
+
+    twin = load_digital_twin()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eds = mm.extract_edges(mm.remove_spikes(mm.calibrate(twin.si, zlp=twin.zlp,
+                                                             references=REFERENCES)))
+        q = quantify(eds, fit_k_factors(eds, twin.provenance["nominal_composition"]))
+        full = model.predict(q)
+        no_o = model.predict(q, edges=list(TM))
+        no_ni = model.predict(q, edges=["O_K", "Mn_L23", "Co_L23"])
+    particle = np.isfinite(twin.truth["li_content"].values)
+    for t in ("li_content", "o_vacancy"):
+        a, b = full[f"{t}_std"].values, no_o[f"{t}_std"].values
+        ok = particle & np.isfinite(a) & np.isfinite(b)
+        assert ok.sum() > 100
+        assert np.median(b[ok] / a[ok]) > 1.2, t
+    assert np.isnan(no_ni["ni_oxidation"].values).all()
+    assert np.all(no_ni["nan_reason"].values[particle] & 128)
+    # with every edge, the Ni oxidation truth lies within 2 std on most pixels it is given
+    err = np.abs(full["ni_oxidation"].values - twin.truth["ni_oxidation"].values)
+    ok = np.isfinite(err)
+    assert np.mean(err[ok] <= 2 * full["ni_oxidation_std"].values[ok]) > 0.9

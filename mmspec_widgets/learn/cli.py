@@ -189,8 +189,9 @@ def _read_edges_file(path: Path, edges, args=None, model_edges=None):
             (["zero-loss peak"] if zlp is not None else [])
             + [f"{k} at {v:g} eV" for k, v in refs.items()]))
     else:
-        print("not calibrated: no --zlp and no reference feature in the file's range (the "
-              "model reads the recorded energy axis)")
+        why = "--references none" if getattr(args, "references", None) else \
+            "no reference feature in the file's range"
+        print(f"not calibrated: no --zlp and {why} (the model reads the recorded energy axis)")
     si = remove_spikes(si)
     if edges is None:
         if model_edges is None:
@@ -202,7 +203,11 @@ def _read_edges_file(path: Path, edges, args=None, model_edges=None):
                               f"({', '.join(model_edges)}) with their pre-edge windows "
                               f"({float(si.energy.min()):.0f} - {float(si.energy.max()):.0f} "
                               "eV); pass --edges")
-        print(f"edges (model edges the file covers): {', '.join(edges)}")
+        left = [e for e in model_edges if e not in edges]
+        print(f"edges (model edges the file covers): {', '.join(edges)}"
+              + (f"; not covered (grid or pre-edge window outside "
+                 f"{float(si.energy.min()):.0f} - {float(si.energy.max()):.0f} eV): "
+                 f"{', '.join(left)}" if left else ""))
     return extract.extract_edges(si, edges=list(edges))
 
 
