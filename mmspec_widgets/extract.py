@@ -19,7 +19,8 @@ from .background import append_history, check_spectra, mask_low_counts, subtract
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
-__all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "NORMALIZATIONS"]
+__all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window",
+           "NORMALIZATIONS"]
 
 NORMALIZATIONS = ("post_edge", "area", "max", None)
 
@@ -99,6 +100,30 @@ def normalize_edge(da: xr.DataArray, edge: str, method: str | None = "post_edge"
     out = da / norm.where(norm > 0)
     out.attrs = {**da.attrs, "normalization": method}
     return out
+
+
+def jump_window(edge: str) -> tuple[float, float]:
+    """Energy window (eV) over which an edge's jump is averaged.
+
+    The last 10 % of the edge's standard grid (at least 3 points): the level
+    that ``normalize="post_edge"`` divides by and :func:`extract_edges`
+    records as ``jump_<edge>``; cross-sections for the composition
+    (:mod:`mmspec_widgets.quantify`) are averaged over the same window.
+
+    Parameters
+    ----------
+    edge : str
+        Edge name.
+
+    Returns
+    -------
+    (float, float)
+        First and last grid energy of the window (eV).
+    """
+    grid = get_edge(edge).energy
+    n = grid.size
+    tail = grid[n - max(3, n // 10):]
+    return float(tail[0]), float(tail[-1])
 
 
 def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.DataArray:

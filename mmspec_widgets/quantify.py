@@ -1,4 +1,4 @@
-"""Local composition from edge jumps (EELS quantification with k-factors).
+"""Local composition from edge jumps (EELS quantification).
 
 The jump of an ionisation edge - its background-free level past the edge -
 is proportional to the number of atoms of that element in the probed column
@@ -16,6 +16,20 @@ nominal composition is known, e.g. NMC622), and :func:`quantify` turns the
 jumps of every pixel into relative amounts ``amount_<edge>``, atoms of the
 edge's element per O atom: the quantity the simulated training set carries
 for each region and the fusion models read alongside the spectra's shapes.
+
+Without a standard, :func:`quantify` computes the k-factors itself: each is
+the ratio of two partial cross-sections (hydrogenic model,
+:mod:`mmspec_widgets.crosssections`) for the instrument recorded in the
+attrs (beam energy, collection and convergence angles), averaged over the
+window each jump averages over (:func:`~mmspec_widgets.extract.jump_window`).
+The standard deviations then add, to the counting and background errors of
+the jumps, a stated systematic error of the cross-sections.
+
+Either way the TM fractions ``tm_fraction_<edge>`` (each L2,3 element's share
+of the L2,3 amounts, on the simplex: they sum to 1) come with their std, and
+``detected_<edge>`` records whether the jump stands above its noise
+(:data:`DETECTION_Z` std); ``quantify_reason`` says, per pixel, why a value
+is missing.
 """
 
 from __future__ import annotations
@@ -29,11 +43,59 @@ from .background import append_history
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
-__all__ = ["REFERENCE_EDGE", "fit_k_factors", "quantify", "quantify_known",
-           "composition_from_fractions"]
+__all__ = ["REFERENCE_EDGE", "DETECTION_Z", "REASONS", "explain_reasons", "fit_k_factors", "quantify", "quantify_known",
+           "composition_from_fractions", "cross_section_k_factors", "edge_detection",
+           "summed_composition"]
 
 #: Edge every amount is relative to.
 REFERENCE_EDGE = "O_K"
+#: An edge counts as detected where its jump exceeds this many standard
+#: deviations (counting + background extrapolation, ``jump_<edge>_std``).
+DETECTION_Z = 3.0
+#: Elements whose L2,3 shares form the TM fractions.
+TM_EDGES = ("Mn_L23", "Co_L23", "Ni_L23")
+
+#: Why a pixel's values are NaN or limited: bit flags of ``quantify_reason``
+#: (and of the maps' ``nan_reason``, :meth:`~mmspec_widgets.learn.fusion.MultimodalModel.predict`),
+#: stored as CF ``flag_masks`` / ``flag_meanings``; :func:`explain_reasons`
+#: turns a value into words.
+REASONS = {
+    1: "no_O_K_jump_masked_pixel",
+    2: "O_K_not_detected_vacuum_or_too_few_counts",
+    4: "Li_K_not_detected_Li_not_measurable",
+    8: "no_TM_L23_edge_detected_TM_fractions_not_measurable",
+    16: "no_usable_edge",
+    32: "an_edge_given_is_not_detected_and_was_not_used",
+    64: "an_edge_was_ignored_as_far_out_of_distribution",
+    128: "no_usable_Ni_edge_Ni_oxidation_NaN",
+    256: "no_usable_Mn_edge_Mn_oxidation_NaN",
+    512: "no_usable_Co_edge_Co_oxidation_NaN",
+    1024: "TM_fractions_NaN_not_every_TM_measured",
+    2048: "Li_content_NaN_Li_K_given_but_not_detected",
+}
+
+
+def reason_attrs(long_name: str) -> dict:
+    """CF flag attributes of a reason variable (see :data:`REASONS`)."""
+    return {"long_name": long_name, "flag_masks": np.array(list(REASONS), dtype=np.int32),
+            "flag_meanings": " ".join(REASONS.values())}
+
+
+def explain_reasons(value: int) -> list[str]:
+    """The reasons (words) packed in one value of ``quantify_reason`` / ``nan_reason``.
+
+    Parameters
+    ----------
+    value : int
+        Bit flags (:data:`REASONS`).
+
+    Returns
+    -------
+    list of str
+        One phrase per flag set; empty when none is.
+    """
+    v = int(value)
+    return [m.replace("_", " ") for bit, m in REASONS.items() if v & bit]
 
 
 def _jump(edges: xr.Dataset, edge: str, arg: str = "edges") -> xr.DataArray:
@@ -150,61 +212,317 @@ def fit_k_factors(edges: xr.Dataset, composition: Mapping[str, float], *,
     return out
 
 
-def quantify(edges: xr.Dataset, k_factors: Mapping[str, float], *,
-             which=None) -> xr.Dataset:
-    """Relative amounts (atoms per O atom) of every pixel from its edge jumps.
+def _instrument(edges: xr.Dataset, beam_energy_keV, collection_mrad, convergence_mrad):
+    """Beam energy, collection and convergence angles: arguments first, then attrs."""
+    a = edges.attrs
+    e0 = beam_energy_keV if beam_energy_keV is not None else a.get("beam_energy_keV")
+    beta = collection_mrad if collection_mrad is not None else a.get("collection_angle_mrad")
+    alpha = convergence_mrad if convergence_mrad is not None else \
+        a.get("convergence_angle_mrad")
+    missing = [n for n, v in (("beam_energy_keV", e0), ("collection_angle_mrad", beta))
+               if v is None or not np.isfinite(float(v)) or float(v) <= 0]
+    if missing:
+        raise DataError(f"edges: no {' or '.join(missing)} in attrs (the instrument file "
+                        "did not record it): pass beam_energy_keV= / collection_mrad= to "
+                        "quantify, or k_factors from a standard")
+    alpha = None if alpha is None or not np.isfinite(float(alpha)) else float(alpha)
+    return float(e0), float(beta), alpha
+
+
+def cross_section_k_factors(edges, *, beam_energy_keV: float, collection_mrad: float,
+                            convergence_mrad: float | None = None) -> dict[str, float]:
+    """k-factors from hydrogenic partial cross-sections (no standard).
+
+    Parameters
+    ----------
+    edges : sequence of str
+        Edges to quantify (O K is added as the reference).
+    beam_energy_keV : float
+        Incident energy (keV).
+    collection_mrad : float
+        Collection semi-angle (mrad).
+    convergence_mrad : float, optional
+        Convergence semi-angle (mrad); None: parallel illumination.
+
+    Returns
+    -------
+    dict
+        Edge -> ``sigma_O / sigma_edge``, the cross-sections averaged over each
+        edge's jump window (:func:`~mmspec_widgets.extract.jump_window`), so that
+        atoms per O = k * jump / jump_O_K; O K itself with k = 1.
+    """
+    from .crosssections import window_cross_section
+    from .extract import jump_window
+
+    def sig(e):
+        return window_cross_section(e, jump_window(e), beam_energy_keV=beam_energy_keV,
+                                    collection_mrad=collection_mrad,
+                                    convergence_mrad=convergence_mrad)
+
+    s_o = sig(REFERENCE_EDGE)
+    out = {REFERENCE_EDGE: 1.0}
+    for e in edges:
+        e = get_edge(e).name
+        if e != REFERENCE_EDGE:
+            out[e] = s_o / sig(e)
+    return out
+
+
+def edge_detection(edges: xr.Dataset, z: float = DETECTION_Z) -> dict[str, xr.DataArray]:
+    """Whether each edge's jump stands above its noise, per pixel.
+
+    Parameters
+    ----------
+    edges : xarray.Dataset
+        With ``jump_<edge>`` and ``jump_<edge>_std`` (counts).
+    z : float
+        Detected where ``jump > z * std``.
+
+    Returns
+    -------
+    dict
+        Edge -> boolean DataArray (False where the jump is missing, negative,
+        below ``z`` std or NaN); only edges with both variables.
+    """
+    out = {}
+    for v in edges.data_vars:
+        v = str(v)
+        if not v.startswith("jump_") or v.endswith("_std") or f"{v}_std" not in edges:
+            continue
+        e = v[5:]
+        j, s = edges[v], edges[f"{v}_std"]
+        out[e] = (np.isfinite(j) & np.isfinite(s) & (j > z * s)).rename(f"detected_{e}")
+    return out
+
+
+def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
+             which=None, beam_energy_keV: float | None = None,
+             collection_mrad: float | None = None, convergence_mrad: float | None = None,
+             systematic: Mapping[str, float] | None = None) -> xr.Dataset:
+    """Relative amounts (atoms per O atom) and TM fractions of every pixel.
 
     Parameters
     ----------
     edges : xarray.Dataset
         Output of :func:`~mmspec_widgets.extract.extract_edges` with
-        ``jump_O_K`` and L2,3 jumps.
-    k_factors : mapping
-        Edge -> k-factor (:func:`fit_k_factors`).
+        ``jump_O_K`` and L2,3 (or Li K) jumps, ideally with their
+        ``jump_<edge>_std``.
+    k_factors : mapping, optional
+        Edge -> k-factor (:func:`fit_k_factors`, from a standard).  None:
+        computed from hydrogenic cross-sections for the instrument
+        (:func:`cross_section_k_factors`), with a systematic error.
     which : sequence of str, optional
-        Edges to quantify (default: the L2,3 edges in ``k_factors`` found in
-        ``edges``).
+        Edges to quantify (default: the L2,3 edges in ``k_factors``, or with
+        cross-sections every L2,3 and Li K jump of ``edges``).
+    beam_energy_keV, collection_mrad, convergence_mrad : float, optional
+        Instrument for the cross-sections (keV, mrad, mrad); default: the
+        attrs ``beam_energy_keV``, ``collection_angle_mrad`` and
+        ``convergence_angle_mrad`` that :func:`mmspec_widgets.io.load` records.
+        Without a convergence angle the illumination is taken as parallel
+        (stated in the attrs; for a convergence well below the collection
+        angle the effect is a few %).
+    systematic : mapping, optional
+        Relative std of each cross-section by shell (``{"K": ..., "L23": ...}``);
+        default :data:`mmspec_widgets.crosssections.SYSTEMATIC`.  Ignored with
+        ``k_factors`` (their error is the standard's, not known here).
 
     Returns
     -------
     xarray.Dataset
-        A copy of ``edges`` with ``amount_<edge>`` (atoms per O; NaN where
-        the O K jump is not positive; negative noise clipped to 0),
-        ``amount_<edge>_std`` where the jumps carry their standard deviations
-        (``jump_<edge>_std`` of :func:`~mmspec_widgets.extract.extract_edges`)
-        and the step in ``attrs["history"]``.  The input is not modified.
+        A copy of ``edges`` with, per quantified edge, ``amount_<edge>``
+        (atoms per O; NaN where the O K jump is not positive, or where the O K
+        edge is not detected when jump std are given; negative noise clipped
+        to 0) and ``amount_<edge>_std`` (counting + background of both jumps,
+        and with cross-sections their systematic error) where the jumps carry
+        their std; ``tm_fraction_<edge>`` and ``tm_fraction_<edge>_std`` of the
+        L2,3 edges when at least two are quantified (each element's share of
+        their atoms, summing to 1; independent of O K); ``detected_<edge>``
+        (jump above :data:`DETECTION_Z` std); ``quantify_reason`` (per pixel,
+        bit flags of :data:`REASONS` saying why values are NaN; 0 where none is); the step in
+        ``attrs["history"]``.  Li K is declared unmeasurable (NaN, with a
+        reason) where its jump is not detected: the Li K edge sits on the TM
+        M2,3 edges, which a pre-edge background does not remove.  The input is
+        not modified.
     """
-    k = {get_edge(e).name: float(v) for e, v in dict(k_factors).items()}
-    if which is None:
-        which = [e for e in k if e != REFERENCE_EDGE and f"jump_{e}" in edges
-                 and (get_edge(e).shell == "L23" or e == "Li_K")]
-    names = _amount_edges(edges, which)
+    from .crosssections import SYSTEMATIC
+
+    mode = "k_factors" if k_factors is not None else "cross_sections"
+    if k_factors is None:
+        if which is None:
+            which = [e for e in EDGE_ORDER if f"jump_{e}" in edges and e != REFERENCE_EDGE
+                     and (get_edge(e).shell == "L23" or e == "Li_K")]
+        names = _amount_edges(edges, which)
+        e0, beta, alpha = _instrument(edges, beam_energy_keV, collection_mrad,
+                                      convergence_mrad)
+        k = cross_section_k_factors(names, beam_energy_keV=e0, collection_mrad=beta,
+                                    convergence_mrad=alpha)
+        sys_rel = dict(SYSTEMATIC if systematic is None else systematic)
+        rel = {e: float(sys_rel.get(get_edge(e).shell, 0.0)) for e in [REFERENCE_EDGE, *names]}
+    else:
+        k = {get_edge(e).name: float(v) for e, v in dict(k_factors).items()}
+        if which is None:
+            which = [e for e in k if e != REFERENCE_EDGE and f"jump_{e}" in edges
+                     and (get_edge(e).shell == "L23" or e == "Li_K")]
+        names = _amount_edges(edges, which)
+        rel = {e: 0.0 for e in [REFERENCE_EDGE, *names]}
     for e in names:
         if e not in k or not np.isfinite(k[e]) or k[e] <= 0:
             raise MMSpecError(f"k_factors: expected a positive k-factor for {e}, got "
                               f"{k.get(e)!r}")
+    det = edge_detection(edges)
     j_o = _jump(edges, REFERENCE_EDGE)
-    denom = j_o.where((j_o > 0) & np.isfinite(j_o))
+    ok_o = (j_o > 0) & np.isfinite(j_o)
+    reason = xr.zeros_like(j_o, dtype=np.int32)
+    if REFERENCE_EDGE in det:
+        vac = ok_o & ~det[REFERENCE_EDGE]
+        ok_o = ok_o & det[REFERENCE_EDGE]
+        reason = reason | xr.where(vac, 2, 0)
+    reason = reason | xr.where(~np.isfinite(j_o), 1, 0)
+    reason = reason | xr.where(np.isfinite(j_o) & (j_o <= 0), 2, 0)
+    denom = j_o.where(ok_o)
     out = edges.copy()
     std_o = edges.get(f"jump_{REFERENCE_EDGE}_std")
+    # per edge: x = k * J (proportional to atoms) and its variance
+    x, var_x = {}, {}
     for e in names:
         j = _jump(edges, e)
-        a = (k[e] * j / denom).clip(min=0.0)
-        a.attrs = {"long_name": f"{get_edge(e).element} atoms per O atom",
-                   "units": "atoms per O", "k_factor": k[e]}
-        out[f"amount_{e}"] = a
+        x[e] = k[e] * j
         std_e = edges.get(f"jump_{e}_std")
-        if std_e is not None and std_o is not None:
-            # first-order propagation of the two jumps' errors through k * J_e / J_O
-            s = k[e] * np.sqrt(std_e ** 2 + (j * std_o / denom) ** 2) / denom
-            s.attrs = {"long_name": f"standard deviation of amount_{e} (counting statistics "
-                                    "of the two jumps; k-factor error not included)",
+        var_x[e] = None if std_e is None else (k[e] * std_e) ** 2 + (x[e] * rel[e]) ** 2
+        a = (x[e] / denom).clip(min=0.0)
+        if e == "Li_K" and e in det:
+            a = a.where(det[e])
+            reason = reason | xr.where(np.isfinite(j) & ~det[e], 4, 0)
+        a.attrs = {"long_name": f"{get_edge(e).element} atoms per O atom",
+                   "units": "atoms per O", "k_factor": k[e], "method": mode}
+        out[f"amount_{e}"] = a
+        if var_x[e] is not None and std_o is not None:
+            # first-order propagation through k * J_e / J_O (cross-section errors as
+            # relative errors of k_e and of the O K cross-section)
+            var_xo = std_o ** 2 + (j_o * rel[REFERENCE_EDGE]) ** 2
+            s = np.sqrt(var_x[e] + (x[e] / denom) ** 2 * var_xo) / denom
+            if e == "Li_K" and e in det:
+                s = s.where(det[e])
+            if mode == "k_factors":
+                what = "counting statistics of the two jumps; k-factor error not included"
+            else:
+                what = ("counting statistics and background extrapolation of the two jumps, "
+                        f"and the cross-sections' systematic error ({rel[e]:.0%} for {e}, "
+                        f"{rel[REFERENCE_EDGE]:.0%} for {REFERENCE_EDGE})")
+            s.attrs = {"long_name": f"standard deviation of amount_{e} ({what})",
                        "units": "atoms per O"}
             out[f"amount_{e}_std"] = s
+    for e, d in det.items():
+        d.attrs = {"long_name": f"{e} edge detected (jump above {DETECTION_Z:g} std)"}
+        out[f"detected_{e}"] = d
+    tm = [e for e in names if get_edge(e).shell == "L23"]
+    if len(tm) >= 2:
+        xs = {e: x[e].clip(min=0.0) for e in tm}
+        total = sum(xs.values())
+        usable = np.isfinite(total) & (total > 0)
+        if all(e in det for e in tm):
+            any_tm = sum(det[e].astype(int) for e in tm) > 0
+            reason = reason | xr.where(usable & ~any_tm, 8, 0)
+            usable = usable & any_tm
+        reason = reason | xr.where(np.isfinite(total) & ~(total > 0), 8, 0)
+        tot = total.where(usable)
+        have_var = all(var_x[e] is not None for e in tm)
+        for e in tm:
+            f = xs[e] / tot
+            f.attrs = {"long_name": f"{get_edge(e).element} fraction of the TM atoms "
+                                    f"({', '.join(get_edge(t).element for t in tm)}) from the "
+                                    "L2,3 jumps", "units": "fraction of TM", "method": mode}
+            out[f"tm_fraction_{e}"] = f
+            if have_var:
+                # d f_e / d x_j = (delta_ej - f_e) / total, independent x_j
+                var = sum(((1.0 if t == e else 0.0) - f) ** 2 * var_x[t] for t in tm) / tot ** 2
+                s = np.sqrt(var)
+                s.attrs = {"long_name": f"standard deviation of tm_fraction_{e} (counting, "
+                                        "background and, with cross-sections, their "
+                                        "systematic error)", "units": "fraction of TM"}
+                out[f"tm_fraction_{e}_std"] = s
+    reason = reason.astype(np.int32)
+    reason.attrs = reason_attrs("why quantities of this pixel are NaN or limited (bit flags; "
+                                "0: none; mmspec_widgets.quantify.explain_reasons)")
+    out["quantify_reason"] = reason
     out.attrs = dict(edges.attrs)
     out.attrs["history"] = list(edges.attrs.get("history", []))
+    out.attrs["quantify_method"] = mode
+    extra = {}
+    if mode == "cross_sections":
+        out.attrs["cross_section_systematic"] = {sh: float(v) for sh, v in sys_rel.items()}
+        extra = {"beam_energy_keV": e0, "collection_mrad": beta,
+                 "convergence_mrad": alpha, "systematic": sys_rel}
+        if alpha is None:
+            out.attrs["quantify_note"] = ("no convergence angle recorded: cross-sections for "
+                                          "parallel illumination")
     return append_history(out, "quantify", k_factors={e: k[e] for e in names},
-                          reference=REFERENCE_EDGE)
+                          reference=REFERENCE_EDGE, method=mode, **extra)
+
+
+def summed_composition(q: xr.Dataset, mask: xr.DataArray | None = None) -> dict:
+    """TM fractions and atoms per O of a region, from its summed jumps.
+
+    The classical quantification of a region: jumps summed over the region's
+    pixels (as for its summed spectrum), then divided by the cross-sections
+    (or multiplied by the k-factors) recorded by :func:`quantify`.
+
+    Parameters
+    ----------
+    q : xarray.Dataset
+        Output of :func:`quantify` (needs ``jump_<edge>``, ``jump_<edge>_std``
+        and the ``k_factor`` attrs of ``amount_<edge>``).
+    mask : xarray.DataArray of bool, optional
+        Pixels of the region (default: every pixel with a finite
+        ``amount_<edge>`` of the TM edges).
+
+    Returns
+    -------
+    dict
+        ``{"fractions": {element: (value, std)}, "per_o": {element: (value, std)},
+        "n_pixels": int}``; std from counting (summed) and the cross-section
+        systematic recorded in ``q.attrs`` (0 with k-factors).
+    """
+    from .crosssections import SYSTEMATIC
+
+    names = [str(v)[7:] for v in q.data_vars
+             if str(v).startswith("amount_") and not str(v).endswith("_std")]
+    if not names:
+        raise DataError("q: no amount_<edge> variables (run quantify first)")
+    sys_rel = q.attrs.get("cross_section_systematic")
+    if q.attrs.get("quantify_method") == "cross_sections":
+        sys_rel = dict(sys_rel) if isinstance(sys_rel, Mapping) else dict(SYSTEMATIC)
+    else:
+        sys_rel = {}
+    sel = np.isfinite(q[f"amount_{names[0]}"])
+    for e in names:
+        if e != "Li_K":
+            sel = sel & np.isfinite(q[f"amount_{e}"])
+    if mask is not None:
+        sel = sel & mask.astype(bool)
+    n = int(sel.sum())
+    if n == 0:
+        raise DataError("q: no pixel with finite amounts (inside the mask)")
+    x, var = {}, {}
+    for e in [REFERENCE_EDGE, *names]:
+        kf = 1.0 if e == REFERENCE_EDGE else float(q[f"amount_{e}"].attrs["k_factor"])
+        j = float(q[f"jump_{e}"].where(sel).sum())
+        v = float((q[f"jump_{e}_std"] ** 2).where(sel).sum()) if f"jump_{e}_std" in q else 0.0
+        x[e] = kf * j
+        var[e] = kf * kf * v + (x[e] * sys_rel.get(get_edge(e).shell, 0.0)) ** 2
+    per_o = {}
+    for e in names:
+        a = x[e] / x[REFERENCE_EDGE]
+        s = np.sqrt(var[e] + a * a * var[REFERENCE_EDGE]) / x[REFERENCE_EDGE]
+        per_o[get_edge(e).element] = (a, float(s))
+    tm = [e for e in names if get_edge(e).shell == "L23"]
+    fr = {}
+    total = sum(max(x[e], 0.0) for e in tm)
+    for e in tm:
+        f = max(x[e], 0.0) / total
+        s = np.sqrt(sum(((1.0 if t == e else 0.0) - f) ** 2 * var[t] for t in tm)) / total
+        fr[get_edge(e).element] = (f, float(s))
+    return {"fractions": fr, "per_o": per_o, "n_pixels": n}
 
 
 def quantify_known(edges: xr.Dataset, *, k_factors: Mapping[str, float] | None = None,

@@ -11,8 +11,11 @@ evaluate
     ``--report DIR`` writes ``evaluation.md`` and ``evaluation.png``.
 predict
     maps from a file of extracted edges (netCDF/HDF5 Dataset as written by
-    ``extract_edges(...).to_netcdf``) or from an instrument file (loaded and
-    cut onto the edge grids with default settings).
+    ``extract_edges(...).to_netcdf``) or from an instrument file: loaded,
+    calibrated (``--zlp``, reference features: ``--references``, default O K
+    and Co L3 where covered), despiked, cut onto the grids of the model edges
+    it covers, quantified by hydrogenic cross-sections (or ``--composition`` /
+    ``--k-factors``) and mapped.
 """
 
 from __future__ import annotations
@@ -117,7 +120,52 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _read_edges_file(path: Path, edges):
+def _references_arg(text, si):
+    """``--references``: ``NAME=EV,...`` or ``NAME,...`` (edge-table energies), ``none``;
+    default: the reference features of the standard chain that the file covers."""
+    from ..demo import REFERENCES
+    from ..edges import FEATURES
+
+    if text is None:
+        e = si["energy"].values
+        lo, hi = float(e.min()) + 20.0, float(e.max()) - 20.0  # the features' search margin
+        return {k: v for k, v in REFERENCES.items() if lo <= v <= hi}
+    if str(text).strip().lower() == "none":
+        return {}
+    out = {}
+    for item in str(text).replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in FEATURES:
+            raise MMSpecError(f"--references {text!r}: unknown feature {name!r}; expected "
+                              f"some of {', '.join(FEATURES)} (NAME or NAME=EV, comma-separated)")
+        try:
+            out[name] = float(value) if value else float(FEATURES[name]["energy"])
+        except ValueError:
+            raise MMSpecError(f"--references {text!r}: {item!r} is not NAME=EV") from None
+    return out
+
+
+def _covered_edges(si, candidates) -> list[str]:
+    """Edges of ``candidates`` whose pre-edge window and grid the energy axis covers."""
+    from ..edges import get_edge
+
+    e = si["energy"].values
+    lo, hi = float(e.min()), float(e.max())
+    out = []
+    for name in candidates:
+        ed = get_edge(name)
+        if lo <= min(ed.pre_edge[0], ed.energy[0]) and ed.energy[-1] <= hi:
+            out.append(ed.name)
+    return out
+
+
+def _read_edges_file(path: Path, edges, args=None, model_edges=None):
+    """Edges Dataset of ``path``: read as it is (netCDF of extracted edges), or
+    (instrument file) loaded, calibrated, despiked, cut onto the edge grids and
+    quantified by cross-sections unless k-factors are asked for."""
     import xarray as xr
 
     if not path.exists():
@@ -130,13 +178,44 @@ def _read_edges_file(path: Path, edges):
                 from exc
     try:
         from .. import extract, io
+        from ..background import remove_spikes
+        from ..calibrate import calibrate
     except ImportError as exc:  # pragma: no cover - depends on the build
         raise FileFormatError(f"{path}: reading instrument files needs mmspec_widgets.io and "
                               f".extract ({exc}); pass a netCDF file of extracted edges") from exc
     si = io.load(path)
+    zlp = None
+    if args is not None and getattr(args, "zlp", None):
+        zlp_path = Path(args.zlp)
+        if not zlp_path.exists():
+            raise FileFormatError(f"--zlp {zlp_path}: file not found")
+        zlp = io.load(zlp_path)
+    refs = _references_arg(getattr(args, "references", None), si)
+    if zlp is not None or refs:
+        si = calibrate(si, zlp=zlp, references=refs or None)
+        print("calibrated: " + ", ".join(
+            (["zero-loss peak"] if zlp is not None else [])
+            + [f"{k} at {v:g} eV" for k, v in refs.items()]))
+    else:
+        why = "--references none" if getattr(args, "references", None) else \
+            "no reference feature in the file's range"
+        print(f"not calibrated: no --zlp and {why} (the model reads the recorded energy axis)")
+    si = remove_spikes(si)
     if edges is None:
-        raise MMSpecError("predict: --edges is required for an instrument file (which edges "
-                          "to cut from the spectrum)")
+        if model_edges is None:
+            raise MMSpecError("predict: --edges is required for an instrument file (which "
+                              "edges to cut from the spectrum)")
+        edges = _covered_edges(si, model_edges)
+        if not edges:
+            raise MMSpecError(f"predict: {path} covers none of the model's edges "
+                              f"({', '.join(model_edges)}) with their pre-edge windows "
+                              f"({float(si.energy.min()):.0f} - {float(si.energy.max()):.0f} "
+                              "eV); pass --edges")
+        left = [e for e in model_edges if e not in edges]
+        print(f"edges (model edges the file covers): {', '.join(edges)}"
+              + (f"; not covered (grid or pre-edge window outside "
+                 f"{float(si.energy.min()):.0f} - {float(si.energy.max()):.0f} eV): "
+                 f"{', '.join(left)}" if left else ""))
     return extract.extract_edges(si, edges=list(edges))
 
 
@@ -146,9 +225,16 @@ def _serialisable_attrs(attrs: dict) -> dict:
             for k, v in attrs.items()}
 
 
-def _quantify_arg(ds, args):
-    """Apply ``--composition`` / ``--k-factors``: amounts from the edge jumps."""
-    from ..quantify import composition_from_fractions, fit_k_factors, quantify
+def _quantify_arg(ds, args, instrument_file: bool = False):
+    """Apply ``--composition`` / ``--k-factors``, or (instrument files, or
+    ``--cross-sections``) hydrogenic cross-sections: amounts from the edge jumps."""
+    from ..quantify import (
+        REFERENCE_EDGE,
+        composition_from_fractions,
+        fit_k_factors,
+        quantify,
+        summed_composition,
+    )
 
     if args.composition and args.k_factors:
         raise MMSpecError("predict: give --composition or --k-factors, not both")
@@ -173,7 +259,28 @@ def _quantify_arg(ds, args):
                                   "separated by commas, e.g. Mn_L23=0.56,Co_L23=5.3,"
                                   "Ni_L23=13") from None
         return quantify(ds, k)
-    return ds
+    jumps = [str(v)[5:] for v in ds.data_vars
+             if str(v).startswith("jump_") and not str(v).endswith("_std")]
+    wanted = getattr(args, "cross_sections", False) or instrument_file
+    if not wanted or REFERENCE_EDGE not in jumps or not any(
+            e.endswith("_L23") or e == "Li_K" for e in jumps):
+        return ds
+    q = quantify(ds, beam_energy_keV=getattr(args, "beam_energy", None),
+                 collection_mrad=getattr(args, "collection_angle", None),
+                 convergence_mrad=getattr(args, "convergence_angle", None))
+    h = q.attrs["history"][-1]["params"]
+    print(f"quantified by hydrogenic cross-sections ({h['beam_energy_keV']:g} kV, collection "
+          f"{h['collection_mrad']:g} mrad, convergence "
+          f"{'not recorded (parallel beam assumed)' if h['convergence_mrad'] is None else format(h['convergence_mrad'], 'g') + ' mrad'})")
+    try:
+        mean = summed_composition(q)
+    except Exception:  # noqa: BLE001 - a summary only
+        return q
+    if mean["fractions"]:
+        print(f"summed jumps of {mean['n_pixels']} pixels, TM fractions: " + ", ".join(
+            f"{el} {v:.3f} +- {s:.3f}" for el, (v, s) in mean["fractions"].items())
+            + " (std: counting + cross-section systematic)")
+    return q
 
 
 def _check_predict_args(args) -> None:
@@ -203,9 +310,11 @@ def _cmd_predict(args) -> int:
     out = Path(args.out)
     if out.parent.is_dir():  # the input or a folder: refused before any work
         check_output(out, overwrite=True, inputs=[args.file], what="--out")
-    ds = _read_edges_file(Path(args.file), edges)
-    ds = _quantify_arg(ds, args)
     model = load_model(args.model)
+    path = Path(args.file)
+    instrument = path.suffix.lower() not in (".nc", ".h5", ".hdf5", ".nc4", ".cdf")
+    ds = _read_edges_file(path, edges, args, model_edges=list(model.edges_))
+    ds = _quantify_arg(ds, args, instrument_file=instrument)
     maps = model.predict(ds, edges=edges,
                          drop_ood_edges=None if args.keep_ood_edges else args.drop_ood_edges)
     maps.attrs = _serialisable_attrs(maps.attrs)
@@ -219,6 +328,16 @@ def _cmd_predict(args) -> int:
     write_atomic(out, lambda tmp: maps.to_netcdf(tmp, engine="h5netcdf"))
     n_ood = int(maps["ood"].values.sum())
     print(f"{maps.attrs['edge_set']} -> {out} ({maps['ood'].size} pixels, {n_ood} flagged OOD)")
+    if "edges_used" in maps:
+        import numpy as np
+
+        counts = {e: int(maps[f"used_{e}"].values.sum()) for e in maps.attrs.get("edges", [])
+                  if f"used_{e}" in maps} if isinstance(maps.attrs.get("edges"), list) else {}
+        counts = counts or {str(v)[5:]: int(maps[v].values.sum()) for v in maps.data_vars
+                            if str(v).startswith("used_")}
+        print("pixels using each edge: " + ", ".join(f"{e} {c}" for e, c in counts.items())
+              + f"; {int(np.sum(maps['nan_reason'].values != 0))} pixels with a NaN reason "
+              "(nan_reason; mmspec_widgets.quantify.explain_reasons)")
     return 0
 
 
@@ -276,9 +395,30 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("predict", help="maps of structure from a file of spectra",
                               description="Predict maps (targets, their std, OOD flag).")
-    p.add_argument("file", help="netCDF of extracted edges, or an instrument file")
+    p.add_argument("file", help="netCDF of extracted edges, or an instrument file (calibrated, "
+                                "despiked, cut onto the edge grids and quantified by "
+                                "cross-sections)")
     p.add_argument("--edges", nargs="*", default=None,
-                   help="edges to use (default: every model edge in the file)")
+                   help="edges to use (default: every model edge in the file; for an "
+                        "instrument file, every model edge its energy range covers)")
+    p.add_argument("--zlp", default=None, metavar="FILE",
+                   help="instrument file: zero-loss SI of the same scan (aligns the zero "
+                        "loss of every pixel)")
+    p.add_argument("--references", default=None, metavar="FEATURE[=EV],...",
+                   help="instrument file: calibration reference features (e.g. "
+                        "O_K=530,Co_L3=780; a name alone takes the edge table's energy; "
+                        "'none': zero-loss alignment only); default: O_K and Co_L3 where "
+                        "the file covers them")
+    p.add_argument("--cross-sections", action="store_true",
+                   help="netCDF of edges: quantify its jumps by hydrogenic cross-sections "
+                        "(done by default for instrument files)")
+    p.add_argument("--beam-energy", type=float, default=None, metavar="KEV",
+                   help="beam energy (keV) for the cross-sections, when the file does not "
+                        "record it")
+    p.add_argument("--collection-angle", type=float, default=None, metavar="MRAD",
+                   help="collection semi-angle (mrad), when the file does not record it")
+    p.add_argument("--convergence-angle", type=float, default=None, metavar="MRAD",
+                   help="convergence semi-angle (mrad), when the file does not record it")
     p.add_argument("--model", default=None, help="bundle (default: data/models/default.skops)")
     p.add_argument("--out", required=True, help="output netCDF of maps")
     p.add_argument("--overwrite", action="store_true",

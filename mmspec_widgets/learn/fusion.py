@@ -410,6 +410,23 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
     return rows
 
 
+def _detection(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> dict:
+    """Edge -> bool (n_rows,): the edge's jump stands above its noise, for the
+    edges of ``edges`` whose jump and jump std ``ds`` carries."""
+    from ..quantify import DETECTION_Z
+
+    out = {}
+    for e in edges:
+        j, s = ds.get(f"jump_{e}"), ds.get(f"jump_{e}_std")
+        if j is None or s is None or set(j.dims) != set(dims):
+            continue
+        jv = np.asarray(j.transpose(*dims).values, float).ravel()
+        sv = np.asarray(s.transpose(*dims).values, float).ravel()
+        with np.errstate(invalid="ignore"):
+            out[e] = np.isfinite(jv) & np.isfinite(sv) & (jv > DETECTION_Z * sv)
+    return out
+
+
 def _n_complete(da: xr.DataArray) -> int:
     v = np.asarray(da.values, dtype=float)
     return int(np.all(np.isfinite(v.reshape(-1, v.shape[-1])), axis=1).sum())
@@ -1089,7 +1106,8 @@ class MultimodalModel(BaseEstimator):
 
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
                         amounts: np.ndarray | None = None,
-                        li_amount: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                        li_amount: np.ndarray | None = None,
+                        with_used: bool = False) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
         with stage("features"):
             F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
@@ -1145,10 +1163,13 @@ class MultimodalModel(BaseEstimator):
         out["ood_score"] = score
         out["ood"] = (score > 1) | ~usable
         out["n_edges"] = present.sum(axis=1)
+        if with_used:  # edges each row was predicted from, (rows, model edges)
+            out["_used"] = present
         return out
 
     def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None, *,
-                drop_ood_edges: float | None = DROP_OOD_EDGES) -> xr.Dataset:
+                drop_ood_edges: float | None = DROP_OOD_EDGES,
+                refuse_undetected: bool = True) -> xr.Dataset:
         """Maps of every target, its standard deviation and an OOD flag.
 
         Parameters
@@ -1166,6 +1187,12 @@ class MultimodalModel(BaseEstimator):
             multiple of its threshold (a spectrum far from anything simulated,
             typically a weak edge that is only noise) and predict from the
             other edges; such pixels are flagged ``ood``.  None: use all edges.
+        refuse_undetected : bool
+            Where ``ds`` carries an edge's jump and its std (``jump_<edge>``,
+            ``jump_<edge>_std`` of :func:`~mmspec_widgets.extract.extract_edges`),
+            the edge is used only in pixels where it is detected (jump above
+            :data:`mmspec_widgets.quantify.DETECTION_Z` std): a spectrum that is
+            only noise informs nothing.
 
         Returns
         -------
@@ -1173,8 +1200,20 @@ class MultimodalModel(BaseEstimator):
             Same leading dims and coordinates as ``ds``; variables for each
             target, ``<target>_std`` (1 standard deviation, calibrated on
             held-out data), ``ood`` (bool), ``ood_score`` and ``n_edges``
-            (edges used per pixel); attrs ``edges``, ``edge_set``, ``model_id``,
-            ``q90`` (90 % interval half-widths in units of std) and ``history``.
+            (edges used per pixel), ``used_<edge>`` (bool, per edge given),
+            ``edges_used`` (bit mask of the model's edges, CF flag attributes)
+            and ``nan_reason`` (bit flags of :data:`mmspec_widgets.quantify.REASONS`:
+            why values are NaN; 0 where none is); attrs ``edges``, ``edge_set``,
+            ``model_id``, ``q90`` (90 % interval half-widths in units of std) and
+            ``history``.
+
+            A target tied to an element (its oxidation state) is NaN where no
+            edge of that element is used; the TM fractions are NaN unless every
+            TM (Mn, Co, Ni) is measured, and come from the edge jumps
+            (``tm_fraction_<edge>`` of :func:`mmspec_widgets.quantify.quantify`)
+            when ``ds`` has them, else from the model projected on the simplex
+            (they sum to 1 either way); ``li_content`` is NaN where Li K is given
+            but not detected (Li not measurable there).
         """
         check_is_fitted(self, "models_")
         layout = _layout(ds, self.edges_, edges)
@@ -1182,6 +1221,11 @@ class MultimodalModel(BaseEstimator):
         n = int(np.prod(shape)) if shape else 1
         amount_edges = getattr(self, "amount_edges_", [])
         Am, Li = self.amount_inputs(ds, used, dims)
+        detected = _detection(ds, used, dims) if refuse_undetected else {}
+        if detected:
+            ds = ds.copy()
+            for e, d in detected.items():  # an undetected edge is only noise: not read
+                ds[e] = ds[e].where(xr.DataArray(d.reshape(shape), dims=dims))
         threads = _prediction_threads()
         chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
@@ -1190,7 +1234,9 @@ class MultimodalModel(BaseEstimator):
             with stage("blocks"):
                 with stage("input"):
                     X = dataset_to_matrix(ds, self.edges_, use=used)[0]
-                out = self.predict_arrays(X, drop_ood_edges, Am, Li)
+                check_is_fitted(self, "models_")
+                with self._threads():
+                    out = self._predict_arrays(X, drop_ood_edges, Am, Li, with_used=True)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             rows = _row_blocks(ds, self.edges_, used, dims, n)
 
@@ -1200,7 +1246,8 @@ class MultimodalModel(BaseEstimator):
                         X = np.asarray(rows(i, i + chunk), dtype=float)
                     return self._predict_arrays(X, drop_ood_edges,
                                                 None if Am is None else Am[i:i + chunk],
-                                                None if Li is None else Li[i:i + chunk])
+                                                None if Li is None else Li[i:i + chunk],
+                                                with_used=True)
 
             check_is_fitted(self, "models_")
             with self._threads():
@@ -1214,6 +1261,8 @@ class MultimodalModel(BaseEstimator):
             out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         if Am is not None and all(f"amount_{e}_std" in ds for e in amount_edges):
             self._add_share_std(out, Am, _std_matrix(ds, amount_edges, dims))
+        used_mask = out.pop("_used")
+        extra = self._refuse(out, used_mask, ds, used, dims, detected, drop_ood_edges)
         data = {}
         for name, v in out.items():
             base = name[:-4] if name.endswith("_std") else name
@@ -1226,6 +1275,8 @@ class MultimodalModel(BaseEstimator):
                 attrs = {"long_name": "OOD distance / threshold (> 1: out of distribution)"}
             elif name == "n_edges":
                 attrs = {"long_name": "number of edges used"}
+            data[name] = xr.Variable(dims, v.reshape(shape), attrs)
+        for name, (v, attrs) in extra.items():
             data[name] = xr.Variable(dims, v.reshape(shape), attrs)
         maps = xr.Dataset(data, coords=layout["coords"])
         history = ds.attrs.get("history", [])
@@ -1246,6 +1297,93 @@ class MultimodalModel(BaseEstimator):
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
                       "history": history}
         return maps
+
+    def _refuse(self, out: dict, used_mask: np.ndarray, ds: xr.Dataset, given: Sequence[str],
+                dims: Sequence[str], detected: dict, drop_ood_edges) -> dict:
+        """NaN, with a reason, for what the pixel's edges cannot inform.
+
+        Modifies ``out`` in place (targets and their std); returns the extra
+        per-pixel variables ``{name: (values, attrs)}``: ``used_<edge>``,
+        ``edges_used`` and ``nan_reason``.
+        """
+        from ..quantify import TM_EDGES, reason_attrs
+
+        n = used_mask.shape[0]
+        reason = np.zeros(n, np.int32)
+        if "quantify_reason" in ds:
+            reason |= np.asarray(ds["quantify_reason"].transpose(*dims).values,
+                                 np.int32).ravel()
+        col = {e: j for j, e in enumerate(self.edges_)}
+        undetected = np.zeros(n, bool)
+        for d in detected.values():
+            undetected |= ~d
+        reason[undetected] |= 32
+        if drop_ood_edges is not None:
+            for e in given:
+                ok = detected.get(e, np.ones(n, bool))
+                # given, detected and finite in the input, yet not used: ignored as OOD
+                fin = np.all(np.isfinite(np.asarray(
+                    ds[e].transpose(*dims, _energy_dim(ds[e], e)).values, float
+                ).reshape(n, -1)), axis=1)
+                reason[ok & fin & ~used_mask[:, col[e]]] |= 64
+        usable = used_mask.any(axis=1)
+        reason[~usable] |= 16
+
+        def element_used(el):
+            js = [col[e] for e in self.edges_ if get_edge(e).element == el]
+            return used_mask[:, js].any(axis=1) if js else np.zeros(n, bool)
+
+        for el, bit in (("Ni", 128), ("Mn", 256), ("Co", 512)):
+            t = f"{el.lower()}_oxidation"
+            if t in out:
+                miss = ~element_used(el)
+                reason[miss & usable] |= bit
+                for k in (t, f"{t}_std"):
+                    out[k] = np.where(miss, np.nan, out[k])
+        fr = [f"{get_edge(e).element.lower()}_fraction" for e in TM_EDGES]
+        if all(t in out for t in fr):
+            measured = all(f"tm_fraction_{e}" in ds for e in TM_EDGES)
+            if measured:  # from the edge jumps: value and std of the measurement
+                for e, t in zip(TM_EDGES, fr, strict=True):
+                    out[t] = np.asarray(ds[f"tm_fraction_{e}"].transpose(*dims).values,
+                                        float).ravel().copy()
+                    s = ds.get(f"tm_fraction_{e}_std")
+                    out[f"{t}_std"] = np.full(n, np.nan) if s is None else \
+                        np.asarray(s.transpose(*dims).values, float).ravel().copy()
+                miss = ~np.all([np.isfinite(out[t]) for t in fr], axis=0)
+            else:  # the model's, where every TM has an edge, on the simplex
+                miss = ~np.all([element_used(get_edge(e).element) for e in TM_EDGES], axis=0)
+                v = np.stack([np.clip(out[t], 0.0, None) for t in fr])
+                tot = v.sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    v = v / tot
+                miss |= ~(tot > 0)
+                for t, vi in zip(fr, v, strict=True):
+                    out[t] = vi
+            reason[miss] |= 1024
+            for t in fr:
+                out[t] = np.where(miss, np.nan, out[t])
+                out[f"{t}_std"] = np.where(miss, np.nan, out[f"{t}_std"])
+        if "li_content" in out and "Li_K" in detected:
+            miss = ~detected["Li_K"]
+            reason[miss] |= 2048
+            out["li_content"] = np.where(miss, np.nan, out["li_content"])
+            out["li_content_std"] = np.where(miss, np.nan, out["li_content_std"])
+        extra = {}
+        bits = np.zeros(n, np.int32)
+        for e in self.edges_:
+            bits |= np.where(used_mask[:, col[e]], 1 << col[e], 0).astype(np.int32)
+        for e in given:
+            extra[f"used_{e}"] = (used_mask[:, col[e]].copy(),
+                                  {"long_name": f"{e} used in this pixel"})
+        extra["edges_used"] = (bits, {
+            "long_name": "edges used in this pixel (bit mask; 0: none)",
+            "flag_masks": np.array([1 << col[e] for e in self.edges_], dtype=np.int32),
+            "flag_meanings": " ".join(self.edges_)})
+        extra["nan_reason"] = (reason, reason_attrs(
+            "why values of this pixel are NaN or limited (bit flags; 0: none; "
+            "mmspec_widgets.quantify.explain_reasons)"))
+        return extra
 
     @property
     def model_id(self) -> str:
