@@ -218,3 +218,50 @@ def test_self_consistent_feff_orders_mn_oxides_by_sign_not_by_size(k_edges):
     assert sim["MnO2"] > sim["MnO"]
     assert 3.0 < mn["measured_eV_per_unit"] < 4.0
     assert 0 < mn["simulated_eV_per_unit"] < 0.7 * mn["measured_eV_per_unit"]
+
+
+# ---------------------------------------------------------------- resolution in the model
+def test_model_trained_at_a_resolution_broadens_its_set_and_names_a_mismatch():
+    from mmspec_widgets.errors import MMSpecError
+    from mmspec_widgets.learn._synthetic import make_synthetic_training_set
+    from mmspec_widgets.learn.features import gaussian_broaden
+    from mmspec_widgets.learn.fusion import MultimodalModel
+
+    toy = make_synthetic_training_set(n_structures=12, sites=3, seed=5)
+    toy.attrs["fwhm_eV"] = json.dumps({e: 0.8 for e in ("O_K", "Mn_L23", "Co_L23", "Ni_L23")})
+    tr = toy.isel(sample=np.flatnonzero(toy.split.values == "train"))
+    small = dict(params={"max_iter": 20, "max_leaf_nodes": 5, "max_bins": 16},
+                 settings={"n_points": 8, "n_windows": 2, "n_peaks": 1}, n_folds=3,
+                 dropout_copies=1, augment_copies=0, kinds=("cdf",),
+                 edges=("O_K", "Ni_L23"), targets=("li_content",))
+    m = MultimodalModel(resolution=2.3, **small).fit(tr)
+    assert m.resolution_fwhm_eV_ == {"O_K": 2.3, "Ni_L23": 2.3}
+    assert m.model_id != MultimodalModel(**small).fit(tr).model_id
+    # the broadening widens a line by the quadrature difference
+    g = np.arange(0, 40, 0.2)
+    line = np.exp(-0.5 * ((g - 20) / (0.8 / 2.3548)) ** 2)[None, :]
+    b = gaussian_broaden(line, 0.2, np.sqrt(2.3 ** 2 - 0.8 ** 2))[0]
+    sigma = np.sqrt(np.sum(b * (g - 20) ** 2) / np.sum(b))
+    assert 2.3548 * sigma == pytest.approx(2.3, rel=0.03)
+    # data at the model's resolution: no note; at another: a note naming both
+    te = toy.isel(sample=np.flatnonzero(toy.split.values == "test"))
+    te.attrs["resolution_fwhm_eV"] = 2.3
+    assert m.resolution_check(te, ["O_K", "Ni_L23"]) is None
+    te.attrs["resolution_fwhm_eV"] = 0.5
+    with pytest.warns(UserWarning, match="resolution"):
+        maps = m.predict(te)
+    assert "2.30 eV" in maps.attrs["resolution_note"] and "0.50 eV" in maps.attrs["resolution_note"]
+    with pytest.raises(MMSpecError, match="cannot be sharpened"):
+        MultimodalModel(resolution=0.3, **small).fit(tr)
+
+
+def test_shipped_model_names_the_real_si_resolution_mismatch(tm_si_path, zlp_si_path):
+    from mmspec_widgets.extract import extract_edges
+    from mmspec_widgets.learn import load_model
+
+    cal = calibrate(load(tm_si_path), zlp=load(zlp_si_path),
+                    references={"O_K": 530.0, "Co_L3": 780.0})
+    with pytest.warns(UserWarning):
+        eds = extract_edges(cal, edges=["O_K", "Ni_L23"])
+    note = load_model().resolution_check(eds, ["O_K", "Ni_L23"])
+    assert note is not None and "0.80 eV" in note and "2.3" in note

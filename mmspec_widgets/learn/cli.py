@@ -53,6 +53,7 @@ def _cmd_train(args) -> int:
     model = train_model(ds, n_trials=args.trials, fusion=args.fusion, estimator=args.estimator,
                         edges=_edges_arg(args.edges), dropout_copies=args.dropout_copies,
                         augment_copies=args.augment_copies, n_folds=args.folds,
+                        resolution=args.resolution,
                         random_state=args.seed, verbose=not args.quiet)
     path = save_model(model, args.out)
     print(f"saved {model.model_id} -> {path}")
@@ -360,6 +361,10 @@ def register(subparsers) -> None:
     p.add_argument("--augment-copies", type=int, default=3,
                    help="augmented copies of the training spectra (default 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=float, default=None, metavar="EV",
+                   help="energy resolution (FWHM, eV) of the measurements the model is for: "
+                        "the training spectra are broadened to it (default: the set's own, "
+                        "0.8 eV); e.g. 2.3 for the NMC SI's zero-loss peak")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="also write the held-out evaluation report into DIR")
     p.add_argument("--quiet", action="store_true")

@@ -58,6 +58,7 @@ from ..errors import DataError, MMSpecError
 
 __all__ = [
     "normalize_spectra",
+    "gaussian_broaden",
     "GridFeaturizer",
     "CDFFeaturizer",
     "PolynomialFeaturizer",
@@ -1207,6 +1208,17 @@ def _fused_features(featurizers: Sequence[FusedFeaturizer], X: np.ndarray) -> li
 
 
 # --------------------------------------------------------------------------- augmentation
+
+def gaussian_broaden(X: np.ndarray, step: float, fwhm: float) -> np.ndarray:
+    """Spectra (rows of ``X``, on a grid of spacing ``step`` eV) convolved with
+    a unit-area Gaussian of FWHM ``fwhm`` eV (ends held: ``mode="nearest"``).
+    A FWHM below a third of a step returns a copy."""
+    X = np.asarray(X, float)
+    sigma = float(fwhm) / 2.3548 / float(step)
+    if sigma < 1.0 / 3.0:
+        return X.copy()
+    return gaussian_filter1d(X, sigma, axis=-1, mode="nearest")
+
 
 def _kernel_rows(n: int, step: float, fwhm: np.ndarray, shape: str) -> np.ndarray:
     """Unit-sum convolution kernels, one per row, on a grid of spacing ``step``."""

@@ -36,6 +36,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -48,7 +49,7 @@ from threadpoolctl import threadpool_limits
 
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
-from .features import FusedFeaturizer, _fused_transform, augment_spectra
+from .features import FusedFeaturizer, _fused_transform, augment_spectra, gaussian_broaden
 from .trees import compact, single_threaded, stage
 from .uncertainty import Z90, OODDetector, calibrate_scale
 
@@ -498,6 +499,14 @@ class MultimodalModel(BaseEstimator):
         edge's model), where no physics baseline applies; a strong single-edge
         specialist (Ni L2,3 for Ni oxidation) then carries through the fusion
         instead of being re-learnt, coarsely, by trees.
+    resolution : float or None
+        Energy resolution (Gaussian FWHM, eV) of the measurements the model is
+        for: the training spectra of the EELS / soft-XAS edges are broadened
+        from the set's resolution (``fwhm_eV`` in its attrs, 0.8 eV) to this
+        one before featurising; None: the set's own. A resolution finer than the
+        set's is refused (spectra cannot be sharpened). The data's resolution
+        (``resolution_fwhm_eV`` that :func:`~mmspec_widgets.calibrate.calibrate`
+        records from the zero-loss peak) is compared at prediction.
     n_jobs : int or None
         Threads for the tree ensembles (OpenMP/BLAS limit while fitting and
         predicting); 1 by default, which is fastest on small shared machines.
@@ -543,6 +552,8 @@ class MultimodalModel(BaseEstimator):
     amount_edges_: list = []
     li_amount_ = False
     specialist_baseline = False
+    resolution = None
+    resolution_fwhm_eV_: dict = {}
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = DEFAULT_KINDS, settings: dict | None = None,
@@ -551,7 +562,7 @@ class MultimodalModel(BaseEstimator):
                  n_folds: int = 4, dropout_copies: int = 3, augment_copies: int = 1,
                  augment: dict | None = None, ood_quantile: float = 0.99,
                  use_amounts: bool = True, amount_noise: float = 0.3,
-                 specialist_baseline: bool = True,
+                 specialist_baseline: bool = True, resolution: float | None = None,
                  n_jobs: int | None = 1, random_state: int = 0):
         self.edges = edges
         self.targets = targets
@@ -569,6 +580,7 @@ class MultimodalModel(BaseEstimator):
         self.use_amounts = use_amounts
         self.amount_noise = amount_noise
         self.specialist_baseline = specialist_baseline
+        self.resolution = resolution
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -867,6 +879,7 @@ class MultimodalModel(BaseEstimator):
                             f"least n_folds={self.n_folds}")
         rng = np.random.default_rng(self.random_state)
         self.grids_ = {e: edge_grid(e) for e in self.edges_}
+        X = self._to_resolution(X, ds)
 
         # spectral augmentation: extra perturbed copies of every spectrum
         Xs, Ys, Gs, As, Ls = [X], [Y], [groups], [Am], [Li]
@@ -1167,6 +1180,63 @@ class MultimodalModel(BaseEstimator):
             out["_used"] = present
         return out
 
+    def _to_resolution(self, X: np.ndarray, ds: xr.Dataset) -> np.ndarray:
+        """Broaden the EELS / soft-XAS blocks of ``X`` from the set's resolution
+        to :attr:`resolution`; records ``resolution_fwhm_eV_`` per edge."""
+        fwhm = ds.attrs.get("fwhm_eV", {})
+        if isinstance(fwhm, str):
+            fwhm = json.loads(fwhm)
+        have = {e: float(fwhm.get(e, np.nan)) for e in self.edges_}
+        self.resolution_fwhm_eV_ = dict(have)
+        if self.resolution is None:
+            return X
+        r = float(self.resolution)
+        if not (np.isfinite(r) and 0 < r <= 10):
+            raise MMSpecError(f"resolution={self.resolution!r}: expected a FWHM in eV, 0 - 10")
+        X = X.copy()
+        start = 0
+        for e in self.edges_:
+            g = edge_grid(e)
+            sl = slice(start, start + g.size)
+            start += g.size
+            if "hard-XAS" in get_edge(e).modality:
+                continue  # K edges of hard XAS keep their own resolution
+            f0 = have[e]
+            if not np.isfinite(f0):
+                raise DataError(f"training set: no fwhm_eV for {e} in its attrs; cannot "
+                                f"broaden it to resolution={r}")
+            if r < f0 - 1e-6:
+                raise MMSpecError(f"resolution={r} eV is finer than the training set's {f0} eV "
+                                  f"for {e}; spectra cannot be sharpened")
+            extra = float(np.sqrt(max(r * r - f0 * f0, 0.0)))
+            X[:, sl] = gaussian_broaden(X[:, sl], float(g[1] - g[0]), extra)
+            self.resolution_fwhm_eV_[e] = r
+        return X
+
+    def resolution_check(self, ds: xr.Dataset, used: Sequence[str],
+                         tolerance: float = 0.5) -> str | None:
+        """A note when the data's recorded resolution (``resolution_fwhm_eV``
+        in ``ds.attrs``) differs from the model's by more than ``tolerance``
+        eV on an EELS / soft-XAS edge; None when they agree or either is unknown."""
+        r = ds.attrs.get("resolution_fwhm_eV")
+        try:
+            r = float(r)
+        except (TypeError, ValueError):
+            return None
+        own = getattr(self, "resolution_fwhm_eV_", {}) or {}
+        if not own:  # bundles from before resolutions were recorded: the project's set
+            from ..simulate.dataset import FWHM
+
+            own = {e: float(FWHM[e]) for e in used if e in FWHM}
+        off = {e: own[e] for e in used if e in own and np.isfinite(own[e])
+               and "hard-XAS" not in get_edge(e).modality and abs(own[e] - r) > tolerance}
+        if not off:
+            return None
+        return (f"the data's energy resolution ({r:.2f} eV, FWHM of its zero-loss peak) "
+                f"differs from the model's ({', '.join(f'{e} {v:.2f} eV' for e, v in off.items())}"
+                "): spectra of one chemistry look different at the two resolutions; train "
+                f"with resolution={r:.1f} (mmspec train --resolution {r:.1f}) for these data")
+
     def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None, *,
                 drop_ood_edges: float | None = DROP_OOD_EDGES,
                 refuse_undetected: bool = True) -> xr.Dataset:
@@ -1291,8 +1361,13 @@ class MultimodalModel(BaseEstimator):
                         "drop_ood_edges": drop_ood_edges,
                         "amounts": ([f"amount_{e}" for e in amount_edges] if Am is not None
                                     else []) + (["amount_Li_K"] if Li is not None else [])})
+        note = self.resolution_check(ds, used)
+        if note:
+            warnings.warn(f"predict: {note}", stacklevel=2)
+            history[-1]["resolution_note"] = note
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
                       "model_id": self.model_id,
+                      **({"resolution_note": note} if note else {}),
                       "amounts_used": Am is not None or Li is not None,
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
                       "history": history}
@@ -1391,7 +1466,8 @@ class MultimodalModel(BaseEstimator):
         check_is_fitted(self, "models_")
         h = hashlib.sha256(json.dumps(
             [self.metadata_.get("training_data_sha256"), self.edges_,
-             {k: v for k, v in self.get_params().items() if k != "n_jobs"}],
+             {k: v for k, v in self.get_params().items()
+              if k != "n_jobs" and not (k == "resolution" and v is None)}],
             sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"mmspec-{self.fusion}-{self.estimator}-{h}"
 
