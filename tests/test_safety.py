@@ -579,3 +579,13 @@ def test_store_reached_through_a_symlink_is_resumed_in_place(inputs, fresh, tmp_
     assert again.calls < 1 + 4  # the blocks written before the stop are kept
     _same_maps(res, fresh)
     assert link.is_symlink() and (real / "zarr.json").exists()
+
+
+def test_train_out_never_replaces_a_users_file(tmp_path, capsys):
+    from mmspec_widgets.cli import main
+
+    mine = tmp_path / "my_model.skops"
+    mine.write_bytes(b"a model the user trained last week")
+    assert main(["train", "--out", str(mine), "--trials", "0"]) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert mine.read_bytes() == b"a model the user trained last week"

@@ -49,6 +49,11 @@ def _cmd_train(args) -> int:
         if getattr(args, name) < 0:
             raise MMSpecError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected 0 "
                               "or more copies")
+    if args.out is not None:  # a user's path (the default is the project's own model)
+        from ..io import check_output
+
+        check_output(args.out, overwrite=args.overwrite,
+                     inputs=[args.training_set] if args.training_set else [], what="--out")
     ds = load_training_data(args.training_set)
     model = train_model(ds, n_trials=args.trials, fusion=args.fusion, estimator=args.estimator,
                         edges=_edges_arg(args.edges), dropout_copies=args.dropout_copies,
@@ -350,6 +355,8 @@ def register(subparsers) -> None:
     p.add_argument("--training-set", default=None,
                    help="training set netCDF (default: data/training_set.nc)")
     p.add_argument("--out", default=None, help="bundle path (default: data/models/default.skops)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file at --out (refused otherwise)")
     p.add_argument("--trials", type=int, default=20, help="Optuna trials (default 20; 0: none)")
     p.add_argument("--fusion", choices=("early", "late", "hybrid"), default="early")
     p.add_argument("--estimator", choices=("hgb", "rf"), default="hgb")
