@@ -26,16 +26,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmspec_widgets import validate as V  # noqa: E402
-from mmspec_widgets.paths import data_dir  # noqa: E402
-from mmspec_widgets.simulate.campaign import CampaignStore, execute_job, feff_job  # noqa: E402
-from mmspec_widgets.simulate.dataset import REFERENCE_SPEC  # noqa: E402
-from mmspec_widgets.simulate.feff import FeffParams, feff_input  # noqa: E402
-from mmspec_widgets.simulate.labels import DEFAULT_RADIUS, select_sites  # noqa: E402
+from mmspec_widgets.simulate.feff import FeffParams  # noqa: E402
 
 #: O K settings compared (name -> FeffParams keywords).
 O_K_CASES = {
@@ -53,30 +47,18 @@ MN_K_CASES = {
 }
 
 
-def _o_k(store: CampaignStore, compute: bool, resolution: float) -> dict:
-    nmc = REFERENCE_SPEC.build()
-    site = select_sites(nmc, DEFAULT_RADIUS, n_o=2)["O_K"][0]["site"]
+def _o_k(compute: bool, resolution: float) -> dict:
     out = {}
     for name, kw in O_K_CASES.items():
-        p = FeffParams(**kw)
-        job = feff_job(feff_input(nmc, site, p), "O_K", p,
-                       site=int(site))
-        if not store.has(job["key"]):
-            if not compute:
-                out[name] = None
-                continue
-            execute_job(job, str(store.root))
-        s = store.get(job["key"])
-        om, mu = np.asarray(s["omega"], float), np.asarray(s["mu"], float)
-        g = np.arange(om[0], om[-1], 0.05)
-        y = V._gauss(np.interp(g, om, mu), resolution, 0.05)
-        m = g < g[0] + 8.0
-        pre = float(g[m][np.argmax(y[m])])
-        x = g - pre + 530.0
+        s = V.reference_site_o_k(FeffParams(**kw), compute=compute, fwhm=resolution)
+        if s is None:
+            out[name] = None
+            continue
+        x, y = s["energy"], s["mu"]
         f = V.particle_features("O_K", x, y)
         out[name] = {**{k: round(v, 2) for k, v in f.items()},
                      "preedge_weight": round(float(V.preedge_weight(x, y)), 3),
-                     "wall_s": round(float(s["meta"].get("wall_s", np.nan)), 1)}
+                     "wall_s": round(s["wall_s"], 1)}
     return out
 
 
@@ -85,14 +67,13 @@ def main(argv=None) -> int:
     ap.add_argument("--compute", action="store_true", help="run FEFF for missing cases")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
-    store = CampaignStore(data_dir() / "validation")
     meas = V.particle_spectra()
     x, y = meas["O_K"]["energy"], meas["O_K"]["mu"]
     res = {"resolution_eV": round(meas["resolution_eV"], 3),
            "measured_O_K": {**{k: round(v, 2) for k, v in
                                V.particle_features("O_K", x, y).items()},
                             "preedge_weight": round(float(V.preedge_weight(x, y)), 3)},
-           "O_K": _o_k(store, args.compute, meas["resolution_eV"])}
+           "O_K": _o_k(args.compute, meas["resolution_eV"])}
     mn = {}
     measured = V.measured_half_steps()
     mn["measured"] = {n: round(measured[n]["half_step_eV"], 2) for n in ("MnO", "MnO2")}

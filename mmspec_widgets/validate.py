@@ -56,6 +56,7 @@ __all__ = [
     "particle_spectra",
     "particle_features",
     "simulated_particle_spectra",
+    "reference_site_o_k",
     "validate_particle",
     "set_trends",
     "validate",
@@ -383,6 +384,46 @@ def particle_spectra(references: dict | None = None) -> dict:
     return out
 
 
+def reference_site_o_k(params=None, store=None, compute: bool = False,
+                       fwhm: float = 2.32) -> dict | None:
+    """O K of one O site of the reference NMC622 structure (the set's
+    alignment reference) with FEFF ``params``, broadened to ``fwhm`` and put
+    with its pre-edge peak at 530.0 eV (the particle's calibration), post-edge
+    (558 - 562 eV) normalised.
+
+    Returns
+    -------
+    dict or None
+        ``energy``, ``mu``, ``wall_s``, ``key``; None when the run is not in
+        the store and ``compute`` is False.
+    """
+    from .simulate.campaign import execute_job, feff_job
+    from .simulate.dataset import REFERENCE_SPEC
+    from .simulate.feff import FeffParams, feff_input
+    from .simulate.labels import DEFAULT_RADIUS, select_sites
+
+    params = params or FeffParams(scf=3.0)
+    st = _store(store, "validation")
+    nmc = REFERENCE_SPEC.build()
+    site = select_sites(nmc, DEFAULT_RADIUS, n_o=2)["O_K"][0]["site"]
+    job = feff_job(feff_input(nmc, site, params), "O_K", params, site=int(site))
+    if not st.has(job["key"]):
+        if not compute:
+            return None
+        execute_job(job, str(st.root))
+    s = st.get(job["key"])
+    om, mu = np.asarray(s["omega"], float), np.asarray(s["mu"], float)
+    g = np.arange(om[0], om[-1], 0.05)
+    y = _gauss(np.interp(g, om, mu), fwhm, 0.05)
+    m = g < g[0] + 8.0
+    x = g - float(g[m][np.argmax(y[m])]) + 530.0
+    post = (x >= 558.0) & (x <= 562.0)
+    if post.any():
+        y = y / float(np.mean(y[post]))
+    return {"energy": x, "mu": y, "wall_s": float(s["meta"].get("wall_s", np.nan)),
+            "key": job["key"]}
+
+
 def _first_band(x, y, start, end, frac=0.6):
     m = (x >= start) & (x <= end)
     xs, ys = x[m], y[m]
@@ -641,7 +682,7 @@ def plot_validation(result: dict, folder, params=None, validation_store=None,
         hs = [v for v in kr["measured_half_step_eV"].values()]
         if hs:
             ax.set_xlim(min(hs) - 25, max(hs) + 45)
-        ax.set_ylim(-0.1, 1.9)
+        ax.set_ylim(-0.1, 2.3)
         ax.axhline(0.5, color="0.7", lw=0.6)
         ax.set_xlabel("photon energy (eV)")
         ax.set_ylabel("normalised absorption")
@@ -670,11 +711,17 @@ def plot_validation(result: dict, folder, params=None, validation_store=None,
                 ax.plot(s["energy"], s["mu"], color="C0", lw=1.5, label="simulated mean")
             ax.plot(meas[edge]["energy"], meas[edge]["mu"], color="k", lw=1.3,
                     label=f"measured particle ({meas['n_pixels']} px)")
+            if edge == "O_K":
+                scf = reference_site_o_k(store=validation_store, fwhm=meas["resolution_eV"])
+                if scf is not None:
+                    ax.plot(scf["energy"], scf["mu"], color="C3", lw=1.2, ls="--",
+                            label="FEFF with SCF, one NMC622 O site")
             for k, v in result["particle"].get(edge, {}).items():
                 if k.endswith("fwhm_eV"):
                     continue
                 ax.axvline(v["measured"], color="k", lw=0.5, ls=":")
                 ax.axvline(v["simulated"], color="C0", lw=0.5, ls=":")
+            ax.set_xlim(*PARTICLE_WINDOWS[edge])
             ax.set_xlabel("energy loss (eV)")
             ax.set_ylabel("post-edge normalised intensity")
             ax.set_title(edge.replace("_", " "), fontsize=10)
