@@ -113,7 +113,9 @@ def _not_applicable(maps: xr.Dataset, name: str, min_fraction: float) -> np.ndar
         return None
     f = _image(maps, frac)
     with np.errstate(invalid="ignore"):
-        return ~(f >= min_fraction)
+        # a measured fraction below the threshold: the element is absent; an
+        # unknown (NaN) fraction says nothing, the target keeps its own NaNs
+        return f < min_fraction
 
 
 def display_values(maps: xr.Dataset, name: str, *,
