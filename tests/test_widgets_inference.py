@@ -198,3 +198,14 @@ def test_maps_follow_the_plotting_conventions(w):
         w.target = "ni_oxidation"
         w._show_maps()
         assert np.isnan(w.pred_source.data["image"][0]).all()
+
+
+def test_edges_used_map_beside_the_ood_map(w):
+    w._show_maps()
+    shown = np.asarray(w.used_source.data["image"][0], float)
+    n_e = w.result["n_edges"].transpose("y", "x").values.astype(float)
+    assert np.array_equal(np.nan_to_num(shown, nan=-1), np.nan_to_num(n_e, nan=-1))
+    offered = len(w.result.attrs["edges"])
+    assert w.used_mapper.high == pytest.approx(offered + 0.5)
+    assert f"of {offered}" in w.used_fig.title.text
+    assert w.used_fig.right[0].title == "edges used"

@@ -11,7 +11,7 @@ import traitlets as tl
 import xarray as xr
 from bokeh.layouts import column, gridplot
 from bokeh.models import LinearAxis, Range1d
-from bokeh.palettes import RdBu11
+from bokeh.palettes import Greens9, RdBu11
 
 from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
@@ -197,18 +197,22 @@ class Inference(WidgetBase):
             palette=RdBu11, colorbar_title=_OOD_TITLE, width=width, max_height=300)
         self.ood_mapper.low, self.ood_mapper.high = 0.0, 2.0
         self.ood_mapper.palette = PL.ood_palette(0.0, 2.0)
-        for f in (self.std_fig, self.ood_fig):
+        self.used_fig, self.used_source, self.used_mapper = P.image_figure(
+            tmpl * 0.0, title="Edges used per pixel", palette=tuple(reversed(Greens9)),
+            colorbar_title="edges used", width=width, max_height=300)
+        for f in (self.std_fig, self.ood_fig, self.used_fig):
             f.x_range = self.pred_fig.x_range
             f.y_range = self.pred_fig.y_range
         self.grid_source = P.ColumnDataSource(P.map_sources(tmpl))
-        for f in (self.pred_fig, self.std_fig, self.ood_fig):
+        for f in (self.pred_fig, self.std_fig, self.ood_fig, self.used_fig):
             P.add_pixel_grid(f, tmpl, source=self.grid_source, value_name="prediction",
                              value_format="0.000")
         self.hatch_source = P.ColumnDataSource({"x": [], "y": [], "w": [], "h": []})
         self.pred_fig.rect("x", "y", "w", "h", source=self.hatch_source, fill_alpha=0.0,
                            line_alpha=0.0, hatch_pattern="/", hatch_color="#ffffff",
                            hatch_alpha=0.55, hatch_scale=7.0, hatch_weight=1.0)
-        self.outlines = [P.pixel_outline(f) for f in (self.pred_fig, self.std_fig, self.ood_fig)]
+        self.outlines = [P.pixel_outline(f) for f in (self.pred_fig, self.std_fig, self.ood_fig,
+                                                      self.used_fig)]
         self.grid_source.selected.on_change("indices", self._on_select)
 
         self.spec_figs: dict = {}
@@ -232,8 +236,9 @@ class Inference(WidgetBase):
             self.spec_figs[e], self.spec_sources[e] = fig, src
             self.imp_sources[e], self.imp_ranges[e] = imp, rng
 
-        self.maps_layout = column(self.pred_fig, self.std_fig, self.ood_fig) if line_scan \
-            else gridplot([[self.pred_fig, self.std_fig], [self.ood_fig, None]],
+        self.maps_layout = column(self.pred_fig, self.std_fig, self.ood_fig, self.used_fig) \
+            if line_scan else gridplot([[self.pred_fig, self.std_fig],
+                                        [self.ood_fig, self.used_fig]],
                           toolbar_location="right")
         self.spectra_grid = gridplot(list(self.spec_figs.values()), ncols=2,
                                      toolbar_location="right")
@@ -487,6 +492,12 @@ class Inference(WidgetBase):
         self.pred_source.data = dict(self.pred_source.data, image=[value])
         self.std_source.data = dict(self.std_source.data, image=[std])
         self.ood_source.data = dict(self.ood_source.data, image=[ood_score])
+        if "n_edges" in self.result:  # how many of the offered edges each pixel used
+            n_e = self._image("n_edges").astype(float)
+            self.used_source.data = dict(self.used_source.data, image=[n_e])
+            n_max = max(len(self.result.attrs.get("edges", []) or []), 1)
+            self.used_mapper.low, self.used_mapper.high = -0.5, n_max + 0.5
+            self.used_fig.title.text = f"Edges used per pixel (of {n_max} offered)"
         o_lo, o_hi = PL.ood_limits(ood_score)  # the colour bar spans the scores present
         self.ood_mapper.low, self.ood_mapper.high = o_lo, o_hi
         self.ood_mapper.palette = PL.ood_palette(o_lo, o_hi)
