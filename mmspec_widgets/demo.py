@@ -125,12 +125,23 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset, path: Path) -> Path:
     return Path(path)
 
 
+def _earlier_demo(out: Path) -> bool:
+    """Whether ``out`` holds the outputs of an earlier demo run (its summary)."""
+    try:
+        s = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(s, dict) and "scores" in s
+            and str(s.get("input", "")).startswith("mmspec_widgets.twin"))
+
+
 def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=None,
              overwrite: bool = False) -> dict:
     """Run the chain on the shipped digital twin; write maps and a summary.
 
     ``maps.nc``, ``maps.png`` and ``summary.json`` already in ``out`` are
-    replaced only with ``overwrite=True``.
+    replaced only with ``overwrite=True``, or when they are an earlier demo
+    run's (its ``summary.json`` says so).
     """
     from .errors import MMSpecError
     from .io import check_output, save
@@ -142,8 +153,11 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise MMSpecError(f"--out {out}: cannot create the output folder ({err})") from err
+    # an earlier demo's own outputs (its summary.json says so) are replaced, so
+    # that `bash scripts/demo.sh` can be run again; anything else only when asked
+    own = _earlier_demo(out)
     for name in ("maps.nc", "maps.png", "summary.json"):
-        check_output(out / name, overwrite=overwrite, what="--out")
+        check_output(out / name, overwrite=overwrite or own, what="--out")
     t0 = time.perf_counter()
     twin = load_digital_twin(twin_folder)
     model = load_model(model_path)
@@ -153,7 +167,7 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
     eds, maps = run_chain(twin.si, twin.zlp, model=model, composition=composition)
     elapsed = time.perf_counter() - t0
     scores = score_maps(maps, twin.truth)
-    save(maps, out / "maps.nc", overwrite=overwrite)
+    save(maps, out / "maps.nc", overwrite=overwrite or own)
     png = plot_maps(maps, twin.truth, out / "maps.png")
     summary = {
         "input": str(twin.provenance.get("builder", "digital twin")),

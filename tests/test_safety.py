@@ -589,3 +589,17 @@ def test_train_out_never_replaces_a_users_file(tmp_path, capsys):
     assert main(["train", "--out", str(mine), "--trials", "0"]) == 1
     assert "overwrite" in capsys.readouterr().err
     assert mine.read_bytes() == b"a model the user trained last week"
+
+
+def test_demo_runs_again_over_its_own_outputs_only(tmp_path):
+    from mmspec_widgets import cli
+
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    first = (out / "summary.json").read_text()
+    assert cli.main(["demo", "--out", str(out)]) == 0  # its own outputs: replaced
+    assert (out / "summary.json").read_text() != "" and "scores" in first
+    # a user's summary.json of another kind makes the folder theirs again
+    (out / "summary.json").write_text('{"my": "notes"}')
+    assert cli.main(["demo", "--out", str(out)]) == 1
+    assert (out / "summary.json").read_text() == '{"my": "notes"}'
