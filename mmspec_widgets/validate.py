@@ -135,13 +135,9 @@ def centroid(edge: str, energy, mu):
 
 
 def _gauss(y: np.ndarray, fwhm: float, step: float) -> np.ndarray:
-    s = fwhm / 2.3548 / step
-    if s < 0.3:
-        return y
-    k = np.arange(-int(4 * s) - 1, int(4 * s) + 2)
-    w = np.exp(-0.5 * (k / s) ** 2)
-    w /= w.sum()
-    return np.convolve(np.pad(y, len(k) // 2, mode="edge"), w, mode="valid")
+    from .simulate.dataset import gaussian_broaden
+
+    return gaussian_broaden(y, fwhm, step)
 
 
 # --------------------------------------------------------------------------

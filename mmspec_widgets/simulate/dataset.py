@@ -50,6 +50,7 @@ from .structures import COMPOSITIONS, StructureSpec
 __all__ = [
     "REFERENCE_SPEC",
     "FWHM",
+    "gaussian_broaden",
     "L3_TO_STEP",
     "region_spectrum",
     "calibrate_alignment",
@@ -100,7 +101,10 @@ def _l23_step(om: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return (2.0 / 3.0) * at(p3) + (1.0 / 3.0) * at(p2)
 
 
-def _gauss(y: np.ndarray, fwhm: float, step: float) -> np.ndarray:
+def gaussian_broaden(y: np.ndarray, fwhm: float, step: float) -> np.ndarray:
+    """``y`` (on a grid of spacing ``step`` eV) convolved with a unit-area
+    Gaussian of FWHM ``fwhm`` eV, ends held; unchanged when its sigma is under
+    0.3 steps."""
     s = fwhm / 2.3548 / step
     if s < 0.3:
         return y
@@ -149,7 +153,7 @@ def region_spectrum(store, recs: list[dict], edge: str, shift: float = 0.0,
         if e.shell == "L23":
             mu = l23_scale * mu + _l23_step(om, mu)
         acc += w * np.interp(fine, om, mu, left=mu[0], right=mu[-1])
-    acc = _gauss(acc, FWHM[edge] if fwhm is None else fwhm, _FINE)
+    acc = gaussian_broaden(acc, FWHM[edge] if fwhm is None else fwhm, _FINE)
     g = e.energy if grid is None else np.asarray(grid, float)
     return np.interp(g, fine + shift, acc, left=acc[0], right=acc[-1])
 
