@@ -31,6 +31,8 @@ __all__ = [
     "zero_loss_fwhm",
     "align_zero_loss",
     "locate_feature",
+    "calibration_uncertainty",
+    "energy_std",
     "fit_calibration",
     "apply_calibration",
     "calibrate",
@@ -548,15 +550,7 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
     names = list(refs)
     wins = _search_windows(window, names)
     targets = np.array([refs[n] for n in names])
-    measured = []
-    for n, t in zip(names, targets, strict=True):
-        if n in wins:
-            lo, hi = wins[n]
-            measured.append(locate_feature(spectrum, n, expected=0.5 * (lo + hi),
-                                           search=0.5 * (hi - lo)))
-        else:
-            measured.append(locate_feature(spectrum, n, expected=t, search=search, anchor=True))
-    measured = np.array(measured)
+    measured = _locate_all(spectrum, refs, wins, search)
     if len(names) == 1:
         scale, offset = 1.0, float(targets[0] - measured[0])
     else:
@@ -575,6 +569,110 @@ def fit_calibration(spectrum: xr.DataArray, references, *, search: float = 20.0,
     }
 
 
+def _locate_all(spectrum: xr.DataArray, refs: Mapping[str, float], wins: Mapping,
+                search: float) -> np.ndarray:
+    """Measured energy of every reference feature on ``spectrum``."""
+    measured = []
+    for n, t in refs.items():
+        if n in wins:
+            lo, hi = wins[n]
+            measured.append(locate_feature(spectrum, n, expected=0.5 * (lo + hi),
+                                           search=0.5 * (hi - lo)))
+        else:
+            measured.append(locate_feature(spectrum, n, expected=t, search=search, anchor=True))
+    return np.array(measured, dtype=float)
+
+
+#: pixel groups whose sums give the scatter of each feature's location
+CALIBRATION_GROUPS = 8
+#: smallest location std (eV) recorded: sub-channel peak positions are not
+#: trusted beyond this
+MIN_LOCATION_STD = 0.02
+
+
+def calibration_uncertainty(groups, calibration: Mapping, references, *,
+                            search: float = 20.0,
+                            window: Mapping[str, tuple[float, float]] | None = None,
+                            n_draws: int = 4000) -> dict | None:
+    """How well the reference features are located, and what it does to the axis.
+
+    The usable pixels are split into ``len(groups)`` disjoint random groups;
+    each feature is located on every group's summed spectrum, and the std of
+    those locations over ``sqrt(len(groups))`` is the location error of the
+    feature on the whole sum (floored at :data:`MIN_LOCATION_STD`). Drawing
+    the measured energies from those errors and refitting gives the covariance
+    of ``(offset, scale)``, so the energy error anywhere on the axis is
+    ``sqrt(var_offset + 2 E cov + E**2 var_scale)`` (:func:`energy_std`).
+
+    Parameters
+    ----------
+    groups : sequence of xarray.DataArray
+        Summed spectra ``("energy",)`` of disjoint pixel groups.
+    calibration : mapping
+        :func:`fit_calibration`'s result on the whole sum.
+    references, search, window
+        As for :func:`fit_calibration`.
+    n_draws : int
+        Monte Carlo draws for the covariance.
+
+    Returns
+    -------
+    dict or None
+        ``location_std_eV`` (feature -> eV), ``covariance`` (2 x 2 list for
+        offset, scale) and ``n_groups`` (groups in which every feature was
+        found); None when fewer than 3 groups locate every feature (too few
+        counts per group: the error is then unknown, not zero).
+    """
+    refs = _references(references)
+    names = list(refs)
+    wins = _search_windows(window, names)
+    locs = []
+    for g in groups:
+        try:
+            locs.append(_locate_all(remove_spikes(g), refs, wins, search))
+        except DataError:
+            continue
+    if len(locs) < 3:
+        return None
+    locs = np.array(locs)
+    sd = np.maximum(locs.std(axis=0, ddof=1) / np.sqrt(len(locs)), MIN_LOCATION_STD)
+    measured = np.array([calibration["references"][n]["measured_eV"] for n in names])
+    targets = np.array([refs[n] for n in names])
+    rng = np.random.default_rng(0)
+    draws = measured + rng.normal(0.0, 1.0, (int(n_draws), len(names))) * sd
+    if len(names) == 1:
+        off = targets[0] - draws[:, 0]
+        cov = np.array([[float(np.var(off)), 0.0], [0.0, 0.0]])
+    else:
+        fits = np.array([np.polyfit(d, targets, 1) for d in draws])  # (scale, offset)
+        cov = np.cov(np.stack([fits[:, 1], fits[:, 0]]))
+    return {"location_std_eV": {n: float(v) for n, v in zip(names, sd, strict=True)},
+            "covariance": [[float(v) for v in row] for row in cov],
+            "n_groups": len(locs)}
+
+
+def energy_std(covariance, energy) -> np.ndarray:
+    """Energy error (eV, 1 std) of a calibrated axis at ``energy`` from the
+    ``(offset, scale)`` covariance that :func:`calibrate` records
+    (``calibration_covariance``)."""
+    c = np.asarray(covariance, float)
+    e = np.asarray(energy, float)
+    return np.sqrt(np.maximum(c[0, 0] + 2 * e * c[0, 1] + e * e * c[1, 1], 0.0))
+
+
+def _group_ids(mask: np.ndarray, n_groups: int = CALIBRATION_GROUPS, seed: int = 0
+               ) -> np.ndarray:
+    """Random disjoint groups (0 .. n_groups - 1) of the True pixels of ``mask``;
+    -1 elsewhere."""
+    mask = np.asarray(mask, bool)
+    gid = np.full(mask.shape, -1, np.int64)
+    idx = np.flatnonzero(mask.ravel())
+    perm = np.random.default_rng(seed).permutation(idx.size)
+    flat = gid.ravel()
+    flat[idx[perm]] = np.arange(idx.size) % n_groups
+    return flat.reshape(mask.shape)
+
+
 def apply_calibration(si: xr.DataArray, calibration: Mapping) -> xr.DataArray:
     """Relabel the energy axis with ``offset + scale * E`` (no resampling)."""
     si = check_spectra(si, "si", finite=False)
@@ -586,6 +684,10 @@ def apply_calibration(si: xr.DataArray, calibration: Mapping) -> xr.DataArray:
                  "calibration_scale": float(calibration["scale"]),
                  "calibration_references": {k: dict(v) for k, v in
                                             calibration.get("references", {}).items()}}
+    if calibration.get("covariance") is not None:
+        out.attrs["calibration_covariance"] = [list(r) for r in calibration["covariance"]]
+    else:
+        out.attrs.pop("calibration_covariance", None)
     return append_history(out, "apply_calibration", offset_eV=calibration["offset_eV"],
                           scale=calibration["scale"],
                           references=calibration.get("references", {}))
@@ -653,6 +755,19 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
     # bump that could outshine a weak edge: despike the sum before searching
     summed = remove_spikes(summed.compute())
     cal = fit_calibration(summed, references, search=search, window=window)
+    if out.ndim > 1:  # the location error of each feature, from disjoint pixel groups
+        nav = tuple(out.dims[:-1])
+        m = np.ones(out.shape[:-1], bool) if mask is None else \
+            np.asarray(mask.transpose(*nav).values, bool)
+        if m.sum() >= 2 * CALIBRATION_GROUPS:
+            gid = xr.DataArray(_group_ids(m), dims=nav)
+            sums = [out.where(gid == g).sum(nav) for g in range(CALIBRATION_GROUPS)]
+            sums = [s.compute() for s in sums]
+            unc = calibration_uncertainty(sums, cal, references, search=search, window=window)
+            if unc is not None:
+                cal = {**cal, "covariance": unc["covariance"],
+                       "references": {n: {**r, "location_std_eV": unc["location_std_eV"][n]}
+                                      for n, r in cal["references"].items()}}
     return apply_calibration(out, cal)
 
 

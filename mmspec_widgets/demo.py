@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .edges import DEFAULT_REFERENCES
+
 __all__ = ["run_chain", "score_maps", "run_demo", "register"]
 
-#: Calibration references of the demo chain: O K and Co L3, whose positions
-#: barely move in the simulated set (Co stays 3+) and are 250 eV apart, so the
-#: dispersion extrapolates well to Ni L3. Not Ni L3: its position moves with
-#: the Ni oxidation state (about 1 eV per unit), which is what the model reads;
-#: not Mn L3: only 112 eV from O K, a small error in its position tilts the
-#: axis by eV at Ni L3 (``benchmarks/twin_references.py`` measures all three).
-REFERENCES = {"O_K": 530.0, "Co_L3": 780.0}
+#: Calibration references of the demo chain (:data:`mmspec_widgets.edges.DEFAULT_REFERENCES`).
+REFERENCES = dict(DEFAULT_REFERENCES)
 
 
 def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,

@@ -22,6 +22,8 @@ __all__ = [
     "Edge",
     "EDGES",
     "EDGE_ORDER",
+    "DEFAULT_REFERENCES",
+    "REFERENCE_CHOICES",
     "FEATURES",
     "get_edge",
     "edge_grid",
@@ -121,6 +123,28 @@ FEATURES: dict[str, dict] = {
     "Co_L2": {"edge": "Co_L23", "energy": 795.0, "kind": "peak"},
     "Ni_L3": {"edge": "Ni_L23", "energy": 853.5, "kind": "peak"},
     "Ni_L2": {"edge": "Ni_L23", "energy": 870.5, "kind": "peak"},
+}
+
+#: Default calibration references: O K and Co L3, whose positions barely move
+#: in the simulated set (Co stays 3+) and are 250 eV apart, so the dispersion
+#: extrapolates well to Ni L3. Not Ni L3: its position moves with the Ni
+#: oxidation state (about 1 eV per unit), which is what the model reads; not
+#: Mn L3 alone with O K: only 112 eV from O K, a small error in its position
+#: tilts the axis by eV at Ni L3 (``benchmarks/twin_references.py`` measures
+#: the choices; docs/calibration.md lists the reasonable ones).
+DEFAULT_REFERENCES = {"O_K": 530.0, "Co_L3": 780.0}
+
+#: Reasonable calibration choices for an NMC SI of O K + Mn/Co/Ni L2,3: their
+#: features bracket the edges read (the axis is interpolated, not extrapolated
+#: beyond its last feature by more than 80 eV). Predictions on the real SI with
+#: each agree within their stated std (``tests/test_trust_uncertainty.py``,
+#: ``python benchmarks/reference_choices.py``). Not listed: O K + Mn L3 alone,
+#: 112 eV apart and extrapolated 210 eV to Ni L3 (on the real SI its scale
+#: differs from O K + Co L3's by 1.2 %, 2.6 eV at Ni L3).
+REFERENCE_CHOICES = {
+    "O_K+Co_L3": {"O_K": 530.0, "Co_L3": 780.0},
+    "O_K+Ni_L3": {"O_K": 530.0, "Ni_L3": 853.5},
+    "O_K+Mn_L3+Co_L3": {"O_K": 530.0, "Mn_L3": 642.5, "Co_L3": 780.0},
 }
 
 

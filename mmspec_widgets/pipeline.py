@@ -49,8 +49,7 @@ from .background import (
     check_spectra,
     map_row_blocks,
 )
-from .demo import REFERENCES as _DEMO_REFERENCES
-from .edges import EDGE_ORDER, get_edge
+from .edges import DEFAULT_REFERENCES, EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 
 __all__ = [
@@ -66,7 +65,7 @@ __all__ = [
 
 DEFAULT_EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
 #: calibration references of the standard chain (those of ``mmspec demo``)
-REFERENCES = dict(_DEMO_REFERENCES)
+REFERENCES = dict(DEFAULT_REFERENCES)
 #: fraction of the 90th percentile of pixel totals below which a pixel is
 #: vacuum (as :func:`mmspec_widgets.background.mask_low_counts`)
 MASK_FRACTION = 0.05

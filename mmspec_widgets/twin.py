@@ -72,8 +72,8 @@ REGIONS = {0: "vacuum", 1: "delithiated surface", 2: "bulk", 3: "O-vacancy rich"
 #: when the real data are reachable; these defaults are the values it gave.
 DEFAULT_PHYSICS = {
     "background_r": 3.0,
-    "counts_per_channel_at_500eV": 4.0e4,
-    "jump_ratio": {"O_K": 0.10, "Mn_L23": 1.2, "Co_L23": 0.35, "Ni_L23": 0.2},
+    "counts_per_channel_at_500eV": 4.3e4,
+    "jump_ratio": {"O_K": 0.18, "Mn_L23": 0.28, "Co_L23": 0.19, "Ni_L23": 0.16},
 }
 
 
@@ -386,22 +386,36 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                     assumed_amounts: dict | None = None) -> dict:
     """Background exponent, count level and edge-jump ratios of a real SI.
 
-    The SI is calibrated (zero loss + O K / Ni L3 references) and summed over
-    its particle pixels; a power law is fitted in each edge's pre-edge
-    window; the edge jump is the background-subtracted post-edge level at the
-    end of the edge's grid. Jump ratios are divided by ``assumed_amounts``
-    (atoms per formula unit; default NMC111: O 2, Mn = Co = Ni = 1/3) since
-    the real particle's composition is not known.
+    The SI is calibrated (zero loss + the default references,
+    :data:`mmspec_widgets.edges.DEFAULT_REFERENCES`) and summed over its
+    particle pixels; a power law is fitted in each edge's pre-edge window; the
+    edge jump is the background-subtracted post-edge level at the end of the
+    edge's grid. Jump ratios are per atom: divided by the particle's
+    composition (atoms per TM), measured by cross-sections
+    (:func:`mmspec_widgets.quantify.quantify` without k-factors, on the summed
+    spectrum with the SI's instrument attrs), so that a cross-section
+    quantification of the twin, made with the same instrument, recovers its
+    truth; ``assumed_amounts`` overrides it per edge.
     """
     from .background import fit_background, mask_low_counts, subtract_background
     from .calibrate import calibrate
+    from .edges import DEFAULT_REFERENCES
+    from .extract import extract_edges
+    from .quantify import TM_EDGES, quantify
 
-    amounts = {"O_K": 2.0, "Mn_L23": 1 / 3, "Co_L23": 1 / 3, "Ni_L23": 1 / 3}
-    amounts.update(assumed_amounts or {})
-    cal = calibrate(si, zlp=zlp, references={"O_K": 530.0, "Ni_L3": 853.5})
+    cal = calibrate(si, zlp=zlp, references=dict(DEFAULT_REFERENCES))
     mask = mask_low_counts(cal)
     n_pix = int(mask.sum())
     summed = cal.where(mask).sum(("y", "x")) / n_pix
+    summed.attrs = {k: v for k, v in cal.attrs.items() if k != "history"}
+    q = quantify(extract_edges(summed, edges=list(TWIN_EDGES)))
+    per_o = {e: float(q[f"amount_{e}"]) for e in TM_EDGES}
+    tot = sum(per_o.values())
+    if not (tot > 0 and all(np.isfinite(v) and v >= 0 for v in per_o.values())):
+        raise DataError(f"measure_physics: the summed particle's TM amounts {per_o} (atoms "
+                        "per O) are not all finite and >= 0; cannot place the twin's edges")
+    amounts = {"O_K": round(1.0 / tot, 4), **{e: round(v / tot, 4) for e, v in per_o.items()}}
+    amounts.update(assumed_amounts or {})
     e = summed["energy"].values
     r = float(fit_background(summed, get_edge("O_K").pre_edge).sel(param="r"))
     level = float(summed.sel(energy=500.0, method="nearest"))
@@ -417,7 +431,9 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
             "counts_per_channel_at_500eV": round(level, 1),
             "jump_ratio": ratios,
             "measured_on": str(si.attrs.get("source_file", "")),
-            "assumed_amounts": amounts,
+            "particle_amounts_per_tm": amounts,
+            "amounts_from": "cross-sections (quantify without k-factors)"
+            if not assumed_amounts else "given",
             "energy_range_eV": [float(e[0]), float(e[-1])]}
 
 

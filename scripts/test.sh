@@ -18,4 +18,6 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
-exec .venv/bin/python -m pytest "$@"
+# two workers (the machines this runs on have two cores); whole files per
+# worker, so a file's module fixtures are built once and notebooks run whole
+exec .venv/bin/python -m pytest -n "${MMSPEC_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -129,7 +129,7 @@ def _cmd_evaluate(args) -> int:
 def _references_arg(text, si):
     """``--references``: ``NAME=EV,...`` or ``NAME,...`` (edge-table energies), ``none``;
     default: the reference features of the standard chain that the file covers."""
-    from ..demo import REFERENCES
+    from ..edges import DEFAULT_REFERENCES as REFERENCES
     from ..edges import FEATURES
 
     if text is None:

@@ -37,7 +37,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -49,7 +49,13 @@ from threadpoolctl import threadpool_limits
 
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
-from .features import FusedFeaturizer, _fused_transform, augment_spectra, gaussian_broaden
+from .features import (
+    FusedFeaturizer,
+    _fused_transform,
+    augment_spectra,
+    gaussian_broaden,
+    relative_noise,
+)
 from .trees import compact, single_threaded, stage
 from .uncertainty import Z90, OODDetector, calibrate_scale
 
@@ -84,6 +90,12 @@ DEFAULT_KINDS = ("cdf", "poly", "peaks", "noise")
 #: noise level per spectrum log-uniform between 0.1 % and 10 % of its maximum
 #: (the L2,3 edges of single pixels of the real NMC SI sit at 1 - 10 %)
 DEFAULT_AUGMENT = {"shift": 0.5, "broadening": 0.5, "noise": (0.001, 0.1)}
+#: noisy copies of the training spectra behind the OOD thresholds, and their
+#: noise range (relative to each spectrum's maximum): single pixels of the real
+#: NMC SI reach 1 - 14 % (Ni L2,3), weak edges of the digital twin 40 %, so a
+#: noisy pixel of a known chemistry is judged against noisy held-out spectra
+OOD_NOISE_COPIES = 4
+OOD_NOISE = (0.002, 0.4)
 
 _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
                  "min_samples_leaf": 20, "l2_regularization": 1.0, "max_bins": 128,
@@ -437,6 +449,68 @@ def _task(target: str) -> str:
     return "classification" if target in CLASSIFICATION_TARGETS else "regression"
 
 
+def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence[str]
+                   ) -> dict:
+    """Per-pixel charge balance of the predicted composition and oxidation states.
+
+    In Li_x TM O_y the charges balance when ``x + sum_i f_i v_i = 2 y``, with
+    ``f_i`` the TM fractions, ``v_i`` their oxidation states, ``x`` Li per TM
+    (``li_content``, Li per Li-layer site, equals Li per TM in the layered
+    structure) and ``y`` O per TM, measured by the edge jumps
+    (``1 / sum_i amount_i`` of :func:`mmspec_widgets.quantify.quantify`).  The
+    residual ``x + sum_i f_i v_i - 2 y`` (elementary charges per TM) is 0 for a
+    consistent answer; a residual many std away says the pixel's composition,
+    states and O content do not describe one neutral oxide (a wrong state, an
+    O count off, or a structure outside the layered description, e.g. Li in
+    the TM layer).  A TM whose fraction is 0 counts 0 whatever its state.
+
+    Parameters
+    ----------
+    out : mapping
+        Flat per-pixel predictions (``li_content``, ``<el>_fraction``,
+        ``<el>_oxidation`` and their ``_std``).
+    ds : xarray.Dataset
+        The input, with ``amount_<edge>`` and ``amount_<edge>_std`` of the three
+        TM L2,3 edges.
+    dims : sequence of str
+        Leading dims of ``ds``, in the order of the rows of ``out``.
+
+    Returns
+    -------
+    dict
+        ``{"charge_balance": (values, attrs), "charge_balance_std": (...)}``,
+        NaN where a term is unknown; empty when ``ds`` has no TM amounts.
+    """
+    from ..quantify import TM_EDGES
+
+    if not all(f"amount_{e}" in ds for e in TM_EDGES) or "li_content" not in out:
+        return {}
+    A = amount_matrix(ds, TM_EDGES, dims)
+    As = _std_matrix(ds, TM_EDGES, dims)
+    tot = A.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        o_per_tm = np.where(tot > 0, 1.0 / tot, np.nan)
+        o_std = o_per_tm ** 2 * np.sqrt(np.nansum(As ** 2, axis=1))
+    val = np.asarray(out["li_content"], float) - 2.0 * o_per_tm
+    var = np.asarray(out["li_content_std"], float) ** 2 + (2.0 * o_std) ** 2
+    for e in TM_EDGES:
+        el = get_edge(e).element.lower()
+        f, fs = out.get(f"{el}_fraction"), out.get(f"{el}_fraction_std")
+        v, vs = out.get(f"{el}_oxidation"), out.get(f"{el}_oxidation_std")
+        if f is None or v is None:
+            return {}
+        absent = np.asarray(f) == 0
+        term = np.where(absent, 0.0, f * v)
+        tvar = np.where(absent, 0.0, (v * fs) ** 2 + (f * vs) ** 2)
+        val = val + term
+        var = var + tvar
+    attrs = {"long_name": "charge balance residual: Li + sum(TM fraction x oxidation state) "
+                          "- 2 O per TM", "units": "e per TM"}
+    return {"charge_balance": (val, attrs),
+            "charge_balance_std": (np.sqrt(var), {"long_name": "standard deviation of "
+                                                  "charge_balance", "units": "e per TM"})}
+
+
 # --------------------------------------------------------------------------- the model
 
 class MultimodalModel(BaseEstimator):
@@ -480,6 +554,13 @@ class MultimodalModel(BaseEstimator):
         the model, and its uncertainty, can tell them apart).
     ood_quantile : float
         Training quantile of the OOD threshold.
+    ood_noise : (float, float) or None
+        Noise range (relative to each spectrum's maximum, log-uniform) of the
+        noisy copies of the training spectra from which the OOD thresholds are
+        learnt as a function of each spectrum's own noise (default
+        :data:`OOD_NOISE`), so that noisy pixels of a known chemistry are not
+        flagged for their noise while clean spectra are held to clean ones.
+        None: thresholds from the clean spectra only.
     use_amounts : bool
         Read the relative amounts ``amount_<edge>`` (atoms per O atom) of the
         L2,3 edges when the training set has them and O K is among the edges:
@@ -554,6 +635,7 @@ class MultimodalModel(BaseEstimator):
     specialist_baseline = False
     resolution = None
     resolution_fwhm_eV_: dict = {}
+    ood_noise = None  # bundles from before noise-aware OOD thresholds
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = DEFAULT_KINDS, settings: dict | None = None,
@@ -563,6 +645,7 @@ class MultimodalModel(BaseEstimator):
                  augment: dict | None = None, ood_quantile: float = 0.99,
                  use_amounts: bool = True, amount_noise: float = 0.3,
                  specialist_baseline: bool = True, resolution: float | None = None,
+                 ood_noise: tuple | None = OOD_NOISE,
                  n_jobs: int | None = 1, random_state: int = 0):
         self.edges = edges
         self.targets = targets
@@ -581,6 +664,7 @@ class MultimodalModel(BaseEstimator):
         self.amount_noise = amount_noise
         self.specialist_baseline = specialist_baseline
         self.resolution = resolution
+        self.ood_noise = ood_noise
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -905,11 +989,25 @@ class MultimodalModel(BaseEstimator):
         F = self.featurizer_.transform(Xall)
         self.columns_ = self._edge_columns(self.featurizer_.feature_edges_)
         present = self._present(F)
-        # out-of-distribution detection on the CDF of each edge (scale-free, 0..1)
+        # out-of-distribution detection on the CDF of each edge (scale-free, 0..1):
+        # described on the clean spectra; thresholds learnt, as a function of
+        # each spectrum's noise, from held-out clean and noisy copies
         self.ood_featurizer_ = FusedFeaturizer(self.edges_, ("cdf",), {"n_points": 24}).fit(X)
+        Xo, Go = [X], [groups]
+        ood_aug = {**augment, "noise": tuple(self.ood_noise or (1e-3, 1e-3))}
+        for _ in range(OOD_NOISE_COPIES if self.ood_noise is not None else 0):
+            Xa = X.copy()
+            for j, e in enumerate(self.edges_):
+                sl = slice(blocks[j], blocks[j + 1])
+                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng, **ood_aug)
+            Xo.append(Xa)
+            Go.append(groups)
+        Xo = np.concatenate(Xo)
         self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
-            self.ood_featurizer_.transform(X), self.ood_featurizer_.feature_edges_,
-            groups=groups)
+            self.ood_featurizer_.transform(Xo), self.ood_featurizer_.feature_edges_,
+            groups=np.concatenate(Go),
+            noise=self._block_noise(Xo) if self.ood_noise is not None else None,
+            fit_rows=np.arange(Xo.shape[0]) < X.shape[0])
 
         folds = list(GroupKFold(n_splits=int(self.n_folds)).split(F, groups=Gall))
         fold_of = np.empty(F.shape[0], dtype=int)
@@ -1117,6 +1215,23 @@ class MultimodalModel(BaseEstimator):
             return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges, amounts,
                                         li_amount)
 
+    def _block_noise(self, X: np.ndarray) -> np.ndarray:
+        """Relative noise of each row's spectrum of each OOD edge, (rows, edges)."""
+        start, where = 0, {}
+        for e in self.edges_:
+            n = self.grids_[e].size if hasattr(self, "grids_") else edge_grid(e).size
+            where[e] = slice(start, start + n)
+            start += n
+        out = np.full((X.shape[0], len(self.ood_edges)), np.nan)
+        for j, e in enumerate(self.ood_edges):
+            out[:, j] = relative_noise(X[:, where[e]])
+        return out
+
+    @property
+    def ood_edges(self) -> list:
+        """Edges of the OOD detector, in its order (those of its featurizer)."""
+        return list(dict.fromkeys(self.ood_featurizer_.feature_edges_))
+
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
                         amounts: np.ndarray | None = None,
                         li_amount: np.ndarray | None = None,
@@ -1125,8 +1240,8 @@ class MultimodalModel(BaseEstimator):
         with stage("features"):
             F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
         with stage("ood"):  # distances computed once for the score and the ratios
-            score, ratios = (self.ood_.score(Fo), None) if drop_ood_edges is None else \
-                self.ood_.score_and_ratios(Fo)
+            noise = self._block_noise(X) if getattr(self.ood_, "noise_law_", None) else None
+            score, ratios = self.ood_.score_and_ratios(Fo, noise)
         if drop_ood_edges is not None:
             for j, e in enumerate(self.ood_.edges_):
                 bad = ratios[:, j] > float(drop_ood_edges)
@@ -1169,6 +1284,9 @@ class MultimodalModel(BaseEstimator):
                 std = np.maximum(c1 * done[id(self.sigma_models_[t])], floor)
             else:
                 std = preds.std(axis=0)
+            # beyond the training distribution the calibrated std no longer holds:
+            # it grows with the OOD score (distance / threshold)
+            std = std * np.where(np.isfinite(score), np.maximum(score, 1.0), 1.0)
             mean[~usable] = np.nan
             std[~usable] = np.nan
             out[t] = mean
@@ -1239,7 +1357,8 @@ class MultimodalModel(BaseEstimator):
 
     def predict(self, ds: xr.Dataset, edges: Sequence[str] | None = None, *,
                 drop_ood_edges: float | None = DROP_OOD_EDGES,
-                refuse_undetected: bool = True) -> xr.Dataset:
+                refuse_undetected: bool = True,
+                calibration_error: bool = True) -> xr.Dataset:
         """Maps of every target, its standard deviation and an OOD flag.
 
         Parameters
@@ -1263,6 +1382,13 @@ class MultimodalModel(BaseEstimator):
             the edge is used only in pixels where it is detected (jump above
             :data:`mmspec_widgets.quantify.DETECTION_Z` std): a spectrum that is
             only noise informs nothing.
+        calibration_error : bool
+            Where ``ds`` carries the energy calibration's error
+            (``calibration_covariance`` of
+            :func:`mmspec_widgets.calibrate.calibrate`), add to every std the
+            change of the prediction when the axis is off by one std of that
+            error (each principal direction, in quadrature): two more passes
+            of the model.
 
         Returns
         -------
@@ -1296,6 +1422,7 @@ class MultimodalModel(BaseEstimator):
             ds = ds.copy()
             for e, d in detected.items():  # an undetected edge is only noise: not read
                 ds[e] = ds[e].where(xr.DataArray(d.reshape(shape), dims=dims))
+        cal_shifts = self._calibration_shifts(ds, used) if calibration_error else []
         threads = _prediction_threads()
         chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
@@ -1307,6 +1434,7 @@ class MultimodalModel(BaseEstimator):
                 check_is_fitted(self, "models_")
                 with self._threads():
                     out = self._predict_arrays(X, drop_ood_edges, Am, Li, with_used=True)
+                    self._add_calibration_std(out, X, cal_shifts, drop_ood_edges, Am, Li)
         else:  # large spectrum images (possibly dask-backed): a block of pixels at a time
             rows = _row_blocks(ds, self.edges_, used, dims, n)
 
@@ -1314,10 +1442,11 @@ class MultimodalModel(BaseEstimator):
                 with single_threaded(), stage("blocks"):
                     with stage("input"):
                         X = np.asarray(rows(i, i + chunk), dtype=float)
-                    return self._predict_arrays(X, drop_ood_edges,
-                                                None if Am is None else Am[i:i + chunk],
-                                                None if Li is None else Li[i:i + chunk],
-                                                with_used=True)
+                    a = None if Am is None else Am[i:i + chunk]
+                    li = None if Li is None else Li[i:i + chunk]
+                    o = self._predict_arrays(X, drop_ood_edges, a, li, with_used=True)
+                    self._add_calibration_std(o, X, cal_shifts, drop_ood_edges, a, li)
+                    return o
 
             check_is_fitted(self, "models_")
             with self._threads():
@@ -1333,6 +1462,7 @@ class MultimodalModel(BaseEstimator):
             self._add_share_std(out, Am, _std_matrix(ds, amount_edges, dims))
         used_mask = out.pop("_used")
         extra = self._refuse(out, used_mask, ds, used, dims, detected, drop_ood_edges)
+        extra.update(charge_balance(out, ds, dims))
         data = {}
         for name, v in out.items():
             base = name[:-4] if name.endswith("_std") else name
@@ -1359,6 +1489,8 @@ class MultimodalModel(BaseEstimator):
         history.append({"step": "learn.predict", "model_id": self.model_id,
                         "edges": list(used), "fusion": self.fusion,
                         "drop_ood_edges": drop_ood_edges,
+                        "calibration_shifts_eV": [{e: round(float(v), 4) for e, v in d.items()}
+                                                  for d in cal_shifts],
                         "amounts": ([f"amount_{e}" for e in amount_edges] if Am is not None
                                     else []) + (["amount_Li_K"] if Li is not None else [])})
         note = self.resolution_check(ds, used)
@@ -1372,6 +1504,65 @@ class MultimodalModel(BaseEstimator):
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
                       "history": history}
         return maps
+
+    def _calibration_shifts(self, ds: xr.Dataset, used: Sequence[str]) -> list[dict]:
+        """Energy shifts (eV, per used EELS / soft-XAS edge) along the principal
+        directions of the calibration's ``(offset, scale)`` covariance
+        (``calibration_covariance`` of :func:`mmspec_widgets.calibrate.calibrate`),
+        each one standard deviation long; empty when ``ds`` has none."""
+        cov = ds.attrs.get("calibration_covariance")
+        if isinstance(cov, str):
+            try:
+                cov = json.loads(cov)
+            except ValueError:
+                return []
+        if cov is None:
+            return []
+        c = np.asarray(cov, float)
+        if c.shape != (2, 2) or not np.all(np.isfinite(c)):
+            return []
+        lam, vec = np.linalg.eigh(0.5 * (c + c.T))
+        edges = [e for e in used if "hard-XAS" not in get_edge(e).modality]
+        out = []
+        for k in range(2):
+            if not lam[k] > 0:
+                continue
+            d = {e: float(np.sqrt(lam[k]) * (vec[0, k] + vec[1, k] * edge_grid(e).mean()))
+                 for e in edges}
+            if max((abs(v) for v in d.values()), default=0.0) >= 1e-3:
+                out.append(d)
+        return out
+
+    def _add_calibration_std(self, out: dict, X: np.ndarray, shifts: list[dict],
+                             drop_ood_edges, amounts, li_amount) -> None:
+        """Widen every ``<target>_std`` of ``out`` by the calibration's energy error:
+        predictions on spectra shifted by one std along each principal direction
+        of the calibration error, their differences added in quadrature."""
+        if not shifts:
+            return
+        starts = np.cumsum([0] + [edge_grid(e).size for e in self.edges_])
+        extra = {t: np.zeros(X.shape[0]) for t in self.targets_}
+        for d in shifts:
+            Xs = X.copy()
+            for j, e in enumerate(self.edges_):
+                if e not in d:
+                    continue
+                # the spectra as read with the axis off by d (linear interpolation on
+                # the uniform grid, ends held)
+                g = edge_grid(e)
+                pos = np.arange(g.size) + d[e] / float(g[1] - g[0])
+                i0 = np.clip(np.floor(pos).astype(int), 0, g.size - 1)
+                i1 = np.clip(i0 + 1, 0, g.size - 1)
+                w = np.clip(pos - np.floor(pos), 0.0, 1.0)
+                w = np.where(pos >= g.size - 1, 0.0, np.where(pos < 0, 0.0, w))
+                B = X[:, starts[j]:starts[j + 1]]
+                Xs[:, starts[j]:starts[j + 1]] = (1 - w) * B[:, i0] + w * B[:, i1]
+            o = self._predict_arrays(Xs, drop_ood_edges, amounts, li_amount)
+            for t in self.targets_:
+                diff = o[t] - out[t]
+                extra[t] += np.where(np.isfinite(diff), diff, 0.0) ** 2
+        for t in self.targets_:
+            out[f"{t}_std"] = np.sqrt(out[f"{t}_std"] ** 2 + extra[t])
 
     def _refuse(self, out: dict, used_mask: np.ndarray, ds: xr.Dataset, given: Sequence[str],
                 dims: Sequence[str], detected: dict, drop_ood_edges) -> dict:

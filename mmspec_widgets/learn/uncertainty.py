@@ -35,6 +35,9 @@ __all__ = ["OODDetector", "calibrate_scale", "interval_coverage"]
 ONE_SIGMA = 0.6826894921370859
 #: half-width of a 90 % interval of a standard normal, in sigma
 Z90 = 1.6448536269514722
+#: bins of log relative noise in which an :class:`OODDetector` fitted with
+#: noise learns the law of held-out distances
+N_NOISE_BINS = 8
 
 
 def calibrate_scale(abs_residual: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
@@ -155,7 +158,8 @@ class OODDetector(BaseEstimator):
         resid = ((Z - pca.inverse_transform(S)) ** 2).sum(axis=1) / resid_scale
         return np.sqrt(maha + resid)
 
-    def fit(self, F: np.ndarray, feature_edges: Sequence[str], groups=None):
+    def fit(self, F: np.ndarray, feature_edges: Sequence[str], groups=None,
+            noise: np.ndarray | None = None, fit_rows: np.ndarray | None = None):
         """Learn per-edge distance distributions.
 
         Parameters
@@ -166,6 +170,17 @@ class OODDetector(BaseEstimator):
             Edge of each column of ``F``.
         groups : sequence, optional
             Group (structure) per row, kept together in the cross-fitting.
+        noise : ndarray, shape (n_samples, n_edges), optional
+            Relative noise of each row's spectrum per edge (columns in the
+            order edges first appear in ``feature_edges``; see
+            :func:`~mmspec_widgets.learn.features.relative_noise`).  Given, the
+            law of the held-out distances is learnt as a function of the
+            noise (in ``N_NOISE_BINS`` quantile bins of log noise), so that a
+            noisy spectrum of a known chemistry is compared with noisy
+            held-out spectra, and a clean one with clean ones.
+        fit_rows : ndarray of bool, shape (n_samples,), optional
+            Rows the PCA description is fitted on (default all; e.g. the clean
+            spectra only, while the thresholds use noisy copies as well).
 
         Returns
         -------
@@ -177,32 +192,87 @@ class OODDetector(BaseEstimator):
         self.edges_ = list(dict.fromkeys(feature_edges))
         self.columns_ = {e: np.flatnonzero(feature_edges == e) for e in self.edges_}
         self.fits_, self.log_mean_, self.log_std_ = {}, {}, {}
-        for e, cols in self.columns_.items():
-            rows = np.flatnonzero(np.all(np.isfinite(F[:, cols]), axis=1))
-            if rows.size < 6:
+        self.noise_law_ = {}
+        if noise is not None:
+            noise = np.asarray(noise, dtype=float)
+            if noise.shape != (F.shape[0], len(self.edges_)):
+                raise MMSpecError(f"noise: expected shape {(F.shape[0], len(self.edges_))}, "
+                                  f"got {noise.shape}")
+        base = np.ones(F.shape[0], bool) if fit_rows is None else np.asarray(fit_rows, bool)
+        for j, (e, cols) in enumerate(self.columns_.items()):
+            finite = np.all(np.isfinite(F[:, cols]), axis=1)
+            rows = np.flatnonzero(finite)
+            if rows.size < 6 or (finite & base).sum() < 6:
                 continue
             block = F[rows][:, cols]
+            in_fit = base[rows]
             g = None if groups is None else np.asarray(groups)[rows]
             n_splits = min(int(self.n_splits), rows.size // 3,
                            rows.size if g is None else np.unique(g).size)
-            d = []
+            d = np.full(rows.size, np.nan)
             if n_splits >= 2:
                 cv = KFold(n_splits, shuffle=True, random_state=0) if g is None else \
                     GroupKFold(n_splits)
                 for tr, te in cv.split(block, groups=g):
-                    d.append(self._distance_with(self._fit_edge(block[tr]), block[te]))
-            self.fits_[e] = self._fit_edge(block)
-            d = np.concatenate(d) if d else self._distance_with(self.fits_[e], block)
+                    tr = tr[in_fit[tr]]
+                    if tr.size >= 3:
+                        d[te] = self._distance_with(self._fit_edge(block[tr]), block[te])
+            self.fits_[e] = self._fit_edge(block[in_fit])
+            miss = ~np.isfinite(d)
+            if miss.any():
+                d[miss] = self._distance_with(self.fits_[e], block[miss])
             logd = np.log(np.maximum(d, 1e-12))
             self.log_mean_[e] = float(logd.mean())
             self.log_std_[e] = float(max(logd.std(), 1e-3))
+            if noise is not None:
+                self.noise_law_[e] = self._noise_law(np.log(np.maximum(noise[rows, j], 1e-6)),
+                                                     logd)
         return self
 
-    def threshold(self, edge: str, level: np.ndarray | float) -> np.ndarray:
-        """Distance threshold of ``edge`` at quantile ``level`` of the held-out law."""
+    @staticmethod
+    def _noise_law(lognoise: np.ndarray, logd: np.ndarray) -> dict:
+        """Mean and std of log distance in quantile bins of log noise, both made
+        non-decreasing with noise (more noise never makes a spectrum closer to
+        the training set, nor its distance better defined)."""
+        ok = np.isfinite(lognoise) & np.isfinite(logd)
+        x, y = lognoise[ok], logd[ok]
+        n_bins = int(max(1, min(N_NOISE_BINS, x.size // 30)))
+        edges = np.quantile(x, np.linspace(0, 1, n_bins + 1))
+        which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_bins - 1)
+        centre, mean, std = [], [], []
+        for b in range(n_bins):
+            sel = which == b
+            if sel.sum() < 5:
+                continue
+            centre.append(float(np.median(x[sel])))
+            mean.append(float(y[sel].mean()))
+            std.append(float(max(y[sel].std(), 1e-3)))
+        mean = np.maximum.accumulate(np.asarray(mean))
+        std = np.maximum.accumulate(np.asarray(std))
+        return {"log_noise": list(centre), "log_mean": [float(v) for v in mean],
+                "log_std": [float(v) for v in std]}
+
+    def _law(self, edge: str, noise: np.ndarray | None, n: int):
+        """(log mean, log std) of held-out distances of ``edge``, per row."""
+        law = getattr(self, "noise_law_", {}).get(edge)
+        if law is None or noise is None:
+            return np.full(n, self.log_mean_[edge]), np.full(n, self.log_std_[edge])
+        x = np.log(np.maximum(np.asarray(noise, float), 1e-6))
+        # rows without a noise estimate are compared with the noisiest bin's law
+        x = np.where(np.isfinite(x), x, law["log_noise"][-1])
+        return (np.interp(x, law["log_noise"], law["log_mean"]),
+                np.interp(x, law["log_noise"], law["log_std"]))
+
+    def threshold(self, edge: str, level: np.ndarray | float,
+                  noise: np.ndarray | None = None) -> np.ndarray:
+        """Distance threshold of ``edge`` at quantile ``level`` of the held-out law
+        (at the given relative noise, for detectors fitted with noise)."""
         from scipy.stats import norm
 
-        return np.exp(self.log_mean_[edge] + self.log_std_[edge] * norm.ppf(level))
+        if noise is None:
+            return np.exp(self.log_mean_[edge] + self.log_std_[edge] * norm.ppf(level))
+        mu, sd = self._law(edge, noise, np.size(noise))
+        return np.exp(mu + sd * norm.ppf(level))
 
     def _edge_distances(self, F: np.ndarray) -> list:
         """Per fitted edge: the rows where it is present and their distances."""
@@ -216,8 +286,14 @@ class OODDetector(BaseEstimator):
             out.append((e, rows, d))
         return out
 
-    def edge_ratios(self, F: np.ndarray) -> np.ndarray:
+    def edge_ratios(self, F: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """Per edge: distance / threshold at ``quantile`` (NaN where the edge is absent).
+
+        Parameters
+        ----------
+        F : ndarray, shape (n_samples, n_features)
+        noise : ndarray, shape (n_samples, n_edges), optional
+            Relative noise per row and edge (see :meth:`fit`).
 
         Returns
         -------
@@ -225,16 +301,20 @@ class OODDetector(BaseEstimator):
             Columns in the order of ``edges_``.
         """
         check_is_fitted(self, "log_mean_")
-        return self._ratios(F, self._edge_distances(F))
+        return self._ratios(F, self._edge_distances(F), noise)
 
-    def _ratios(self, F: np.ndarray, distances: list) -> np.ndarray:
+    def _noise_of(self, noise, e, rows):
+        return None if noise is None else np.asarray(noise, float)[rows, self.edges_.index(e)]
+
+    def _ratios(self, F: np.ndarray, distances: list, noise=None) -> np.ndarray:
         out = np.full((F.shape[0], len(self.edges_)), np.nan)
         for e, rows, d in distances:
             if d is not None:
-                out[rows, self.edges_.index(e)] = d / self.threshold(e, float(self.quantile))
+                thr = self.threshold(e, float(self.quantile), self._noise_of(noise, e, rows))
+                out[rows, self.edges_.index(e)] = d / thr
         return out
 
-    def score(self, F: np.ndarray) -> np.ndarray:
+    def score(self, F: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """OOD score per row: largest ratio distance / threshold over present edges.
 
         A score above 1 means out of distribution.  With ``k`` edges present each
@@ -250,15 +330,16 @@ class OODDetector(BaseEstimator):
         ndarray, shape (n_samples,)
         """
         check_is_fitted(self, "log_mean_")
-        return self._score(F, self._edge_distances(F))
+        return self._score(F, self._edge_distances(F), noise)
 
-    def score_and_ratios(self, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score_and_ratios(self, F: np.ndarray, noise: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """``(score(F), edge_ratios(F))``, computing each edge's distances once."""
         check_is_fitted(self, "log_mean_")
         distances = self._edge_distances(F)
-        return self._score(F, distances), self._ratios(F, distances)
+        return self._score(F, distances, noise), self._ratios(F, distances, noise)
 
-    def _score(self, F: np.ndarray, distances: list) -> np.ndarray:
+    def _score(self, F: np.ndarray, distances: list, noise=None) -> np.ndarray:
         n = F.shape[0]
         k = np.sum([rows for _, rows, _ in distances], axis=0) if distances else np.zeros(n)
         k = np.maximum(k, 1)
@@ -271,7 +352,8 @@ class OODDetector(BaseEstimator):
         for e, rows, d in distances:
             if d is None:
                 continue
-            thr = np.exp(self.log_mean_[e] + self.log_std_[e] * z[rows])
+            mu, sd = self._law(e, self._noise_of(noise, e, rows), int(rows.sum()))
+            thr = np.exp(mu + sd * z[rows])
             out[rows] = np.maximum(out[rows], d / thr)
         out[~np.isfinite(out)] = np.inf
         return out
