@@ -660,7 +660,7 @@ def energy_std(covariance, energy) -> np.ndarray:
     return np.sqrt(np.maximum(c[0, 0] + 2 * e * c[0, 1] + e * e * c[1, 1], 0.0))
 
 
-def _group_ids(mask: np.ndarray, n_groups: int = CALIBRATION_GROUPS, seed: int = 0
+def pixel_groups(mask: np.ndarray, n_groups: int = CALIBRATION_GROUPS, seed: int = 0
                ) -> np.ndarray:
     """Random disjoint groups (0 .. n_groups - 1) of the True pixels of ``mask``;
     -1 elsewhere."""
@@ -760,7 +760,7 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
         m = np.ones(out.shape[:-1], bool) if mask is None else \
             np.asarray(mask.transpose(*nav).values, bool)
         if m.sum() >= 2 * CALIBRATION_GROUPS:
-            gid = xr.DataArray(_group_ids(m), dims=nav)
+            gid = xr.DataArray(pixel_groups(m), dims=nav)
             sums = [out.where(gid == g).sum(nav) for g in range(CALIBRATION_GROUPS)]
             sums = [s.compute() for s in sums]
             unc = calibration_uncertainty(sums, cal, references, search=search, window=window)

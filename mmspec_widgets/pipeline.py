@@ -736,7 +736,13 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         without ``zlp``).
     """
     from .background import remove_spikes
-    from .calibrate import fit_calibration, zero_loss_positions
+    from .calibrate import (
+        CALIBRATION_GROUPS,
+        calibration_uncertainty,
+        fit_calibration,
+        pixel_groups,
+        zero_loss_positions,
+    )
 
     si = _check_si(si)
     block = _check_block(block)
@@ -795,19 +801,38 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
             thr = _threshold(t_al)
             use = np.isfinite(t_al) & (t_al > 0) & (t_al >= (thr if thr is not None else np.inf))
             acc = np.zeros(e.size, wd)
+            # disjoint random pixel groups: the location error of each feature
+            n_groups = CALIBRATION_GROUPS if use.sum() >= 2 * CALIBRATION_GROUPS else 0
+            gid = pixel_groups(use) if n_groups else np.full(use.shape, -1)
+            acc_g = np.zeros((n_groups, e.size), wd)
             start = 0
             for _, _, ys, xs in sample:  # pass 2: summed aligned spectrum of usable pixels
                 y = _load_block(si, ys, xs, wd).reshape(-1, e.size)
                 u = use[start:start + y.shape[0]]
+                g = gid[start:start + y.shape[0]]
                 start += y.shape[0]
                 if u.any():
-                    _accumulate_aligned(acc, y, shift[ys, xs].ravel(), plan, u, engine)
+                    sh = shift[ys, xs].ravel()
+                    _accumulate_aligned(acc, y, sh, plan, u, engine)
+                    for k in range(n_groups):
+                        if (g == k).any():
+                            _accumulate_aligned(acc_g[k], y, sh, plan, g == k, engine)
                 bar.update(1)
-            summed = xr.DataArray(acc, dims=("energy",),
-                                  coords={"energy": ("energy", plan.aligned_energy,
-                                                     dict(si["energy"].attrs))})
-            summed = remove_spikes(summed)
+
+            def spectrum(a):
+                return xr.DataArray(a, dims=("energy",),
+                                    coords={"energy": ("energy", plan.aligned_energy,
+                                                       dict(si["energy"].attrs))})
+
+            summed = remove_spikes(spectrum(acc))
             plan.calibration = fit_calibration(summed, references)
+            unc = calibration_uncertainty([spectrum(a) for a in acc_g], plan.calibration,
+                                          references) if n_groups else None
+            if unc is not None:
+                plan.calibration = {
+                    **plan.calibration, "covariance": unc["covariance"],
+                    "references": {n: {**r, "location_std_eV": unc["location_std_eV"][n]}
+                                   for n, r in plan.calibration["references"].items()}}
         bar.close()
     _edge_tables(plan, wd)  # raise now if a window or grid lies outside the data
     return plan, positions
@@ -1112,6 +1137,8 @@ def _chain_attrs(si_attrs: dict, plan: ChainPlan, n_replaced: int | None) -> dic
                      calibration_scale=float(cal["scale"]),
                      calibration_references={k: dict(v) for k, v in
                                              cal.get("references", {}).items()})
+        if cal.get("covariance") is not None:
+            attrs["calibration_covariance"] = [list(r) for r in cal["covariance"]]
         hist.append({"step": "apply_calibration",
                      "params": _jsonable({"offset_eV": cal["offset_eV"], "scale": cal["scale"],
                                           "references": cal.get("references", {})})})

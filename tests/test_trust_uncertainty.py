@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 import mmspec_widgets as mm
-from mmspec_widgets.calibrate import _group_ids, calibration_uncertainty, energy_std
+from mmspec_widgets.calibrate import calibration_uncertainty, energy_std, pixel_groups
 from mmspec_widgets.learn.fusion import charge_balance
 from mmspec_widgets.learn.uncertainty import OODDetector
 
@@ -48,10 +48,10 @@ def test_ood_thresholds_follow_the_noise_of_each_spectrum():
         OODDetector().fit(F, edges, noise=noise)
 
 
-def test_group_ids_split_the_pixels_disjointly():
+def testpixel_groups_split_the_pixels_disjointly():
     mask = np.zeros((10, 12), bool)
     mask[2:, 3:] = True
-    gid = _group_ids(mask, 8, seed=1)
+    gid = pixel_groups(mask, 8, seed=1)
     assert np.all(gid[~mask] == -1)
     counts = np.bincount(gid[mask], minlength=8)
     assert counts.sum() == mask.sum() and counts.max() - counts.min() <= 1
