@@ -23,6 +23,8 @@ _LAZY = {
     "load_zlp_pair": "io",
     "save": "io",
     "calibrate": "calibrate",
+    "DEFAULT_REFERENCES": "edges",
+    "REFERENCE_CHOICES": "edges",
     "align_zero_loss": "calibrate",
     "align_scans": "calibrate",
     "remove_spikes": "background",
