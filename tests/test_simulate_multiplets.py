@@ -74,4 +74,8 @@ def test_bad_input():
     with pytest.raises(MMSpecError, match="element"):
         d_count("Fe", 3)
     with pytest.raises(MMSpecError, match="crystal-field"):
-        crystal_field("Mn", 2)
+        crystal_field("Mn", 5)
+    with pytest.raises(MMSpecError, match="geometry"):
+        crystal_field("Mn", 2, 6, geometry="tetrahedral")
+    with pytest.raises(MMSpecError, match="geometry"):
+        crystal_field("Mn", 2, 4, geometry="cubic")

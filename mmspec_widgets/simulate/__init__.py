@@ -2,7 +2,8 @@
 
 structures (pymatgen supercells with defects) -> feff (FEFF10 K edges) and
 multiplets (edrixs L2,3) -> labels (local region labels) -> campaign
-(resumable, Dask) -> dataset (aligned, broadened, gridded training set).
+(resumable, Dask) -> dataset (aligned, broadened, gridded training set);
+foreign: the same chain on non-NMC Mn oxides (out-of-distribution checks).
 
 Public names are imported lazily (FEFF, edrixs and Dask load only when used).
 """
@@ -29,6 +30,8 @@ _LAZY = {
     "assemble_training_set": "dataset",
     "load_training_set": "dataset",
     "REFERENCE_SPEC": "dataset",
+    "foreign_oxide_spectra": "foreign",
+    "FOREIGN_OXIDES": "foreign",
     "plot_trends": "plots",
     "trend_metrics": "plots",
 }

@@ -212,12 +212,15 @@ def _edrixs_job(element: str, oxidation: float, env: dict) -> dict:
     from . import multiplets as M
 
     ox = int(round(oxidation))
-    tdq, ds, dt = M.crystal_field(element, ox, env["coordination"], env["mean_bond"])
+    geometry = env.get("geometry", "octahedral")
+    tdq, ds, dt = M.crystal_field(element, ox, env["coordination"], env["mean_bond"], geometry)
     params = {"element": element, "oxidation": ox, "coordination": min(int(env["coordination"]), 6),
               "ten_dq": tdq, "ds": ds, "dt": dt,
               "model": {"slater_scale": M._SLATER_SCALE, "delta_u_pd": M._DELTA_U_PD,
                         "u_dd": M._U_DD[element], "de": M._DE},
               "engine": M.edrixs_version()}
+    if geometry != "octahedral":  # NMC sites (octahedral) keep their keys
+        params["geometry"] = geometry
     return {"engine": "edrixs", "key": "x" + _hash(params)[:23], "params": params,
             "edge": f"{element}_L23"}
 

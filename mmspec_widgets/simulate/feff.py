@@ -27,8 +27,8 @@ from ..errors import MMSpecError
 
 __all__ = ["FeffParams", "feff_input", "run_feff", "feff_version", "FeffRunError"]
 
-_Z = {"H": 1, "Li": 3, "O": 8, "Mn": 25, "Co": 27, "Ni": 28}
-_POT_ORDER = ("O", "Li", "Mn", "Co", "Ni", "H")
+_Z = {"H": 1, "Li": 3, "O": 8, "Mn": 25, "Co": 27, "Ni": 28, "La": 57}
+_POT_ORDER = ("O", "Li", "Mn", "Co", "Ni", "H", "La")
 _K_ABSORBERS = ("Li", "O", "Mn", "Co", "Ni")
 
 

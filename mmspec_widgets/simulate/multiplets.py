@@ -22,7 +22,10 @@ Model
 * Crystal field: octahedral 10Dq from a table by (element, oxidation state)
   scaled by (r_ref / r)^5 with r the mean M-O distance; 5-fold (a vacancy in
   the octahedron) uses a square-pyramidal C4v field (Ds = 0.12 10Dq,
-  Dt = 0.04 10Dq), 4-fold doubles these.
+  Dt = 0.04 10Dq), 4-fold doubles these (an octahedron missing two O, what
+  the NMC supercells hold). A true tetrahedron (``geometry="tetrahedral"``,
+  e.g. the Mn2+ of spinel Mn3O4; never in the NMC set) takes the point-charge
+  relation 10Dq_tet = -4/9 10Dq_oct, with the same bond-length scaling.
 * Core-hole lifetime (Lorentzian half widths, from edrixs' tables): applied
   here; instrument (Gaussian) broadening is applied when the data set is
   assembled.
@@ -48,6 +51,7 @@ __all__ = [
     "l23_spectrum_mixed",
     "edrixs_version",
     "TEN_DQ",
+    "GEOMETRIES",
 ]
 
 _Z_VALENCE = {"Mn": 7, "Co": 9, "Ni": 10}  # 3d + 4s electrons of the neutral atom
@@ -56,8 +60,14 @@ _Z_VALENCE = {"Mn": 7, "Co": 9, "Ni": 10}  # 3d + 4s electrons of the neutral at
 TEN_DQ: dict[tuple[str, int], float] = {
     ("Ni", 2): 1.1, ("Ni", 3): 1.9, ("Ni", 4): 2.3,
     ("Co", 2): 1.0, ("Co", 3): 2.1, ("Co", 4): 2.4,
-    ("Mn", 3): 1.8, ("Mn", 4): 2.4,
+    ("Mn", 2): 0.8, ("Mn", 3): 1.8, ("Mn", 4): 2.4,
 }
+# Mn2+ (MnO-type multiplet fits: 0.7 - 0.9 eV) is not reached by the NMC
+# supercells; it serves other Mn oxides (simulate.foreign).
+
+#: Crystal-field geometries: "octahedral" (6-, 5- and 4-fold by O count, see
+#: the module docstring) and "tetrahedral".
+GEOMETRIES = ("octahedral", "tetrahedral")
 
 _U_DD = {"Mn": 5.0, "Co": 6.0, "Ni": 6.5}
 _DELTA_U_PD = 1.5  # U_pd - U_dd, eV
@@ -86,7 +96,8 @@ def d_count(element: str, oxidation: int) -> int:
 
 
 def crystal_field(element: str, oxidation: float, coordination: int = 6,
-                  mean_bond: float | None = None) -> tuple[float, float, float]:
+                  mean_bond: float | None = None,
+                  geometry: str = "octahedral") -> tuple[float, float, float]:
     """Crystal-field parameters (10Dq, Ds, Dt) in eV for one TM site.
 
     Parameters
@@ -98,6 +109,9 @@ def crystal_field(element: str, oxidation: float, coordination: int = 6,
         Number of O neighbours (6: Oh; 5: square pyramid; 4: twice the C4v terms).
     mean_bond : float, optional
         Mean M-O distance (Angstrom); scales 10Dq by (r_ref / r)^5.
+    geometry : {"octahedral", "tetrahedral"}
+        "tetrahedral" (4 O at the corners of a tetrahedron): 10Dq = -4/9 of the
+        octahedral value (negative: e below t2), no tetragonal terms.
 
     Returns
     -------
@@ -106,6 +120,10 @@ def crystal_field(element: str, oxidation: float, coordination: int = 6,
     """
     from .structures import target_bond_length
 
+    if geometry not in GEOMETRIES:
+        raise MMSpecError(f"geometry={geometry!r}: expected one of {', '.join(GEOMETRIES)}")
+    if geometry == "tetrahedral" and int(coordination) != 4:
+        raise MMSpecError(f"geometry='tetrahedral' needs coordination 4, got {coordination!r}")
     ox = int(round(oxidation))
     key = (element, ox)
     if key not in TEN_DQ:
@@ -115,7 +133,9 @@ def crystal_field(element: str, oxidation: float, coordination: int = 6,
         r_ref = target_bond_length(element, ox)
         tdq *= float(np.clip((r_ref / mean_bond) ** 5, 0.7, 1.4))
     ds = dt = 0.0
-    if coordination < 6:
+    if geometry == "tetrahedral":
+        tdq *= -4.0 / 9.0
+    elif coordination < 6:
         f = 1.0 if coordination == 5 else 2.0
         ds, dt = 0.12 * tdq * f, 0.04 * tdq * f
 
@@ -171,7 +191,7 @@ def _l23_cached(element: str, n: int, ten_dq: float, ds: float, dt: float):
 
 
 def l23_spectrum(element: str, oxidation: int, coordination: int = 6,
-                 mean_bond: float | None = None) -> dict:
+                 mean_bond: float | None = None, geometry: str = "octahedral") -> dict:
     """L2,3 absorption of one TM site at integer ``oxidation``.
 
     Parameters
@@ -183,6 +203,8 @@ def l23_spectrum(element: str, oxidation: int, coordination: int = 6,
         O neighbours (6, 5 or 4).
     mean_bond : float, optional
         Mean M-O bond length in Angstrom (scales 10Dq).
+    geometry : {"octahedral", "tetrahedral"}
+        See :func:`crystal_field`.
 
     Returns
     -------
@@ -192,21 +214,21 @@ def l23_spectrum(element: str, oxidation: int, coordination: int = 6,
         ``engine``.
     """
     n = d_count(element, int(oxidation))
-    tdq, ds, dt = crystal_field(element, oxidation, coordination, mean_bond)
+    tdq, ds, dt = crystal_field(element, oxidation, coordination, mean_bond, geometry)
     t0 = time.perf_counter()
     om, mu = _l23_cached(element, n, tdq, ds, dt)
     return {
         "omega": om.copy(),
         "mu": mu.copy(),
         "params": {"element": element, "d": n, "ten_dq": tdq, "ds": ds, "dt": dt,
-                   "coordination": int(coordination)},
+                   "coordination": int(coordination), "geometry": geometry},
         "wall_s": time.perf_counter() - t0,
         "engine": edrixs_version(),
     }
 
 
 def l23_spectrum_mixed(element: str, oxidation: float, coordination: int = 6,
-                       mean_bond: float | None = None) -> dict:
+                       mean_bond: float | None = None, geometry: str = "octahedral") -> dict:
     """L2,3 absorption at a fractional oxidation state.
 
     Linear mix of the two neighbouring integer states (weights by distance),
@@ -215,10 +237,10 @@ def l23_spectrum_mixed(element: str, oxidation: float, coordination: int = 6,
     """
     lo = int(np.floor(oxidation))
     w = float(oxidation - lo)
-    a = l23_spectrum(element, lo, coordination, mean_bond)
+    a = l23_spectrum(element, lo, coordination, mean_bond, geometry)
     if w < 1e-6:
         return a
-    b = l23_spectrum(element, lo + 1, coordination, mean_bond)
+    b = l23_spectrum(element, lo + 1, coordination, mean_bond, geometry)
     om = np.arange(min(a["omega"][0], b["omega"][0]),
                    max(a["omega"][-1], b["omega"][-1]) + _DE / 2, _DE)
     mu = (1 - w) * np.interp(om, a["omega"], a["mu"], left=0, right=a["mu"][-1]) \

@@ -10,7 +10,13 @@ values, rounded), so the same FEFF input writer as the NMC campaign
 
 Crystallographically distinct absorber sites are listed with their
 multiplicities, so a compound's spectrum is the multiplicity-weighted mean of
-its sites (Mn3O4: one tetrahedral Mn2+ to two octahedral Mn3+).
+its sites (Mn3O4: one tetrahedral Mn2+ to two octahedral Mn3+); O sites are
+listed the same way (:func:`absorber_sites` with ``element="O"``).
+
+Some compounds have no measured scan here (``files=''``): NiO and LiNiO2
+(Ni K), and the non-NMC Mn oxides of :mod:`mmspec_widgets.simulate.foreign`
+(perovskite LaMnO3, spinel LiMn2O4; with spinel Mn3O4 they are the
+out-of-distribution materials of the model checks).
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class ReferenceCompound:
     files : str
         Glob of the measured files in the XAS reference folder ('' when none).
     note : str
+    site_oxidation : dict
+        Formal oxidation state by absorber geometry (``"tet"``: 4 O
+        neighbours, ``"oct"``: 6) where sites differ from ``oxidation``
+        (Mn3O4) or where the mean is fractional (LiMn2O4: 3.5, half Mn3+ and
+        half Mn4+); empty: every absorber at ``oxidation``.
     """
 
     name: str
@@ -95,6 +106,23 @@ REFERENCE_COMPOUNDS: dict[str, ReferenceCompound] = {c.name: c for c in [
     ReferenceCompound("MnO2", "MnO2", "P4_2/mnm", _tet(4.398, 2.873), ("Mn", "O"),
                       ((0, 0, 0), (0.3046, 0.3046, 0)), "Mn", 4.0, "MnO2_rt_0*.xdi",
                       "pyrolusite (rutile type)"),
+    # orthorhombic (O') LaMnO3 at room temperature, Pnma setting of the Pbnm
+    # data of Rodriguez-Carvajal et al., PRB 57, R3189 (1998): a 5.537,
+    # b 5.747, c 7.693 A (Pbnm) -> Pnma (b, c, a), positions (x, y, z) -> (y, z, x);
+    # Jahn-Teller distorted Mn3+ octahedra (2 x 1.91, 2 x 1.97, 2 x 2.18 A)
+    ReferenceCompound("LaMnO3", "LaMnO3", "Pnma", (5.747, 7.693, 5.537, 90.0, 90.0, 90.0),
+                      ("La", "Mn", "O", "O"),
+                      ((0.0486, 0.25, 0.9921), (0.0, 0.0, 0.5), (0.4859, 0.25, 0.0735),
+                       (0.3066, 0.0384, 0.7256)),
+                      "Mn", 3.0, "", "perovskite (orthorhombic); no measured scan here"),
+    # spinel LiMn2O4, a = 8.245 A, O x = 0.263 (origin choice 2), written in
+    # origin choice 1 (pymatgen's setting; shifted by 1/8): Li 8a tetrahedral,
+    # Mn 16d octahedral (6 x 1.96 A), one Mn3+ to one Mn4+ (not ordered at room
+    # temperature: every Mn site is half of each)
+    ReferenceCompound("LiMn2O4", "LiMn2O4", "Fd-3m", _cub(8.245), ("Li", "Mn", "O"),
+                      ((0.25, 0.25, 0.25), (0.625, 0.625, 0.625), (0.388, 0.388, 0.388)),
+                      "Mn", 3.5, "", "spinel (cubic); no measured scan here",
+                      {"oct": 3.5}),
     ReferenceCompound("NiOH2", "Ni(OH)2", "P-3m1", _hex(3.126, 4.605), ("Ni", "O", "H"),
                       ((0, 0, 0), (1 / 3, 2 / 3, 0.2221), (1 / 3, 2 / 3, 0.4275)), "Ni", 2.0,
                       "NiOH2_rt_0*.xdi", "brucite type"),
@@ -138,13 +166,23 @@ def build_reference(name: str):
     return _Wrapped(s)
 
 
-def absorber_sites(name: str, built=None) -> list[dict]:
+def absorber_sites(name: str, built=None, element: str | None = None) -> list[dict]:
     """Distinct absorber sites of a compound and their weights.
 
     Sites are grouped by their first shell (sorted distances to the
-    neighbours of other elements within 3 Angstrom - O in the oxides, H
-    excluded - or to all neighbours in a metal, rounded to 0.01 Angstrom),
-    which separates e.g. the tetrahedral and octahedral Mn of Mn3O4.
+    neighbours of other elements within 3 Angstrom - O around a cation, the
+    cations around O, H excluded either way - or to all neighbours in a metal,
+    rounded to 0.01 Angstrom), which separates e.g. the tetrahedral and
+    octahedral Mn of Mn3O4, or the apical and equatorial O of LaMnO3.
+
+    Parameters
+    ----------
+    name : str
+        Compound (:data:`REFERENCE_COMPOUNDS`).
+    built : object, optional
+        The compound built by :func:`build_reference` (built here when None).
+    element : str, optional
+        Absorbing element (default the compound's K-edge absorber, ``element``).
 
     Returns
     -------
@@ -154,15 +192,21 @@ def absorber_sites(name: str, built=None) -> list[dict]:
         (Angstrom, first shell).
     """
     c = REFERENCE_COMPOUNDS[name]
+    element = element or c.element
     built = built or build_reference(name)
     s = built.structure
+    if not any(site.specie.symbol == element for site in s):
+        raise MMSpecError(f"{name} holds no {element!r}")
     groups: dict[tuple, list[int]] = {}
     for i, site in enumerate(s):
-        if site.specie.symbol != c.element:
+        if site.specie.symbol != element:
             continue
         nbs = s.get_neighbors(site, 3.0)
-        anions = [n for n in nbs if n.specie.symbol == "O"]
-        d = sorted(round(float(n.nn_distance), 2) for n in (anions or nbs))
+        if element == "O":
+            partners = [n for n in nbs if n.specie.symbol not in ("O", "H")]
+        else:
+            partners = [n for n in nbs if n.specie.symbol == "O"]
+        d = sorted(round(float(n.nn_distance), 2) for n in (partners or nbs))
         first = [x for x in d if x <= d[0] + 0.45] if d else []
         groups.setdefault((len(first), tuple(first)), []).append(i)
     n = sum(len(v) for v in groups.values())

@@ -63,9 +63,11 @@ _A_MN, _C_MN = 2.890, 14.29  # LiMn0.5Ni0.5O2
 _O_Z = 0.258
 
 #: Target TM-O (and Li-O) bond lengths in Angstrom by (element, oxidation).
+#: Mn2+ (MnO, 2.22 A) never occurs in the NMC supercells (Mn stays 3+ or 4+):
+#: it is the crystal-field reference length of Mn2+ sites of other oxides.
 BOND_TARGETS: dict[tuple[str, int], float] = {
     ("Ni", 2): 2.07, ("Ni", 3): 1.96, ("Ni", 4): 1.88,
-    ("Mn", 3): 2.02, ("Mn", 4): 1.91,
+    ("Mn", 2): 2.22, ("Mn", 3): 2.02, ("Mn", 4): 1.91,
     ("Co", 2): 2.10, ("Co", 3): 1.92, ("Co", 4): 1.88,
     ("Li", 1): 2.10,
 }
