@@ -73,7 +73,7 @@ REGIONS = {0: "vacuum", 1: "delithiated surface", 2: "bulk", 3: "O-vacancy rich"
 DEFAULT_PHYSICS = {
     "background_r": 3.0,
     "counts_per_channel_at_500eV": 4.3e4,
-    "jump_ratio": {"O_K": 0.18, "Mn_L23": 0.28, "Co_L23": 0.19, "Ni_L23": 0.16},
+    "jump_ratio": {"O_K": 0.18, "Mn_L23": 0.48, "Co_L23": 0.50, "Ni_L23": 0.47},
 }
 
 
@@ -397,7 +397,7 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     quantification of the twin, made with the same instrument, recovers its
     truth; ``assumed_amounts`` overrides it per edge.
     """
-    from .background import fit_background, mask_low_counts, subtract_background
+    from .background import fit_background, mask_low_counts, remove_spikes, subtract_background
     from .calibrate import calibrate
     from .edges import DEFAULT_REFERENCES
     from .extract import extract_edges
@@ -406,7 +406,8 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     cal = calibrate(si, zlp=zlp, references=dict(DEFAULT_REFERENCES))
     mask = mask_low_counts(cal)
     n_pix = int(mask.sum())
-    summed = cal.where(mask).sum(("y", "x")) / n_pix
+    # despiked first: a cosmic-ray spike in a jump window would move a jump
+    summed = remove_spikes(cal).where(mask).sum(("y", "x")) / n_pix
     summed.attrs = {k: v for k, v in cal.attrs.items() if k != "history"}
     q = quantify(extract_edges(summed, edges=list(TWIN_EDGES)))
     per_o = {e: float(q[f"amount_{e}"]) for e in TM_EDGES}
@@ -418,14 +419,17 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     amounts.update(assumed_amounts or {})
     e = summed["energy"].values
     r = float(fit_background(summed, get_edge("O_K").pre_edge).sel(param="r"))
-    level = float(summed.sel(energy=500.0, method="nearest"))
+    level = float(summed.sel(energy=slice(495.0, 505.0)).mean())
     ratios = {}
     for name in TWIN_EDGES:
         edge = get_edge(name)
         sub = subtract_background(summed, window=edge.pre_edge)
         g = edge.energy
         post = float(sub.sel(energy=slice(g[-1] - 0.1 * (g[-1] - g[0]), g[-1])).mean())
-        bkg_onset = float((summed - sub).sel(energy=g[0], method="nearest"))
+        # relative to the power law of the pre-O-K background extrapolated to the
+        # onset, as build_digital_twin places it (the local background under a
+        # TM edge also holds the tails of the edges before it)
+        bkg_onset = level * (g[0] / 500.0) ** (-r)
         ratios[name] = round(max(post, 0.0) / bkg_onset / amounts[name], 4)
     return {"background_r": round(r, 3),
             "counts_per_channel_at_500eV": round(level, 1),
