@@ -706,8 +706,10 @@ def normalize_xas(da: xr.DataArray, pre=None, post=None, e0: float | None = None
     Returns
     -------
     xarray.DataArray
-        Normalised scans; attrs ``e0`` (eV) and ``edge_step`` (per scan, the
-        input's units), and a history entry.
+        Normalised scans; attrs ``e0`` (eV), ``edge_step`` (per scan, the
+        input's units), ``normalization="edge_step"`` (so that
+        :func:`~mmspec_widgets.extract.extract_edges` uses them without a
+        pre-edge fit) and a history entry.
 
     Raises
     ------
@@ -753,6 +755,7 @@ def normalize_xas(da: xr.DataArray, pre=None, post=None, e0: float | None = None
                     norm)
     res = da.copy(data=flat.reshape(y.shape))
     steps = step.reshape(y.shape[:-1])
-    res.attrs = {**da.attrs, "e0": np.round(e0s, 3).tolist(), "edge_step": steps.tolist()}
+    res.attrs = {**da.attrs, "e0": np.round(e0s, 3).tolist(), "edge_step": steps.tolist(),
+                 "normalization": "edge_step"}
     return append_history(res, "normalize_xas", pre=pre, post=post, e0=e0,
                           post_order=post_order)

@@ -18,11 +18,58 @@ import xarray as xr
 from .background import append_history, check_spectra, mask_low_counts, subtract_background
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
+from .learn.coverage import check_span, is_partial_edge
 
 __all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window",
-           "NORMALIZATIONS"]
+           "normalized_input", "NORMALIZATIONS", "NORMALIZED_MARKS"]
 
 NORMALIZATIONS = ("post_edge", "area", "max", None)
+#: values of ``attrs["normalization"]`` that mark normalised absorption (edge
+#: step 1, pre-edge removed): set by :func:`mmspec_widgets.io.load` for a
+#: ``norm``/``flat`` column and by :func:`~mmspec_widgets.background.normalize_xas`
+NORMALIZED_MARKS = ("edge_step", "edge-step", "normalized", "normalised", "norm", "flat",
+                    "flattened", "post_edge")
+_HINT = ("; a normalised XANES scan needs no pre-edge window and may cover part of a K "
+         "edge's grid (normalize_xas first, or declare it: normalized=True)")
+
+
+def normalized_input(si: xr.DataArray) -> str | None:
+    """Why ``si`` counts as normalised absorption (edge step 1, pre-edge removed),
+    or None.
+
+    Recognised: ``attrs["normalization"]`` among :data:`NORMALIZED_MARKS`
+    (:func:`mmspec_widgets.io.load` sets it for a ``norm``/``flat`` column,
+    :func:`~mmspec_widgets.background.normalize_xas` for its output), or a
+    ``normalize_xas`` step in ``attrs["history"]``.
+
+    Parameters
+    ----------
+    si : xarray.DataArray
+        Spectra as given to :func:`extract_edges`.
+
+    Returns
+    -------
+    str or None
+        A short reason (for the history), None when nothing says normalised.
+    """
+    mark = si.attrs.get("normalization")
+    if isinstance(mark, str) and mark.strip().lower() in NORMALIZED_MARKS:
+        src = si.attrs.get("normalization_source")
+        return f"attrs normalization={mark!r}" + (f" ({src})" if src else "")
+    hist = si.attrs.get("history", [])
+    if isinstance(hist, list | tuple) and any(
+            isinstance(h, dict) and h.get("step") == "normalize_xas" for h in hist):
+        return "history: normalize_xas"
+    return None
+
+
+def _resample_partial(da: xr.DataArray, grid: np.ndarray, dim: str) -> xr.DataArray:
+    """:func:`resample_to_grid` on the grid points the data cover; NaN elsewhere."""
+    e = np.asarray(da["energy"].values, float)
+    inside = (grid >= e[0] - 1e-6) & (grid <= e[-1] + 1e-6)
+    out = resample_to_grid(da, grid[inside], dim)
+    return out.reindex({dim: grid}).assign_coords(
+        {dim: (dim, grid, {"units": "eV", "long_name": "Energy"})})
 
 
 def _interp_weights(src: np.ndarray, dst: np.ndarray):
@@ -202,6 +249,7 @@ def extract_edges(
     background: str | None = "powerlaw",
     windows: dict | None = None,
     mask: xr.DataArray | None | bool = True,
+    normalized: bool | None = None,
 ) -> xr.Dataset:
     """Cut each edge onto its standard grid, background-free and normalised.
 
@@ -226,6 +274,18 @@ def extract_edges(
         give NaN, with a warning saying how many; a boolean DataArray of the
         leading dims selects usable pixels; ``False``/``None``: no masking.
         NaN/inf values are accepted only in pixels the mask excludes.
+    normalized : bool, optional
+        Whether ``si`` is already normalised absorption (XANES with the
+        pre-edge removed and an edge step of 1). ``None`` (default): recognised
+        from its attrs (:func:`normalized_input`: a ``norm``/``flat`` column of
+        the file, or :func:`~mmspec_widgets.background.normalize_xas`);
+        ``True`` declares it; ``False`` treats it as raw. Normalised input is
+        used as it is: no pre-edge background fit, no re-normalisation
+        (``background`` and ``normalize`` are not applied; the history says
+        why), and a hard-XAS K edge may be covered in part: the grid points
+        the scan covers are filled, the others are NaN, and the model
+        predicts from what it covers (:mod:`mmspec_widgets.learn.coverage`),
+        provided the scan covers the edge's rise and white line.
 
     Returns
     -------
@@ -244,8 +304,10 @@ def extract_edges(
     MMSpecError
         Unknown edge name, normalisation or mask argument.
     DataError
-        A grid or pre-edge window outside the data's energy range, NaN/inf in
-        usable pixels, or no usable pixel at all.
+        A grid or pre-edge window outside the data's energy range (for
+        normalised input: a K edge covered less than its rise and white line,
+        or another edge's grid not covered), NaN/inf in usable pixels, or no
+        usable pixel at all.
 
     Notes
     -----
@@ -267,6 +329,12 @@ def extract_edges(
     windows = dict(windows or {})
     for k in windows:
         get_edge(k)
+    if normalized not in (None, True, False):
+        raise MMSpecError(f"normalized={normalized!r}: expected True, False or None (recognise)")
+    why = normalized_input(si) if normalized is None else \
+        ("declared (normalized=True)" if normalized else None)
+    if why is not None:  # used as it is: no pre-edge fit, no re-normalisation
+        background, normalize = None, None
 
     m = None
     if isinstance(mask, xr.DataArray):
@@ -300,16 +368,28 @@ def extract_edges(
             # only the channels from the pre-edge window to the grid's end
             lo = min(grid[0], float(win[0])) if background is not None else grid[0]
             part = _energy_slice(si, e_all, lo, grid[-1])
+            hint = _HINT if is_partial_edge(name) and why is None else ""
             if background is not None:
                 try:
                     sub = subtract_background(part, window=win, model=background, mask=m)
                 except DataError as err:
-                    raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
+                    raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}{hint}") \
+                        from None
             else:
                 sub = part
-            da = resample_to_grid(sub, grid, dim)
+            covered = grid[0] >= e_all[0] - 1e-6 and grid[-1] <= e_all[-1] + 1e-6
+            if not covered and why is not None and is_partial_edge(name):
+                check_span(name, float(e_all[0]), float(e_all[-1]))
+                da = _resample_partial(sub, grid, dim)
+            else:
+                try:
+                    da = resample_to_grid(sub, grid, dim)
+                except DataError as err:
+                    raise DataError(f"{err}{hint}") from None
             n = da.sizes[dim]
-            jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
+            with warnings.catch_warnings():  # a partly covered grid: no jump (NaN)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
             jump_std = None
             if background is not None:
                 tail = grid[n - max(3, n // 10):]
@@ -323,10 +403,16 @@ def extract_edges(
                 jump = jump.where(m)
                 if jump_std is not None:
                     jump_std = jump_std.where(m)
-            da.attrs = {"edge": name, "units": "normalised" if normalize else "counts",
-                        "normalization": str(normalize),
+            da.attrs = {"edge": name,
+                        "units": "normalised" if normalize or why else "counts",
+                        "normalization": "edge_step (input)" if why else str(normalize),
                         "background": str(background),
                         "pre_edge_window_eV": list(win) if background else []}
+            if why is not None:
+                da.attrs["normalized_input"] = why
+                if not covered:
+                    da.attrs["covered_eV"] = [float(max(e_all[0], grid[0])),
+                                              float(min(e_all[-1], grid[-1]))]
             out[name] = da
             jump.attrs = {"long_name": f"{name} edge jump (background-free level over the "
                                        "last 10 % of its grid)",
@@ -341,4 +427,5 @@ def extract_edges(
     out.attrs["history"] = list(si.attrs.get("history", []))
     out.attrs["edges"] = list(names)
     return append_history(out, "extract_edges", edges=names, normalize=normalize,
-                          background=background, windows=windows)
+                          background=background, windows=windows,
+                          **({"normalized": why} if why else {}))

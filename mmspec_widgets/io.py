@@ -117,6 +117,10 @@ def load(
         ``convergence_angle_mrad``, ``dispersion_eV``, ``dwell_time_s``,
         ``acquisition_date``, ``acquisition_time``, ``microscope``,
         ``detector``; ``element``/``edge`` for XDI) and ``history=[]``.
+        An absorption column named as normalised (``norm``, ``normalized``,
+        ``nmu``, ``flat`` ...) sets ``normalization="edge_step"`` and
+        ``normalization_source``: :func:`~mmspec_widgets.extract.extract_edges`
+        then uses it without a pre-edge fit.
         A list when the file holds several signals and ``signal`` is None.
 
     Raises
@@ -1055,6 +1059,11 @@ def _load_columns(path: Path, *, energy, mu, xdi: bool) -> xr.DataArray:
         out["energy_units_in_file"] = e_from
     out["mu_column"] = ", ".join(labels) if derived is None else source
     out["mu_source"] = "column" if derived is None else source
+    if derived is None and all(bases[k][0] in _NORM | _FLAT for k in mu_cols):
+        # a normalised column (Athena's norm/flat ...): extract_edges uses it as
+        # it is, without a pre-edge fit (extract.normalized_input)
+        out["normalization"] = "edge_step"
+        out["normalization_source"] = f"column {', '.join(repr(names[k]) for k in mu_cols)}"
     step = float(np.median(np.diff(grid))) if grid.size > 1 else None
     _set(out, "dispersion_eV", step)
     out.update(attrs)

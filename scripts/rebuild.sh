@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild everything derived from the simulation campaign store (data/sim), in
 # order: the training set and its trends figure, the digital twin (from the
-# set's held-out structures and the real SI's background), the default model,
-# the evaluation report and the demo. Needs the real NMC data for the twin
+# set's held-out structures and the real SI's background), the default model and
+# its rule for partly covered K edges, the evaluation report and the demo. Needs the real NMC data for the twin
 # (MMSPEC_DATA_MIRROR, default ../shared/data). About 30 min on two cores.
 #
 #   bash scripts/rebuild.sh            # uses .venv (bash scripts/demo.sh makes it)
@@ -19,5 +19,6 @@ $PY -m mmspec_widgets.cli simulate --assemble --out data/sim --dataset data/trai
 cat /tmp/mmspec-trends.json
 $PY -m mmspec_widgets.twin
 $PY -m mmspec_widgets.cli train --fusion "$FUSION" --trials "$TRIALS"
+$PY benchmarks/xanes_coverage.py   # the partial-K-edge rule, measured on the new model
 $PY -m mmspec_widgets.cli evaluate --report docs --cv 4 --explain
 $PY -m mmspec_widgets.cli demo --out /tmp/mmspec-demo

@@ -5,6 +5,7 @@ fusion    joined spectra, early / late fusion with edge dropout, MultimodalModel
 train     grouped CV, Optuna search, the default model
 evaluate  held-out scores per target and edge set, report
 uncertainty  calibrated std, coverage, out-of-distribution flags
+coverage  K edges a XANES scan covers in part: minimum, completion, measured std widening
 explain   permutation importance by edge and by energy window
 bundle    safe skops bundles, load_model()
 cli       mmspec train | evaluate | predict

@@ -15,7 +15,10 @@ predict
     calibrated (``--zlp``, reference features: ``--references``, default O K
     and Co L3 where covered), despiked, cut onto the grids of the model edges
     it covers, quantified by hydrogenic cross-sections (or ``--composition`` /
-    ``--k-factors``) and mapped.
+    ``--k-factors``) and mapped.  Normalised XANES (a ``norm``/``flat`` column,
+    or ``--normalized``) is used without a pre-edge fit, and a scan covering
+    part of a K edge's grid is predicted from what it covers, with a wider
+    std (:mod:`mmspec_widgets.learn.coverage`).
 """
 
 from __future__ import annotations
@@ -154,16 +157,25 @@ def _references_arg(text, si):
     return out
 
 
-def _covered_edges(si, candidates) -> list[str]:
-    """Edges of ``candidates`` whose pre-edge window and grid the energy axis covers."""
+def _covered_edges(si, candidates, normalized: bool = False) -> list[str]:
+    """Edges of ``candidates`` whose pre-edge window and grid the energy axis
+    covers; for normalised XANES (no pre-edge fit) the grid alone, and a
+    hard-XAS K edge as soon as the scan overlaps its grid (extract_edges then
+    says if it covers too little)."""
     from ..edges import get_edge
+    from .coverage import is_partial_edge
 
     e = si["energy"].values
     lo, hi = float(e.min()), float(e.max())
     out = []
     for name in candidates:
         ed = get_edge(name)
-        if lo <= min(ed.pre_edge[0], ed.energy[0]) and ed.energy[-1] <= hi:
+        if normalized and is_partial_edge(name):
+            ok = lo < ed.energy[-1] and hi > ed.energy[0]
+        else:
+            start = ed.energy[0] if normalized else min(ed.pre_edge[0], ed.energy[0])
+            ok = lo <= start and ed.energy[-1] <= hi
+        if ok:
             out.append(ed.name)
     return out
 
@@ -207,11 +219,16 @@ def _read_edges_file(path: Path, edges, args=None, model_edges=None):
             "no reference feature in the file's range"
         print(f"not calibrated: no --zlp and {why} (the model reads the recorded energy axis)")
     si = remove_spikes(si)
+    declared = bool(getattr(args, "normalized", False))
+    why = "declared (--normalized)" if declared else extract.normalized_input(si)
+    if why:
+        print(f"normalised XANES ({why}): used as it is, no pre-edge fit; a K edge may be "
+              "covered in part")
     if edges is None:
         if model_edges is None:
             raise MMSpecError("predict: --edges is required for an instrument file (which "
                               "edges to cut from the spectrum)")
-        edges = _covered_edges(si, model_edges)
+        edges = _covered_edges(si, model_edges, normalized=why is not None)
         if not edges:
             raise MMSpecError(f"predict: {path} covers none of the model's edges "
                               f"({', '.join(model_edges)}) with their pre-edge windows "
@@ -222,7 +239,7 @@ def _read_edges_file(path: Path, edges, args=None, model_edges=None):
               + (f"; not covered (grid or pre-edge window outside "
                  f"{float(si.energy.min()):.0f} - {float(si.energy.max()):.0f} eV): "
                  f"{', '.join(left)}" if left else ""))
-    return extract.extract_edges(si, edges=list(edges))
+    return extract.extract_edges(si, edges=list(edges), normalized=True if declared else None)
 
 
 def _serialisable_attrs(attrs: dict) -> dict:
@@ -344,6 +361,16 @@ def _cmd_predict(args) -> int:
         print("pixels using each edge: " + ", ".join(f"{e} {c}" for e, c in counts.items())
               + f"; {int(np.sum(maps['nan_reason'].values != 0))} pixels with a NaN reason "
               "(nan_reason; mmspec_widgets.quantify.explain_reasons)")
+    import numpy as np
+
+    for v in maps.data_vars:
+        if str(v).startswith("coverage_"):
+            c = np.asarray(maps[v].values, float)
+            part = int(np.sum((c > 0) & (c < 1)))
+            if part:
+                print(f"{str(v)[9:]}: {part} spectra cover part of the grid (lowest "
+                      f"{100 * float(np.min(c[c > 0])):.0f} %): predicted from what they cover, "
+                      "std widened by the measured rule (mmspec_widgets.learn.coverage)")
     return 0
 
 
@@ -447,4 +474,9 @@ def register(subparsers) -> None:
                         "instead of --composition")
     p.add_argument("--keep-ood-edges", action="store_true",
                    help="use every edge given, however unlike the training spectra")
+    p.add_argument("--normalized", action="store_true",
+                   help="instrument file: its absorption is normalised XANES (pre-edge "
+                        "removed, edge step 1): no pre-edge fit, no re-normalisation, and a "
+                        "K edge may be covered in part (recognised without this flag from a "
+                        "norm/flat column)")
     p.set_defaults(func=_cmd_predict)

@@ -49,6 +49,7 @@ from threadpoolctl import threadpool_limits
 
 from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
+from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
     _fused_transform,
@@ -157,9 +158,13 @@ def _on_grid(da: xr.DataArray, edge: str, dim: str, max_missing: float) -> np.nd
             raise DataError(f"{edge}: {vals.shape[1]} energies without coordinate; expected "
                             f"{grid.size} (the standard grid of {edge})")
         out = vals
+    if is_partial_edge(edge):  # a XANES scan may cover part of a K edge's grid
+        return complete_rows(out, edge, max_missing, copy=out is vals)
     # partially missing spectra: fill short gaps, drop mostly-empty ones
     bad = ~np.isfinite(out)
     partial = bad.any(axis=1) & ~bad.all(axis=1)
+    if partial.any() and out is vals:  # the caller's data: completed on a copy
+        out = out.copy()
     for i in np.flatnonzero(partial):
         ok = ~bad[i]
         if ok.mean() >= 1 - max_missing:
@@ -185,7 +190,11 @@ def dataset_to_matrix(ds: xr.Dataset, edges: Sequence[str], *, use: Sequence[str
         ``edges`` found in ``ds``.
     max_missing : float
         A spectrum with at most this fraction of NaN (or off-range) points is
-        completed by interpolation; beyond, it counts as missing.
+        completed by interpolation; beyond, it counts as missing.  Hard-XAS
+        K edges follow :mod:`~mmspec_widgets.learn.coverage` instead: a scan
+        covering part of the grid (at least the edge's rise and white line) is
+        completed by its measured rule, with ``max_missing`` applied to gaps
+        inside the covered span; less coverage raises ``DataError``.
 
     Returns
     -------
@@ -1406,7 +1415,11 @@ class MultimodalModel(BaseEstimator):
             target, ``<target>_std`` (1 standard deviation, calibrated on
             held-out data), ``ood`` (bool), ``ood_score`` and ``n_edges``
             (edges used per pixel), ``used_<edge>`` (bool, per edge given),
-            ``edges_used`` (bit mask of the model's edges, CF flag attributes)
+            ``edges_used`` (bit mask of the model's edges, CF flag attributes),
+            ``coverage_<edge>`` for each hard-XAS K edge given (fraction of its
+            grid the scan covers; a partly covered edge widens the std of what
+            it informs by the measured rule of
+            :mod:`~mmspec_widgets.learn.coverage`, recorded in the history)
             and ``nan_reason`` (bit flags of :data:`mmspec_widgets.quantify.REASONS`:
             why values are NaN; 0 where none is); attrs ``edges``, ``edge_set``,
             ``model_id``, ``q90`` (90 % interval half-widths in units of std) and
@@ -1432,6 +1445,11 @@ class MultimodalModel(BaseEstimator):
             for e, d in detected.items():  # an undetected edge is only noise: not read
                 ds[e] = ds[e].where(xr.DataArray(d.reshape(shape), dims=dims))
         cal_shifts = self._calibration_shifts(ds, used) if calibration_error else []
+        # K edges a XANES scan covers in part: checked now, std widened below
+        cover = {e: coverage(ds[e], e, _energy_dim(ds[e], e), list(dims))
+                 for e in partial_edges(used)}
+        for e, c in cover.items():
+            check_rows(e, c)
         threads = _prediction_threads()
         chunk = min(_CHUNK_ROWS, _BLOCK_ROWS)  # blocks whose arrays stay in the caches
         if threads > 1 and n >= 2 * _MIN_THREAD_ROWS:  # several blocks per thread
@@ -1470,8 +1488,14 @@ class MultimodalModel(BaseEstimator):
         if Am is not None and all(f"amount_{e}_std" in ds for e in amount_edges):
             self._add_share_std(out, Am, _std_matrix(ds, amount_edges, dims))
         used_mask = out.pop("_used")
+        partial = widen(out, cover, {e: used_mask[:, self.edges_.index(e)] for e in cover})
         extra = self._refuse(out, used_mask, ds, used, dims, detected, drop_ood_edges)
         extra.update(charge_balance(out, ds, dims))
+        for e, c in cover.items():
+            g = edge_grid(e)
+            extra[f"coverage_{e}"] = (c["fraction"], {
+                "long_name": f"fraction of the {e} grid ({g[0]:g} - {g[-1]:g} eV) the data "
+                             "cover (0: edge absent)", "units": "1"})
         data = {}
         for name, v in out.items():
             base = name[:-4] if name.endswith("_std") else name
@@ -1503,6 +1527,8 @@ class MultimodalModel(BaseEstimator):
                                                   for d in cal_shifts],
                         "amounts": ([f"amount_{e}" for e in amount_edges] if Am is not None
                                     else []) + (["amount_Li_K"] if Li is not None else [])})
+        if partial:
+            history[-1]["partial_coverage"] = partial
         note = self.resolution_check(ds, used)
         if note:
             warnings.warn(f"predict: {note}", stacklevel=2)
