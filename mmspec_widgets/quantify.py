@@ -72,6 +72,7 @@ REASONS = {
     512: "no_usable_Co_edge_Co_oxidation_NaN",
     1024: "TM_fractions_NaN_not_every_TM_measured",
     2048: "Li_content_NaN_Li_K_given_but_not_detected",
+    4096: "a_target_the_training_set_does_not_vary_is_NaN_see_attrs_not_learnt",
 }
 
 

@@ -152,3 +152,100 @@ def test_charge_balance_is_zero_for_a_neutral_oxide_and_names_a_wrong_state():
     assert 0.05 < res["charge_balance_std"][0][0] < 1.0
     # without TM amounts there is nothing to balance against
     assert charge_balance(o, xr.Dataset(), ("pixel",)) == {}
+
+
+TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction", "ni_oxidation",
+           "mn_oxidation", "co_oxidation", "o_vacancy", "antisite")
+
+
+@pytest.fixture(scope="module")
+def twin_maps(twin):
+    """The README chain on the twin: default references, cross-section
+    quantification, default model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = mm.calibrate(twin.si, zlp=twin.zlp, references=mm.DEFAULT_REFERENCES)
+        q = mm.quantify(mm.extract_edges(mm.remove_spikes(cal),
+                                         edges=["O_K", "Mn_L23", "Co_L23", "Ni_L23"]))
+        return q, mm.load_model().predict(q)
+
+
+def test_twin_is_in_distribution_and_its_truth_within_two_std(twin, twin_maps):
+    _, maps = twin_maps
+    particle = twin.truth["region"].values > 0
+    assert particle.sum() > 200
+    assert maps["ood"].values[particle].mean() <= 0.10
+    for t in TARGETS:
+        truth = twin.truth[t].values
+        if t in ("o_vacancy", "antisite"):  # probability of at least one: the 0/1 event
+            truth = (truth > 0).astype(float)
+        v, s = maps[t].values, maps[f"{t}_std"].values
+        ok = particle & np.isfinite(truth) & np.isfinite(v) & np.isfinite(s)
+        assert ok.sum() > 100, t
+        within = np.mean(np.abs(v[ok] - truth[ok]) <= 2 * s[ok])
+        assert within >= 0.90, (t, round(float(within), 3))
+
+
+def test_twin_composition_by_cross_sections_is_unbiased(twin, twin_maps):
+    """The twin's edges follow the real particle's jumps per atom, so a
+    cross-section quantification recovers its truth (no k-factors)."""
+    q, maps = twin_maps
+    particle = twin.truth["region"].values > 0
+    for el in ("ni", "mn", "co"):
+        f, t = maps[f"{el}_fraction"].values[particle], twin.truth[f"{el}_fraction"].values[particle]
+        ok = np.isfinite(f)
+        assert abs(np.mean(f[ok] - t[ok])) < 0.03, el
+    o_per_tm = 1 / sum(q[f"amount_{e}"] for e in ("Mn_L23", "Co_L23", "Ni_L23")).values[particle]
+    assert 1.7 < np.nanmedian(o_per_tm) < 2.3
+
+
+def test_foreign_oxide_is_flagged_while_held_out_nmc_is_not():
+    from mmspec_widgets.learn.train import split_dataset
+    from mmspec_widgets.simulate import load_training_set
+    from mmspec_widgets.simulate.foreign import foreign_oxide_spectra
+
+    model = mm.load_model()
+    edges = ["O_K", "Mn_L23"]
+    foreign = model.predict(foreign_oxide_spectra(["Mn3O4", "LaMnO3"]), edges=edges)
+    assert foreign["ood"].values.all()
+    test = split_dataset(load_training_set(), "test")
+    has_mn = np.isfinite(test["Mn_L23"].values).all(axis=1)
+    nmc = model.predict(test.isel(sample=np.flatnonzero(has_mn)), edges=edges)
+    assert nmc["ood"].values.mean() <= 0.1
+    assert np.median(foreign["ood_score"].values) > 2 * np.quantile(nmc["ood_score"].values, 0.9)
+
+
+@pytest.fixture(scope="module")
+def real_choices(tm_si_path, zlp_si_path):
+    """Particle means of the real SI under each documented reference choice."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "reference_choices", Path(__file__).parents[1] / "benchmarks" / "reference_choices.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        si, zlp = mm.load(tm_si_path), mm.load(zlp_si_path)
+        model = mm.load_model()
+        return {name: bench.particle_means(si, zlp, refs, model)
+                for name, refs in mm.REFERENCE_CHOICES.items()}
+
+
+def test_real_particle_means_agree_across_reference_choices(real_choices):
+    names = list(real_choices)
+    assert names[0] == "O_K+Co_L3" and len(names) >= 3
+    for t in TARGETS:
+        for a in names:
+            for b in names:
+                ma, sa = real_choices[a][t]
+                mb, sb = real_choices[b][t]
+                if ma is None or mb is None:
+                    continue
+                # the calibration error is shared by all pixels: the std of a
+                # particle mean is the pixels' mean std
+                assert abs(ma - mb) <= np.hypot(sa, sb), (t, a, b, ma, mb, sa, sb)
+    for name, r in real_choices.items():
+        assert all(v >= 0.02 for v in r["location_std_eV"].values()), name
+        assert r["n_pixels"] >= 38

@@ -521,6 +521,40 @@ def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence
                                                   "charge_balance", "units": "e per TM"})}
 
 
+#: a label varies in the training set when at least MIN_VARIED of its labelled
+#: samples lie at least this far from its median (classification: when the
+#: rarer class holds at least MIN_VARIED of them)
+LABEL_STEPS = {"li_content": 0.1, "ni_fraction": 0.05, "mn_fraction": 0.05,
+               "co_fraction": 0.05, "ni_oxidation": 0.25, "mn_oxidation": 0.25,
+               "co_oxidation": 0.25}
+MIN_VARIED = 0.05
+
+
+def label_varies(target: str, y: np.ndarray) -> bool:
+    """Whether the training labels ``y`` of ``target`` vary enough to learn it
+    (see :data:`LABEL_STEPS`, :data:`MIN_VARIED`)."""
+    y = np.asarray(y, float)
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        return False
+    if target in CLASSIFICATION_TARGETS:
+        p = float(np.mean(y > 0))
+        return min(p, 1 - p) >= MIN_VARIED
+    return float(np.mean(np.abs(y - np.median(y)) >= LABEL_STEPS.get(target, 0.0))) >= MIN_VARIED
+
+
+def _unvaried_reason(target: str, y: np.ndarray) -> str:
+    y = np.asarray(y, float)
+    y = y[np.isfinite(y)]
+    if target in CLASSIFICATION_TARGETS:
+        return (f"the training set does not vary it: {int(np.sum(y > 0))} of {y.size} "
+                "labelled samples positive")
+    step = LABEL_STEPS.get(target, 0.0)
+    off = int(np.sum(np.abs(y - np.median(y)) >= step))
+    return (f"the training set does not vary it: {off} of {y.size} labelled samples differ "
+            f"from {np.median(y):g} by {step:g} or more")
+
+
 # --------------------------------------------------------------------------- the model
 
 class MultimodalModel(BaseEstimator):
@@ -647,6 +681,7 @@ class MultimodalModel(BaseEstimator):
     resolution = None
     resolution_fwhm_eV_: dict = {}
     ood_noise = None  # bundles from before noise-aware OOD thresholds
+    not_learnt_: dict = {}
 
     def __init__(self, edges: Sequence[str] = EDGE_ORDER, targets: Sequence[str] = TARGETS,
                  kinds: Sequence[str] = DEFAULT_KINDS, settings: dict | None = None,
@@ -1055,16 +1090,25 @@ class MultimodalModel(BaseEstimator):
 
         self.models_, self.sigma_models_, self.calibration_ = {}, {}, {}
         self.cv_report_ = {}
+        self.not_learnt_ = {}
         untrained = []
         for k_t, t in enumerate(self.targets_):
             task = _task(t)
             yt = Yall[idx, k_t] - B[:, k_t]  # trees learn the correction to the baseline
             ok = np.isfinite(yt)
             n_labelled = int(np.isfinite(Y[:, k_t]).sum())
+            why = None
             if n_labelled < 2 * int(self.n_folds):
-                # too few labelled samples (e.g. no Mn anywhere): predicted as NaN
+                why = f"{n_labelled} labelled samples in the training set"
+            elif not label_varies(t, Y[:, k_t]):
+                why = _unvaried_reason(t, Y[:, k_t])
+            if why is not None:
+                # too few labelled samples (e.g. no Mn anywhere), or a label the set
+                # does not vary (e.g. Mn4+ in nearly every region): a model could only
+                # return the set's value whatever the spectra, so it is NaN instead
                 self.models_[t] = []
                 self.cv_report_[t] = {"all_rows": None, "all_edges": None}
+                self.not_learnt_[t] = why
                 untrained.append(t)
                 continue
             oof = np.full(D.shape[0], np.nan)
@@ -1533,8 +1577,13 @@ class MultimodalModel(BaseEstimator):
         if note:
             warnings.warn(f"predict: {note}", stacklevel=2)
             history[-1]["resolution_note"] = note
+        for t, why in (getattr(self, "not_learnt_", {}) or {}).items():
+            for k in (t, f"{t}_std"):
+                if k in maps:
+                    maps[k].attrs["not_learnt"] = why
         maps.attrs = {"edges": list(used), "edge_set": edge_set_key(used),
                       "model_id": self.model_id,
+                      "not_learnt": dict(getattr(self, "not_learnt_", {}) or {}),
                       **({"resolution_note": note} if note else {}),
                       "amounts_used": Am is not None or Li is not None,
                       "q90": {t: self.calibration_[t][1] for t in self.calibration_},
@@ -1630,6 +1679,8 @@ class MultimodalModel(BaseEstimator):
                 reason[ok & fin & ~used_mask[:, col[e]]] |= 64
         usable = used_mask.any(axis=1)
         reason[~usable] |= 16
+        if getattr(self, "not_learnt_", None):
+            reason[usable] |= 4096
 
         def element_used(el):
             js = [col[e] for e in self.edges_ if get_edge(e).element == el]
