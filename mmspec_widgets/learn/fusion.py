@@ -1349,6 +1349,8 @@ class MultimodalModel(BaseEstimator):
             # beyond the training distribution the calibrated std no longer holds:
             # it grows with the OOD score (distance / threshold)
             std = std * np.where(np.isfinite(score), np.maximum(score, 1.0), 1.0)
+            if task == "classification":  # no 0/1 quantity has a std above 0.5
+                std = np.minimum(std, 0.5)
             mean[~usable] = np.nan
             std[~usable] = np.nan
             out[t] = mean
