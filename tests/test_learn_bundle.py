@@ -51,9 +51,13 @@ def test_round_trip_gives_identical_predictions(toy, tmp_path, fusion):
     assert {"numpy", "scikit-learn", "skops", "mmspec_widgets"} <= set(
         info["metadata"]["versions"])
     assert info["metadata"]["featurizer"]["settings"]["n_points"] == 8
-    assert set(info["calibration"]) == {"li_content", "ni_fraction", "mn_fraction",
-                                        "co_fraction", "ni_oxidation", "mn_oxidation",
-                                        "co_oxidation"}
+    regression = {"li_content", "ni_fraction", "mn_fraction", "co_fraction", "ni_oxidation",
+                  "mn_oxidation", "co_oxidation"}
+    # every regression target has its std calibration, except those not learnt
+    assert set(info["calibration"]) == regression - set(info["not_learnt"])
+    assert set(info["not_learnt"]) == set(model.not_learnt_)
+    for why in info["not_learnt"].values():
+        assert "training set" in why
 
 
 def test_untrusted_types_are_refused(tmp_path, toy):

@@ -74,6 +74,7 @@ def bundle_info(model) -> dict:
         "cv": model.cv_report_,
         "calibration": {t: {"std_scale": c[0], "q90_in_std": c[1]}
                         for t, c in model.calibration_.items()},
+        "not_learnt": dict(getattr(model, "not_learnt_", {}) or {}),
         "metadata": model.metadata_,
     }
 
