@@ -25,7 +25,8 @@ REFERENCES = dict(DEFAULT_REFERENCES)
 def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
               edges=("O_K", "Mn_L23", "Co_L23", "Ni_L23"),
               references: dict | None = None, k_factors: dict | None = None,
-              composition: dict | None = None) -> tuple[xr.Dataset, xr.Dataset]:
+              composition: dict | None = None,
+              cross_sections: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
     """Run the standard chain on a spectrum image.
 
     Parameters
@@ -47,7 +48,12 @@ def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
         Known mean composition of the particle (e.g.
         ``quantify.composition_from_fractions(0.6, 0.2, 0.2)``): k-factors are
         fitted on the whole image (:func:`~mmspec_widgets.quantify.fit_k_factors`).
-        Neither given: the model reads the spectra's shapes only.
+        Neither given: the model reads the spectra's shapes only, unless
+        ``cross_sections``.
+    cross_sections : bool
+        Without ``k_factors`` or ``composition``: quantify every pixel by
+        hydrogenic cross-sections (:func:`mmspec_widgets.quantify.quantify`,
+        instrument from the SI's attrs), the composition measured, not assumed.
 
     Returns
     -------
@@ -58,12 +64,15 @@ def run_chain(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=None,
     from .calibrate import calibrate
     from .extract import extract_edges
     from .learn import load_model
-    from .quantify import quantify_known
+    from .quantify import quantify, quantify_known
 
     cal = calibrate(si, zlp=zlp, references=dict(references or REFERENCES))
     clean = remove_spikes(cal)
     eds = extract_edges(clean, edges=list(edges))
-    eds = quantify_known(eds, k_factors=k_factors, composition=composition)
+    if cross_sections and k_factors is None and composition is None:
+        eds = quantify(eds)
+    else:
+        eds = quantify_known(eds, k_factors=k_factors, composition=composition)
     model = model if model is not None else load_model()
     maps = model.predict(eds)
     return eds, maps
@@ -158,10 +167,9 @@ def run_demo(out: str | Path = "mmspec-demo", *, twin_folder=None, model_path=No
     t0 = time.perf_counter()
     twin = load_digital_twin(twin_folder)
     model = load_model(model_path)
-    # the particle's mean composition is known (as a user knows they have, say,
-    # NMC622): k-factors are fitted on it and the local composition read per pixel
-    composition = twin.provenance.get("nominal_composition")
-    eds, maps = run_chain(twin.si, twin.zlp, model=model, composition=composition)
+    # the local composition is measured per pixel by cross-sections (no k-factors,
+    # no assumed composition), as `mmspec predict` does on an instrument file
+    eds, maps = run_chain(twin.si, twin.zlp, model=model, cross_sections=True)
     elapsed = time.perf_counter() - t0
     scores = score_maps(maps, twin.truth)
     save(maps, out / "maps.nc", overwrite=overwrite or own)

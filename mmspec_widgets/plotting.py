@@ -305,6 +305,9 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         title = f"{info.title}: predicted"
         if not info.probability and np.isfinite(pred).any():
             title += f" (median {np.nanmedian(pred):.2f})"
+        not_learnt = (maps.attrs.get("not_learnt") or {}) if hasattr(maps, "attrs") else {}
+        if name in not_learnt:  # say why the panel is blank
+            title += "\nnot learnt: the training set does not vary it"
         im = show(row[col], pred, title, info.unit, norm=norm, cmap=cmap)
         cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9)
         cb.set_label(info.unit, fontsize=8)

@@ -379,10 +379,22 @@ def _model_description(model) -> list[str]:
             + _augment_text(model) + ". "
             + _amounts_text(model) + _baseline_text(model) +
             "Standard deviations of amounts come from a residual model fitted to grouped "
-            "out-of-fold residuals and scaled on held-out residuals; defect probabilities "
-            "carry the spread of the grouped-CV fold models. The OOD flag compares each "
-            "edge's features with the training set (Mahalanobis distance in PCA space, "
-            "99 % threshold).", ""]
+            "out-of-fold residuals and scaled on held-out residuals (so that 1 std covers "
+            "68 % and 1.645 std 90 % of them); a defect probability p carries the std of "
+            "its 0/1 event, sqrt(p (1 - p)), with the spread of the grouped-CV fold models. "
+            "The OOD flag compares each edge's features with the training set (Mahalanobis "
+            "distance in PCA space, 99 % threshold"
+            + (", learnt as a function of each spectrum's noise from noisy copies "
+               if getattr(model, "ood_noise", None) else "") + "); beyond it every std "
+            "grows with the OOD score." + _not_learnt_text(model), ""]
+
+
+def _not_learnt_text(model) -> str:
+    nl = getattr(model, "not_learnt_", {}) or {}
+    if not nl:
+        return ""
+    return " Not learnt (NaN in every map, `–` below): " + "; ".join(
+        f"{t}, {why}" for t, why in nl.items()) + "."
 
 
 def _augment_text(model) -> str:

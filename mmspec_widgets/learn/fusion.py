@@ -1535,6 +1535,9 @@ class MultimodalModel(BaseEstimator):
             self._add_share_std(out, Am, _std_matrix(ds, amount_edges, dims))
         used_mask = out.pop("_used")
         partial = widen(out, cover, {e: used_mask[:, self.edges_.index(e)] for e in cover})
+        for t in CLASSIFICATION_TARGETS:  # after every widening: no 0/1 quantity has
+            if f"{t}_std" in out:         # a std above 0.5
+                out[f"{t}_std"] = np.minimum(out[f"{t}_std"], 0.5)
         extra = self._refuse(out, used_mask, ds, used, dims, detected, drop_ood_edges)
         extra.update(charge_balance(out, ds, dims))
         for e, c in cover.items():
