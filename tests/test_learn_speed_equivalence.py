@@ -113,7 +113,21 @@ def reference_transform(self: FusedFeaturizer, X) -> np.ndarray:
                            for t in self.transformers_[e]], axis=1)
 
 
-def reference_ood_score(self: OODDetector, F: np.ndarray) -> np.ndarray:
+def _reference_law(self: OODDetector, e: str, noise, rows):
+    """Per row: log mean and log std of the held-out distances of edge ``e``, at
+    the row's noise where the detector learnt them as a function of it."""
+    law = getattr(self, "noise_law_", {}).get(e)
+    n = int(rows.sum())
+    if law is None or noise is None:
+        return np.full(n, self.log_mean_[e]), np.full(n, self.log_std_[e])
+    x = np.log(np.maximum(np.asarray(noise, float)[rows, self.edges_.index(e)], 1e-6))
+    x = np.where(np.isfinite(x), x, law["log_noise"][-1])
+    mu = np.array([np.interp(v, law["log_noise"], law["log_mean"]) for v in x])
+    sd = np.array([np.interp(v, law["log_noise"], law["log_std"]) for v in x])
+    return mu, sd
+
+
+def reference_ood_score(self: OODDetector, F: np.ndarray, noise=None) -> np.ndarray:
     from scipy.stats import norm
 
     n = F.shape[0]
@@ -125,20 +139,24 @@ def reference_ood_score(self: OODDetector, F: np.ndarray) -> np.ndarray:
     for e, rows in present.items():
         if rows.any():
             d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
-            thr = np.exp(self.log_mean_[e] + self.log_std_[e] * norm.ppf(level[rows]))
+            mu, sd = _reference_law(self, e, noise, rows)
+            thr = np.exp(mu + sd * norm.ppf(level[rows]))
             out[rows] = np.maximum(out[rows], d / thr)
     out[~np.isfinite(out)] = np.inf
     return out
 
 
-def reference_edge_ratios(self: OODDetector, F: np.ndarray) -> np.ndarray:
+def reference_edge_ratios(self: OODDetector, F: np.ndarray, noise=None) -> np.ndarray:
+    from scipy.stats import norm
+
     out = np.full((F.shape[0], len(self.edges_)), np.nan)
     for j, e in enumerate(self.edges_):
         if e in self.fits_:
             rows = np.all(np.isfinite(F[:, self.columns_[e]]), axis=1)
             if rows.any():
                 d = self._distance_with(self.fits_[e], F[rows][:, self.columns_[e]])
-                out[rows, j] = d / self.threshold(e, float(self.quantile))
+                mu, sd = _reference_law(self, e, noise, rows)
+                out[rows, j] = d / np.exp(mu + sd * norm.ppf(float(self.quantile)))
     return out
 
 
@@ -372,7 +390,8 @@ def _use_references(mp):
     mp.setattr(OODDetector, "score", reference_ood_score)
     mp.setattr(OODDetector, "edge_ratios", reference_edge_ratios)
     mp.setattr(OODDetector, "score_and_ratios",
-               lambda self, F: (reference_ood_score(self, F), reference_edge_ratios(self, F)))
+               lambda self, F, noise=None: (reference_ood_score(self, F, noise),
+                                            reference_edge_ratios(self, F, noise)))
     mp.setattr(fusion, "_prediction_threads", lambda: 1)
     mp.setattr(fusion, "_CHUNK_ROWS", 10**9)
 

@@ -111,6 +111,32 @@ def test_a_target_without_labels_is_predicted_as_nan(toy):
     assert np.isfinite(maps.li_content.values[has_ni_k]).all()
 
 
+def test_a_target_the_set_does_not_vary_is_not_learnt(toy):
+    """A label nearly constant in the set (the NMC set's Mn4+) would be returned
+    whatever the spectra: NaN with the reason instead of the set's value."""
+    ds = toy.copy(deep=True)
+    y = np.where(np.isfinite(ds["mn_oxidation"].values), 4.0, np.nan)
+    y[np.flatnonzero(np.isfinite(y))[:1]] = 3.0  # one region of another state
+    ds["mn_oxidation"][:] = y
+    model = MultimodalModel(edges=("Ni_K",), targets=("li_content", "mn_oxidation"), n_folds=3,
+                            dropout_copies=0, augment_copies=0, params={"max_iter": 10},
+                            settings={"n_points": 8, "n_windows": 2, "n_peaks": 1}).fit(ds)
+    assert list(model.not_learnt_) == ["mn_oxidation"]
+    assert "does not vary" in model.not_learnt_["mn_oxidation"]
+    maps = model.predict(ds)
+    assert np.isnan(maps.mn_oxidation.values).all()
+    assert "mn_oxidation" in maps.attrs["not_learnt"]
+    assert maps.mn_oxidation.attrs["not_learnt"] == model.not_learnt_["mn_oxidation"]
+    used = maps.n_edges.values > 0
+    assert np.all(maps.nan_reason.values[used] & 4096)
+    # one more state in 20 % of the regions: learnt
+    y2 = y.copy()
+    fin = np.flatnonzero(np.isfinite(y2))
+    y2[fin[: len(fin) // 5]] = 3.5
+    ds["mn_oxidation"][:] = y2
+    assert not model.fit(ds).not_learnt_
+
+
 def test_xgboost_is_optional(toy):
     params = dict(edges=("O_K", "Ni_K"), targets=("li_content", "antisite"), n_folds=3,
                   dropout_copies=1, augment_copies=0, estimator="xgb",

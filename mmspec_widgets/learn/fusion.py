@@ -525,8 +525,8 @@ def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence
 #: samples lie at least this far from its median (classification: when the
 #: rarer class holds at least MIN_VARIED of them)
 LABEL_STEPS = {"li_content": 0.1, "ni_fraction": 0.05, "mn_fraction": 0.05,
-               "co_fraction": 0.05, "ni_oxidation": 0.25, "mn_oxidation": 0.25,
-               "co_oxidation": 0.25}
+               "co_fraction": 0.05, "ni_oxidation": 0.1, "mn_oxidation": 0.1,
+               "co_oxidation": 0.1}
 MIN_VARIED = 0.05
 
 
