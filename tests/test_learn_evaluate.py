@@ -70,8 +70,9 @@ def test_evaluate_model_schema_and_values(model, toy):
     holes = toy.copy(deep=True)
     test_rows = np.flatnonzero(toy.split.values == "test")[:4]
     holes["Mn_L23"][test_rows] = np.nan  # regions without Mn
-    n_any = evaluate_model(model, holes, details=True)["details"]["n_test"]
-    strict = evaluate_model(model, holes, details=True, require="all")["details"]["n_test"]
+    sets = [("O_K",), tuple(EDGES)]  # the two sets compared below
+    n_any = evaluate_model(model, holes, sets, details=True)["details"]["n_test"]
+    strict = evaluate_model(model, holes, sets, details=True, require="all")["details"]["n_test"]
     assert n_any["O_K"] == strict["O_K"] >= strict["+".join(EDGES)] > 10
     assert strict["+".join(EDGES)] <= n_any["+".join(EDGES)] - 4
     cov = res["details"]["coverage"]["+".join(EDGES)]["li_content"]
