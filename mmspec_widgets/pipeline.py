@@ -814,9 +814,11 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                 if u.any():
                     sh = shift[ys, xs].ravel()
                     _accumulate_aligned(acc, y, sh, plan, u, engine)
-                    for k in range(n_groups):
-                        if (g == k).any():
-                            _accumulate_aligned(acc_g[k], y, sh, plan, g == k, engine)
+                    for k in range(n_groups):  # each row once: the group's rows only
+                        rows_k = np.flatnonzero(g == k)
+                        if rows_k.size:
+                            _accumulate_aligned(acc_g[k], y[rows_k], sh[rows_k], plan,
+                                                np.ones(rows_k.size, bool), engine)
                 bar.update(1)
 
             def spectrum(a):

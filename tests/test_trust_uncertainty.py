@@ -253,3 +253,27 @@ def test_real_particle_means_agree_across_reference_choices(real_choices):
     for name, r in real_choices.items():
         assert all(v >= 0.02 for v in r["location_std_eV"].values()), name
         assert r["n_pixels"] >= 38
+
+
+def test_large_images_add_the_calibration_error_block_by_block(twin):
+    """Above one block of pixels the calibration's effect is measured on every
+    CALIBRATION_STRIDE-th pixel and its RMS added to each pixel of the block."""
+    from mmspec_widgets.learn import fusion
+
+    model = mm.load_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = mm.calibrate(twin.si, zlp=twin.zlp, references=mm.DEFAULT_REFERENCES)
+        eds = mm.extract_edges(mm.remove_spikes(cal), edges=["O_K", "Mn_L23", "Co_L23",
+                                                             "Ni_L23"])
+        big = xr.concat([eds] * 30, dim="x")  # 12 x 720 pixels: several blocks
+        big = big.assign_coords(x=np.arange(big.sizes["x"]) * 2.0)
+        assert big.sizes["y"] * big.sizes["x"] > 2 * fusion._BLOCK_ROWS
+        with_err = model.predict(big)
+        without = model.predict(big, calibration_error=False)
+    t = "ni_oxidation"
+    a, b = without[f"{t}_std"].values.ravel(), with_err[f"{t}_std"].values.ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    added = b[ok] ** 2 - a[ok] ** 2
+    assert np.all(added >= -1e-12) and np.median(added) > 0
+    np.testing.assert_array_equal(with_err[t].values, without[t].values)

@@ -112,6 +112,10 @@ DROP_OOD_EDGES = 10.0
 _CHUNK_ROWS = 16384
 #: pixels per block of a large image (the block's arrays stay in the caches)
 _BLOCK_ROWS = 4096
+#: large images (predicted block by block): the calibration error's effect is
+#: computed on every CALIBRATION_STRIDE-th pixel of a block and its RMS added to
+#: the block's std (small images: on every pixel)
+CALIBRATION_STRIDE = 16
 #: fewest pixels per block when blocks are predicted on several threads
 _MIN_THREAD_ROWS = 1024
 #: fewest complete spectra for an edge to be used in training
@@ -1282,6 +1286,24 @@ class MultimodalModel(BaseEstimator):
             out[:, j] = relative_noise(X[:, where[e]])
         return out
 
+    def _row_noise(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """:meth:`_block_noise`, read from the featurizer's own ``<edge>_log_noise``
+        columns where it has them (the same estimate: the noise relative to the
+        row's maximum does not change when the row is scaled to unit area)."""
+        names = [str(n) for n in getattr(self.featurizer_, "feature_names_", [])]
+        cols = [names.index(f"{e}_log_noise") if f"{e}_log_noise" in names else None
+                for e in self.ood_edges]
+        from .features import NoiseFeaturizer
+
+        def scaled_only(e):  # the noise featurizer saw the row only scaled
+            return all(t.normalize in ("area", "max") and t.baseline == "none"
+                       for t in self.featurizer_.transformers_.get(e, [])
+                       if isinstance(t, NoiseFeaturizer))
+
+        if any(c is None for c in cols) or not all(scaled_only(e) for e in self.ood_edges):
+            return self._block_noise(X)
+        return 10.0 ** F[:, cols]
+
     @property
     def ood_edges(self) -> list:
         """Edges of the OOD detector, in its order (those of its featurizer)."""
@@ -1295,7 +1317,7 @@ class MultimodalModel(BaseEstimator):
         with stage("features"):
             F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
         with stage("ood"):  # distances computed once for the score and the ratios
-            noise = self._block_noise(X) if getattr(self.ood_, "noise_law_", None) else None
+            noise = self._row_noise(X, F) if getattr(self.ood_, "noise_law_", None) else None
             score, ratios = self.ood_.score_and_ratios(Fo, noise)
             if noise is not None and self.ood_noise is not None:
                 # noisier than any spectrum the thresholds were learnt on: mostly
@@ -1452,7 +1474,9 @@ class MultimodalModel(BaseEstimator):
             :func:`mmspec_widgets.calibrate.calibrate`), add to every std the
             change of the prediction when the axis is off by one std of that
             error (each principal direction, in quadrature): two more passes
-            of the model.
+            of the model over every pixel of a small image, over every
+            :data:`CALIBRATION_STRIDE`-th pixel of a large one (block by
+            block, the RMS change added to each pixel of the block).
 
         Returns
         -------
@@ -1518,7 +1542,8 @@ class MultimodalModel(BaseEstimator):
                     a = None if Am is None else Am[i:i + chunk]
                     li = None if Li is None else Li[i:i + chunk]
                     o = self._predict_arrays(X, drop_ood_edges, a, li, with_used=True)
-                    self._add_calibration_std(o, X, cal_shifts, drop_ood_edges, a, li)
+                    self._add_calibration_std(o, X, cal_shifts, drop_ood_edges, a, li,
+                                              stride=CALIBRATION_STRIDE)
                     return o
 
             check_is_fitted(self, "models_")
@@ -1624,11 +1649,27 @@ class MultimodalModel(BaseEstimator):
         return out
 
     def _add_calibration_std(self, out: dict, X: np.ndarray, shifts: list[dict],
-                             drop_ood_edges, amounts, li_amount) -> None:
+                             drop_ood_edges, amounts, li_amount, stride: int = 1) -> None:
         """Widen every ``<target>_std`` of ``out`` by the calibration's energy error:
         predictions on spectra shifted by one std along each principal direction
-        of the calibration error, their differences added in quadrature."""
+        of the calibration error, their differences added in quadrature.  With
+        ``stride > 1`` (large images) the differences are computed on every
+        ``stride``-th row and their RMS is added to every row of ``X``: the
+        calibration error is one systematic shared by the whole block."""
         if not shifts:
+            return
+        if stride > 1 and X.shape[0] > stride:
+            sub = np.arange(0, X.shape[0], int(stride))
+            part = {t: out[t][sub] for t in self.targets_}
+            part.update({f"{t}_std": np.zeros(sub.size) for t in self.targets_})
+            self._add_calibration_std(part, X[sub], shifts, drop_ood_edges,
+                                      None if amounts is None else amounts[sub],
+                                      None if li_amount is None else li_amount[sub])
+            for t in self.targets_:
+                v = part[f"{t}_std"]
+                rms = float(np.sqrt(np.mean(v[np.isfinite(v)] ** 2))) if np.isfinite(v).any() \
+                    else 0.0
+                out[f"{t}_std"] = np.sqrt(out[f"{t}_std"] ** 2 + rms ** 2)
             return
         starts = np.cumsum([0] + [edge_grid(e).size for e in self.edges_])
         extra = {t: np.zeros(X.shape[0]) for t in self.targets_}
