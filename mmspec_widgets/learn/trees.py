@@ -555,10 +555,10 @@ def single_threaded():
 
 
 def _threads() -> int:
-    """Threads for prediction: :func:`~mmspec_widgets.background.n_threads`, or 1
+    """Threads for prediction: :func:`~mmspec_widgets.kernels.n_threads`, or 1
     inside :func:`single_threaded` or on a dask worker (whose threads already
     share the cores)."""
-    from ..background import n_threads
+    from ..kernels import n_threads
 
     if getattr(_LOCAL, "single", False):
         return 1
@@ -593,7 +593,7 @@ def raw_scores(models: Sequence[CompactBoosting], X: np.ndarray,
         Regression: the predictions; classification: the log-odds of the
         second class.  Identical to each model's own scikit-learn prediction.
     """
-    from ..background import map_row_blocks
+    from ..kernels import map_row_blocks
 
     models = list(models)
     for m in models:
