@@ -47,8 +47,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
+from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
+from ..reasons import DETECTION_Z, reason_attrs
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
@@ -58,7 +59,7 @@ from .features import (
     relative_noise,
 )
 from .trees import compact, single_threaded, stage
-from .uncertainty import Z90, OODDetector, calibrate_scale
+from .uncertainty import DROP_OOD_EDGES, Z90, OODDetector, calibrate_scale
 
 __all__ = [
     "TARGETS",
@@ -105,9 +106,6 @@ _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
 #: per-edge (level-1) models of late fusion: small and fixed
 _EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15,
                       "min_samples_leaf": 10, "max_features": 1.0}
-#: default of ``predict(drop_ood_edges=...)``: an edge this many times beyond
-#: its OOD threshold is ignored for that pixel
-DROP_OOD_EDGES = 10.0
 #: pixels predicted at once (bounds memory for large spectrum images)
 _CHUNK_ROWS = 16384
 #: pixels per block of a large image (the block's arrays stay in the caches)
@@ -436,8 +434,6 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
 def _detection(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> dict:
     """Edge -> bool (n_rows,): the edge's jump stands above its noise, for the
     edges of ``edges`` whose jump and jump std ``ds`` carries."""
-    from ..quantify import DETECTION_Z
-
     out = {}
     for e in edges:
         j, s = ds.get(f"jump_{e}"), ds.get(f"jump_{e}_std")
@@ -491,8 +487,6 @@ def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence
         ``{"charge_balance": (values, attrs), "charge_balance_std": (...)}``,
         NaN where a term is unknown; empty when ``ds`` has no TM amounts.
     """
-    from ..quantify import TM_EDGES
-
     if not all(f"amount_{e}" in ds for e in TM_EDGES) or "li_content" not in out:
         return {}
     A = amount_matrix(ds, TM_EDGES, dims)
@@ -1444,7 +1438,7 @@ class MultimodalModel(BaseEstimator):
             Where ``ds`` carries an edge's jump and its std (``jump_<edge>``,
             ``jump_<edge>_std`` of :func:`~mmspec_widgets.extract.extract_edges`),
             the edge is used only in pixels where it is detected (jump above
-            :data:`mmspec_widgets.quantify.DETECTION_Z` std): a spectrum that is
+            :data:`mmspec_widgets.reasons.DETECTION_Z` std): a spectrum that is
             only noise informs nothing.
         calibration_error : bool
             Where ``ds`` carries the energy calibration's error
@@ -1466,7 +1460,7 @@ class MultimodalModel(BaseEstimator):
             grid the scan covers; a partly covered edge widens the std of what
             it informs by the measured rule of
             :mod:`~mmspec_widgets.learn.coverage`, recorded in the history)
-            and ``nan_reason`` (bit flags of :data:`mmspec_widgets.quantify.REASONS`:
+            and ``nan_reason`` (bit flags of :data:`mmspec_widgets.reasons.REASONS`:
             why values are NaN; 0 where none is); attrs ``edges``, ``edge_set``,
             ``model_id``, ``q90`` (90 % interval half-widths in units of std) and
             ``history``.
@@ -1662,8 +1656,6 @@ class MultimodalModel(BaseEstimator):
         per-pixel variables ``{name: (values, attrs)}``: ``used_<edge>``,
         ``edges_used`` and ``nan_reason``.
         """
-        from ..quantify import TM_EDGES, reason_attrs
-
         n = used_mask.shape[0]
         reason = np.zeros(n, np.int32)
         if "quantify_reason" in ds:
