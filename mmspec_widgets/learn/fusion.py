@@ -53,8 +53,8 @@ from ..reasons import DETECTION_Z, reason_attrs
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
-    _fused_transform,
     augment_spectra,
+    fused_transform,
     gaussian_broaden,
     relative_noise,
 )
@@ -339,7 +339,9 @@ def make_estimator(kind: str, task: str, params: dict | None = None, random_stat
     raise MMSpecError(f"estimator={kind!r}: expected 'hgb', 'rf' or 'xgb'")
 
 
-def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
+def predict_estimator(est, D: np.ndarray, task: str) -> np.ndarray:
+    """Predictions of a fitted estimator on ``D``: values for a regression
+    ``task``, the probability of class 1 for a classification."""
     if task == "regression":
         return np.asarray(est.predict(D), dtype=float)
     proba = est.predict_proba(D)
@@ -348,7 +350,7 @@ def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
 
 
 def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
-    """``[_predict(est, D[:, cols], task) for est, task, cols in jobs]`` (cols None:
+    """``[predict_estimator(est, D[:, cols], task) for est, task, cols in jobs]`` (cols None:
     all columns), the compact boosting models evaluated together in one
     compiled pass over ``D`` (identical numbers)."""
     from scipy.special import expit
@@ -371,14 +373,14 @@ def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
                 else np.zeros(D.shape[0])
     for i, (est, task, cols) in enumerate(jobs):
         if out[i] is None:
-            out[i] = _predict(est, D if cols is None else D[:, cols], task)
+            out[i] = predict_estimator(est, D if cols is None else D[:, cols], task)
     return out
 
 
 def _prediction_threads() -> int:
-    from .trees import _threads
+    from .trees import prediction_threads
 
-    return _threads()
+    return prediction_threads()
 
 
 def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
@@ -387,7 +389,7 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
     flattened in order).  Spectra already on the standard grids are copied
     straight into the matrix (what ``dataset_to_matrix`` returns for them); a
     block with a partly missing spectrum goes through ``dataset_to_matrix``."""
-    from .features import _k_copy_rows
+    from .features import k_copy_rows
 
     arrays = {}
     direct = True
@@ -418,7 +420,7 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
             ok = True
             for k, e in enumerate(edges):
                 if e in arrays:
-                    ok = ok and _k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
+                    ok = ok and k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
                                              int(starts[k]))
                 else:
                     X[:, starts[k]:starts[k + 1]] = np.nan
@@ -451,7 +453,8 @@ def _n_complete(da: xr.DataArray) -> int:
     return int(np.all(np.isfinite(v.reshape(-1, v.shape[-1])), axis=1).sum())
 
 
-def _task(target: str) -> str:
+def target_task(target: str) -> str:
+    """``"classification"`` or ``"regression"``: the task of ``target``."""
     return "classification" if target in CLASSIFICATION_TARGETS else "regression"
 
 
@@ -940,7 +943,7 @@ class MultimodalModel(BaseEstimator):
             for k, t in enumerate(self.targets_):
                 est = self.edge_models_.get(f"{e}/{t}")
                 if est is not None:
-                    jobs.append((est, _task(t), cols))
+                    jobs.append((est, target_task(t), cols))
                     where.append((rows, j * len(self.targets_) + k))
         for (rows, c), p in zip(where, _predict_many(jobs, F), strict=True):
             P[rows, c] = p[rows]  # all rows were predicted at once; the edge's rows kept
@@ -1087,7 +1090,7 @@ class MultimodalModel(BaseEstimator):
         self.not_learnt_ = {}
         untrained = []
         for k_t, t in enumerate(self.targets_):
-            task = _task(t)
+            task = target_task(t)
             yt = Yall[idx, k_t] - B[:, k_t]  # trees learn the correction to the baseline
             ok = np.isfinite(yt)
             n_labelled = int(np.isfinite(Y[:, k_t]).sum())
@@ -1116,7 +1119,7 @@ class MultimodalModel(BaseEstimator):
                                      self.random_state + k).fit(D[tr], yt[tr])
                 models.append(est)
                 if te.any():
-                    oof[te] = _predict(est, D[te], task)
+                    oof[te] = predict_estimator(est, D[te], task)
             if not models:
                 raise DataError(f"target {t!r}: every training fold has a single class; "
                                 "need samples both with and without")
@@ -1188,7 +1191,7 @@ class MultimodalModel(BaseEstimator):
         for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
             rows = present[:, j]
             for k_t, t in enumerate(self.targets_):
-                task = _task(t)
+                task = target_task(t)
                 y = Yall[:, k_t]
                 ok = rows & np.isfinite(y)
                 if ok.sum() < 10 or (task == "classification" and np.unique(y[ok]).size < 2):
@@ -1203,7 +1206,7 @@ class MultimodalModel(BaseEstimator):
                     est = make_estimator(self.estimator, task, params, self.random_state + k)
                     est.fit(F[tr][:, cols], y[tr])
                     if te.size:
-                        oof[te, j * nt + k_t] = _predict(est, F[te][:, cols], task)
+                        oof[te, j * nt + k_t] = predict_estimator(est, F[te][:, cols], task)
                 self.edge_models_[f"{e}/{t}"] = make_estimator(
                     self.estimator, task, params, self.random_state).fit(F[ok][:, cols], y[ok])
                 r = oof[ok, j * nt + k_t] - y[ok]
@@ -1287,7 +1290,7 @@ class MultimodalModel(BaseEstimator):
                         with_used: bool = False) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
         with stage("features"):
-            F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
+            F, Fo = fused_transform([self.featurizer_, self.ood_featurizer_], X)
         with stage("ood"):  # distances computed once for the score and the ratios
             noise = self._block_noise(X) if getattr(self.ood_, "noise_law_", None) else None
             score, ratios = self.ood_.score_and_ratios(Fo, noise)
@@ -1318,13 +1321,13 @@ class MultimodalModel(BaseEstimator):
         scale = getattr(self, "correction_scale_", None) or {}
         usable = present.any(axis=1)
         # every tree model of every target in one pass over D
-        jobs = [(m, _task(t), None) for t in self.targets_ for m in self.models_[t]]
+        jobs = [(m, target_task(t), None) for t in self.targets_ for m in self.models_[t]]
         jobs += [(self.sigma_models_[t], "regression", None) for t in self.targets_
-                 if self.models_[t] and _task(t) == "regression"]
+                 if self.models_[t] and target_task(t) == "regression"]
         done = {id(job[0]): p for job, p in zip(jobs, _predict_many(jobs, D), strict=True)}
         out: dict[str, np.ndarray] = {}
         for t in self.targets_:
-            task = _task(t)
+            task = target_task(t)
             if not self.models_[t]:  # untrained target
                 out[t] = np.full(X.shape[0], np.nan)
                 out[f"{t}_std"] = np.full(X.shape[0], np.nan)
