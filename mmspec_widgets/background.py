@@ -293,7 +293,7 @@ def _powerlaw_f32(a: np.ndarray, r: np.ndarray, loge: np.ndarray, scale: np.ndar
         rows = out.reshape(-1, dle.size)
         yy = rows if y is None else np.ascontiguousarray(y, np.float32).reshape(rows.shape)
         k_powerlaw_f32(yy, nr.reshape(-1), big.reshape(-1), dle,
-                        lsc if lsc is not None else dle, lsc is not None, y is not None, rows)
+                       lsc if lsc is not None else dle, lsc is not None, y is not None, rows)
         return out
     with np.errstate(over="ignore", invalid="ignore"):  # pragma: no cover (no numba)
         t = np.multiply(nr, dle)

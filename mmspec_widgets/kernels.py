@@ -507,8 +507,8 @@ def k_align_rows(y, shift, do_align, weights, acc, totals):
 
 @_jit
 def k_chain_rows(y, shift, do_align, threshold, width,
-                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
-                  loge, grad, out, totals, replaced, jumps):
+                 j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
+                 loge, grad, out, totals, replaced, jumps):
     """Per row: zero-loss shift, spike removal, per-edge power-law
     background (two areas), linear resampling onto the edge grids and
     post-edge normalisation, with the arithmetic of the plain functions;

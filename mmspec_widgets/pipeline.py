@@ -709,7 +709,7 @@ def _chain_attrs(si_attrs: dict, plan: ChainPlan, n_replaced: int | None) -> dic
             attrs["calibration_covariance"] = [list(r) for r in cal["covariance"]]
         hist.append({"step": "apply_calibration",
                      "params": jsonable({"offset_eV": cal["offset_eV"], "scale": cal["scale"],
-                                          "references": cal.get("references", {})})})
+                                         "references": cal.get("references", {})})})
     hist.append({"step": "remove_spikes",
                  "params": {"threshold": plan.spike_threshold, "width": plan.spike_width,
                             "n_replaced": n_replaced}})

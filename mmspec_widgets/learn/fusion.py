@@ -421,7 +421,7 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
             for k, e in enumerate(edges):
                 if e in arrays:
                     ok = ok and k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
-                                             int(starts[k]))
+                                            int(starts[k]))
                 else:
                     X[:, starts[k]:starts[k + 1]] = np.nan
             if ok:
