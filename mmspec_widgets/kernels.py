@@ -163,7 +163,7 @@ def jump_std(y: np.ndarray, energy: np.ndarray, window, post: tuple[float, float
 
 # --------------------------------------------------------------------------
 # compiled kernels (numba is installed with the package's dependencies; the
-# "numpy" engine runs the plain functions instead)
+# "numpy" engine of the pipeline runs the plain functions instead)
 
 try:  # numba comes with the package's dependencies (edrixs); without it the
     # "numpy" engine runs the plain functions instead
@@ -185,6 +185,7 @@ else:  # pragma: no cover
 
 
 def numba_available() -> bool:
+    """Whether the ``k_*`` kernels are compiled (numba is installed)."""
     return _numba is not None
 
 
