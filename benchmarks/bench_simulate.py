@@ -51,16 +51,16 @@ def from_store(root: str) -> dict:
 def fresh() -> dict:
     from mmspec_widgets.simulate.dataset import REFERENCE_SPEC
     from mmspec_widgets.simulate.feff import FeffParams, feff_input, run_feff
-    from mmspec_widgets.simulate.multiplets import _l23_cached, d_count
+    from mmspec_widgets.simulate.multiplets import d_count, l23_cached
 
     nmc = REFERENCE_SPEC.build()
     o = nmc.symbols.index("O")
     t0 = time.perf_counter()
     run_feff(feff_input(nmc, o, FeffParams()))
     t_feff = time.perf_counter() - t0
-    _l23_cached.cache_clear()
+    l23_cached.cache_clear()
     t0 = time.perf_counter()
-    _l23_cached("Ni", d_count("Ni", 3), 1.9, 0.0, 0.0)
+    l23_cached("Ni", d_count("Ni", 3), 1.9, 0.0, 0.0)
     t_edrixs = time.perf_counter() - t0
     return {"feff:O_K (FMS 5, RPA)": {"wall_s": round(t_feff, 2),
                                       "spectra_per_core_hour": round(3600 / t_feff, 1)},

@@ -17,6 +17,14 @@ import numpy as np
 import xarray as xr
 
 from .errors import DataError, MMSpecError
+from .kernels import (
+    k_powerlaw_f32,
+    map_row_blocks,
+    numba_available,
+    window_indices,
+    work_dtype,
+)
+from .utils import jsonable
 
 __all__ = [
     "check_spectra",
@@ -79,23 +87,9 @@ def check_spectra(da, name: str = "si", *, finite: bool = True,
 def append_history(da: xr.DataArray, step: str, **params) -> xr.DataArray:
     """Return ``da`` with a copy of its history plus ``{"step", "params"}``."""
     hist = list(da.attrs.get("history", []))
-    hist.append({"step": step, "params": _jsonable(params)})
+    hist.append({"step": step, "params": jsonable(params)})
     da.attrs = {**da.attrs, "history": hist}
     return da
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
 
 
 def _pixel_mask(mask, si: xr.DataArray) -> xr.DataArray:
@@ -106,24 +100,6 @@ def _pixel_mask(mask, si: xr.DataArray) -> xr.DataArray:
         raise DataError(f"mask: expected shape {si.shape[:-1]} (the pixels of si), "
                         f"got {m.shape}")
     return m
-
-
-def _window_indices(energy: np.ndarray, window, name: str = "window") -> tuple[int, int]:
-    try:
-        lo, hi = (float(w) for w in window)
-    except (TypeError, ValueError):
-        raise DataError(f"{name}={window!r}: expected (low, high) energies in eV") from None
-    if not hi > lo:
-        raise DataError(f"{name}={window!r}: high must exceed low")
-    if lo < energy[0] - 1e-9 or hi > energy[-1] + 1e-9:
-        raise DataError(f"{name}=({lo:g}, {hi:g}) eV lies outside the data's energy range "
-                        f"{energy[0]:g} - {energy[-1]:g} eV")
-    i1 = int(np.argmin(np.abs(energy - lo)))
-    i2 = int(np.argmin(np.abs(energy - hi))) + 1  # exclusive end
-    if i2 - i1 < 4:
-        raise DataError(f"{name}=({lo:g}, {hi:g}) eV covers only {i2 - i1} channels; "
-                        "expected at least 4")
-    return i1, i2
 
 
 def _apply(func, da: xr.DataArray, *, out_energy: bool = True, dtype=None, **kwargs):
@@ -137,10 +113,6 @@ def _apply(func, da: xr.DataArray, *, out_energy: bool = True, dtype=None, **kwa
                           output_dtypes=[dtype or float], kwargs=kwargs, keep_attrs=True)
 
 
-def _work_dtype(dtype) -> np.dtype:
-    return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
-
-
 # --------------------------------------------------------------------------
 # spikes
 
@@ -149,7 +121,7 @@ def _despike(y: np.ndarray, threshold: float, width: int) -> np.ndarray:
     from scipy.ndimage import median_filter
 
     y = np.asarray(y)
-    wd = _work_dtype(y.dtype)
+    wd = work_dtype(y.dtype)
     y = y.astype(wd, copy=False)
     size = [1] * (y.ndim - 1) + [2 * width + 1]
     med = median_filter(y, size=size, mode="nearest")
@@ -204,7 +176,7 @@ def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> x
     if int(width) < 1:
         raise MMSpecError(f"width={width!r}: expected an integer >= 1")
     out = _apply(_despike, si, threshold=float(threshold), width=int(width),
-                 dtype=_work_dtype(si.dtype))
+                 dtype=work_dtype(si.dtype))
     n = None
     if isinstance(out.data, np.ndarray):
         n = int((out.data != np.asarray(si.data, out.dtype)).sum())
@@ -315,19 +287,13 @@ def _powerlaw_f32(a: np.ndarray, r: np.ndarray, loge: np.ndarray, scale: np.ndar
         big = (a * np.exp(-r * loge[jref]) * scale[jref]).astype(np.float32)
     nr = (-r).astype(np.float32)
     lead = big.shape[:-1]
-    try:
-        from .pipeline import _k_powerlaw_f32, _numba_available
-
-        compiled = _numba_available()
-    except ImportError:  # pragma: no cover
-        compiled = False
-    if compiled:
+    if numba_available():
         if out is None:
             out = np.empty(lead + dle.shape, np.float32)
         rows = out.reshape(-1, dle.size)
         yy = rows if y is None else np.ascontiguousarray(y, np.float32).reshape(rows.shape)
-        _k_powerlaw_f32(yy, nr.reshape(-1), big.reshape(-1), dle,
-                        lsc if lsc is not None else dle, lsc is not None, y is not None, rows)
+        k_powerlaw_f32(yy, nr.reshape(-1), big.reshape(-1), dle,
+                       lsc if lsc is not None else dle, lsc is not None, y is not None, rows)
         return out
     with np.errstate(over="ignore", invalid="ignore"):  # pragma: no cover (no numba)
         t = np.multiply(nr, dle)
@@ -376,7 +342,7 @@ def background_model(energy, params, model: BackgroundModel = "powerlaw", *,
     energy = np.asarray(energy, float)
     win = np.asarray(window if window is not None else energy, float)
     if model == "polynomial" and window is not None:
-        i1, i2 = _window_indices(energy, window)
+        i1, i2 = window_indices(energy, window)
         win = energy[i1:i2]
     return _evaluate(np.asarray(params, float), energy, model, method, win, np.float64)
 
@@ -394,7 +360,7 @@ def fit_background(si: xr.DataArray, window, model: BackgroundModel = "powerlaw"
     """
     si = check_spectra(si, "si")
     e = np.asarray(si["energy"].values, float)
-    i1, i2 = _window_indices(e, window)
+    i1, i2 = window_indices(e, window)
     model = _check_model(model, method)
     order = _check_order(order, model, i2 - i1)
     npar = 2 if model != "polynomial" else int(order) + 1
@@ -502,9 +468,9 @@ def subtract_background(
     si = check_spectra(si, "si", usable=None if mask is None else mask.values)
     model = _check_model(model, method)
     e = np.asarray(si["energy"].values, float)
-    i1, i2 = _window_indices(e, window)
+    i1, i2 = window_indices(e, window)
     order = _check_order(order, model, i2 - i1)
-    wd = _work_dtype(si.dtype)
+    wd = work_dtype(si.dtype)
     window_e = e[i1:i2]
     if model == "powerlaw" and method == "two_area" and not return_background \
             and not _lazy(si):
@@ -565,39 +531,6 @@ def _lazy(da: xr.DataArray) -> bool:
 
 # --------------------------------------------------------------------------
 # fast path: two-area power law on numpy-backed spectra, in row blocks
-
-
-def n_threads() -> int:
-    """Threads used by the block-wise numpy kernels: the CPUs this process may
-    run on, or ``MMSPEC_NUM_THREADS`` when set."""
-    import os
-
-    env = os.environ.get("MMSPEC_NUM_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise MMSpecError(f"MMSPEC_NUM_THREADS={env!r}: expected a positive integer") from None
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover (not Linux)
-        return max(1, os.cpu_count() or 1)
-
-
-def map_row_blocks(func, n_rows: int, rows_per_block: int, threads: int | None = None) -> None:
-    """Call ``func(start, stop)`` over ``[0, n_rows)`` in blocks, on a thread
-    pool (numpy releases the GIL inside its loops)."""
-    starts = range(0, n_rows, max(1, rows_per_block))
-    threads = n_threads() if threads is None else threads
-    if threads <= 1 or n_rows <= rows_per_block:
-        for s in starts:
-            func(s, min(s + rows_per_block, n_rows))
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for f in [pool.submit(func, s, min(s + rows_per_block, n_rows)) for s in starts]:
-            f.result()
 
 
 def _subtract_powerlaw_fast(si: xr.DataArray, e: np.ndarray, i1: int, i2: int, wd,

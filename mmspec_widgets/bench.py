@@ -264,7 +264,7 @@ def bench_chain(size=DEFAULT_SIZE, *, model=None, model_path=None, engine: str =
 
 
 def _machine() -> dict:
-    from .background import n_threads
+    from .kernels import n_threads
 
     info = {"cpus": os.cpu_count(), "threads_used": n_threads(),
             "python": platform.python_version(), "numpy": np.__version__,

@@ -17,7 +17,6 @@ import numpy as np
 import xarray as xr
 
 from .background import (
-    _window_indices,
     append_history,
     check_spectra,
     mask_low_counts,
@@ -25,6 +24,7 @@ from .background import (
 )
 from .edges import FEATURES
 from .errors import DataError, MMSpecError
+from .kernels import shift_resample, window_indices
 
 __all__ = [
     "zero_loss_positions",
@@ -72,7 +72,7 @@ def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray
                         f"peak (expected one within {window[0]:g} - {window[1]:g} eV); is it the "
                         "core-loss SI? expected the low-loss SI of the same scan")
     lo, hi = max(window[0], e[0]), min(window[1], e[-1])
-    i1, i2 = _window_indices(e, (lo, hi), "window")
+    i1, i2 = window_indices(e, (lo, hi), "window")
     sub = zlp.isel(energy=slice(i1, i2))
     pos = xr.apply_ufunc(_peak_positions, sub, kwargs={"e": e[i1:i2]},
                          input_core_dims=[["energy"]], dask="parallelized",
@@ -109,7 +109,7 @@ def zero_loss_fwhm(zlp: xr.DataArray, window=(-20.0, 20.0)) -> float:
     zlp = check_spectra(zlp, "zlp")
     e = np.asarray(zlp["energy"].values, float)
     lo, hi = max(window[0], e[0]), min(window[1], e[-1])
-    i1, i2 = _window_indices(e, (lo, hi), "window")
+    i1, i2 = window_indices(e, (lo, hi), "window")
     y = np.asarray(zlp.isel(energy=slice(i1, i2)).values, float).reshape(-1, i2 - i1)
     ee = e[i1:i2]
     y = y[np.isfinite(y).all(axis=1) & (y.max(axis=1) > 0)]
@@ -134,22 +134,6 @@ def zero_loss_fwhm(zlp: xr.DataArray, window=(-20.0, 20.0)) -> float:
         return rel[i] + (half - acc[i]) * (rel[j] - rel[i]) / (acc[j] - acc[i])
 
     return float(cross(b - 1, b) - cross(a, a + 1))
-
-
-def _shift_resample(y: np.ndarray, shift_ch: np.ndarray) -> np.ndarray:
-    """y_out[..., i] = y[..., i + shift] by linear interpolation (vectorised).
-
-    Channels that would need data beyond the ends take the end value.
-    """
-    n = y.shape[-1]
-    idx = np.arange(n, dtype=np.float64) + shift_ch[..., None]
-    idx = np.clip(idx, 0.0, n - 1.0)
-    i0 = np.floor(idx).astype(np.intp)
-    i0 = np.minimum(i0, n - 2)
-    w = (idx - i0).astype(y.dtype if y.dtype == np.float32 else np.float64)
-    y0 = np.take_along_axis(y, i0, -1)
-    y1 = np.take_along_axis(y, i0 + 1, -1)
-    return y0 + w * (y1 - y0)
 
 
 def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
@@ -197,7 +181,7 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     de = float(np.median(np.diff(e)))
     z_med = float(np.median(pos))
     shift_ch = xr.DataArray((pos - z_med) / de, dims=si.dims[:-1])
-    out = xr.apply_ufunc(_shift_resample, si, shift_ch, input_core_dims=[["energy"], []],
+    out = xr.apply_ufunc(shift_resample, si, shift_ch, input_core_dims=[["energy"], []],
                          output_core_dims=[["energy"]], dask="parallelized",
                          output_dtypes=[si.dtype if si.dtype == np.float32 else np.float64],
                          keep_attrs=True)

@@ -22,6 +22,7 @@ __all__ = [
     "Edge",
     "EDGES",
     "EDGE_ORDER",
+    "TM_EDGES",
     "DEFAULT_REFERENCES",
     "REFERENCE_CHOICES",
     "FEATURES",
@@ -108,6 +109,8 @@ EDGES: dict[str, Edge] = {
 }
 
 EDGE_ORDER: tuple[str, ...] = tuple(EDGES)
+#: Elements whose L2,3 shares form the TM fractions.
+TM_EDGES: tuple[str, ...] = ("Mn_L23", "Co_L23", "Ni_L23")
 
 #: Named spectral features usable as calibration references, in eV.
 #: ``edge`` says which edge the feature belongs to and ``search`` is the

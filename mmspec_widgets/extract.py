@@ -18,6 +18,7 @@ import xarray as xr
 from .background import append_history, check_spectra, mask_low_counts, subtract_background
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
+from .kernels import interp_weights, jump_std
 from .learn.coverage import check_span, is_partial_edge
 
 __all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window",
@@ -72,12 +73,6 @@ def _resample_partial(da: xr.DataArray, grid: np.ndarray, dim: str) -> xr.DataAr
         {dim: (dim, grid, {"units": "eV", "long_name": "Energy"})})
 
 
-def _interp_weights(src: np.ndarray, dst: np.ndarray):
-    i0 = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, src.size - 2)
-    w = (dst - src[i0]) / (src[i0 + 1] - src[i0])
-    return i0, w
-
-
 def resample_to_grid(da: xr.DataArray, grid: np.ndarray, dim: str) -> xr.DataArray:
     """Linear interpolation of ``da`` along ``energy`` onto ``grid`` (eV),
     vectorised over all leading dimensions; the result's energy dim is ``dim``.
@@ -92,7 +87,7 @@ def resample_to_grid(da: xr.DataArray, grid: np.ndarray, dim: str) -> xr.DataArr
     if grid[0] < e[0] - 1e-6 or grid[-1] > e[-1] + 1e-6:
         raise DataError(f"{dim}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV is not "
                         f"covered by the data ({e[0]:.1f} - {e[-1]:.1f} eV)")
-    i0, w = _interp_weights(e, grid)
+    i0, w = interp_weights(e, grid)
 
     def f(y):
         wd = y.dtype if y.dtype == np.float32 else np.float64
@@ -182,46 +177,6 @@ def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.D
     i0 = max(int(np.searchsorted(e, lo, side="right")) - 2, 0)
     i1 = min(int(np.searchsorted(e, hi, side="left")) + 2, e.size)
     return si.isel(energy=slice(i0, i1))
-
-
-def _jump_std(y: np.ndarray, energy: np.ndarray, window, post: tuple[float, float],
-              jump: np.ndarray) -> np.ndarray:
-    """Standard deviation of edge jumps from counting statistics.
-
-    Two terms, per row of raw counts ``y`` (``(..., n_energy)`` on ``energy``,
-    eV): the Poisson noise of the counts averaged over the post-edge window
-    ``post``, and the error of the background extrapolated there from a power
-    law fitted to Poisson counts in the pre-edge ``window`` (weighted least
-    squares on ``ln y = a - r ln E``, weights ``y``, on log energies centred in
-    the window so that float32 sums stay well conditioned; the variance of
-    ``ln B(E)`` from the fit's covariance, fully correlated over the window).
-    The background level over the post-edge window is the counts' mean there
-    less the ``jump``.  Meaningful for raw counts (EELS); an approximation for
-    the other background models.  Used by :func:`extract_edges` and the
-    compiled chain (:mod:`mmspec_widgets.pipeline`).
-    """
-    e = np.asarray(energy, float)
-    lead = y.shape[:-1]
-    y = y.reshape(-1, e.size)
-    w = np.flatnonzero((e >= float(window[0])) & (e <= float(window[1])))
-    p = np.flatnonzero((e >= post[0]) & (e <= post[1]))
-    if w.size < 2 or p.size < 1:
-        return np.full(lead, np.nan)
-    ln = np.log(e[w[0]:w[-1] + 1])
-    mu = ln.mean()
-    x = ln - mu
-    dt = y.dtype if y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    basis = np.stack([np.ones_like(x), x, x * x], axis=1).astype(dt)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sums = (y[:, w[0]:w[-1] + 1] @ basis).astype(np.float64)  # one BLAS pass
-        s0, s1, s2 = sums[:, 0], sums[:, 1], sums[:, 2]
-        lc = np.log(e[p]).mean() - mu
-        var_ln_b = (s2 - 2 * s1 * lc + s0 * lc * lc) / (s0 * s2 - s1 * s1)
-        raw = (y[:, p[0]:p[-1] + 1] @ np.full(p.size, 1.0 / p.size, dt)).astype(np.float64)
-        jump = np.asarray(jump, np.float64).reshape(-1)
-        b = raw - jump
-        out = np.sqrt(b * b * var_ln_b + np.clip(raw, 0.0, None) / p.size)
-    return np.where(np.isfinite(out) & np.isfinite(jump), out, np.nan).reshape(lead)
 
 
 def _check_finite(si: xr.DataArray, m: xr.DataArray | None) -> xr.DataArray:
@@ -390,19 +345,19 @@ def extract_edges(
             with warnings.catch_warnings():  # a partly covered grid: no jump (NaN)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
-            jump_std = None
+            jstd = None
             if background is not None:
                 tail = grid[n - max(3, n // 10):]
-                jump_std = xr.DataArray(
-                    _jump_std(np.asarray(part.values), part["energy"].values, win,
-                              (tail[0], tail[-1]), jump.values),
+                jstd = xr.DataArray(
+                    jump_std(np.asarray(part.values), part["energy"].values, win,
+                             (tail[0], tail[-1]), jump.values),
                     dims=jump.dims, coords=jump.coords)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
                 da = da.where(m)
                 jump = jump.where(m)
-                if jump_std is not None:
-                    jump_std = jump_std.where(m)
+                if jstd is not None:
+                    jstd = jstd.where(m)
             da.attrs = {"edge": name,
                         "units": "normalised" if normalize or why else "counts",
                         "normalization": "edge_step (input)" if why else str(normalize),
@@ -418,11 +373,11 @@ def extract_edges(
                                        "last 10 % of its grid)",
                           "units": str(si.attrs.get("units", "counts"))}
             out[f"jump_{name}"] = jump.astype(np.float64)
-            if jump_std is not None:
-                jump_std.attrs = {"long_name": f"standard deviation of the {name} jump "
-                                               "(Poisson counts + background extrapolation)",
-                                  "units": jump.attrs["units"]}
-                out[f"jump_{name}_std"] = jump_std.astype(np.float64)
+            if jstd is not None:
+                jstd.attrs = {"long_name": f"standard deviation of the {name} jump "
+                                           "(Poisson counts + background extrapolation)",
+                              "units": jump.attrs["units"]}
+                out[f"jump_{name}_std"] = jstd.astype(np.float64)
     out.attrs = {k: v for k, v in si.attrs.items() if k != "history"}
     out.attrs["history"] = list(si.attrs.get("history", []))
     out.attrs["edges"] = list(names)

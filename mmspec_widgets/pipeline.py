@@ -41,16 +41,22 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .background import (
-    _jsonable,
-    _window_indices,
-    _work_dtype,
-    append_history,
-    check_spectra,
-    map_row_blocks,
-)
+from .background import append_history, check_spectra
 from .edges import DEFAULT_REFERENCES, EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
+from .kernels import (
+    interp_weights,
+    jump_std,
+    k_align_rows,
+    k_all_finite,
+    k_chain_rows,
+    map_row_blocks,
+    numba_available,
+    shift_resample,
+    window_indices,
+    work_dtype,
+)
+from .utils import jsonable
 
 __all__ = [
     "DEFAULT_EDGES",
@@ -70,423 +76,6 @@ REFERENCES = dict(DEFAULT_REFERENCES)
 #: vacuum (as :func:`mmspec_widgets.background.mask_low_counts`)
 MASK_FRACTION = 0.05
 _ENGINES = ("auto", "numba", "numpy")
-
-
-# --------------------------------------------------------------------------
-# compiled kernels (numba is installed with the package's dependencies; the
-# "numpy" engine runs the plain functions instead)
-
-try:  # numba comes with the package's dependencies (edrixs); without it the
-    # "numpy" engine runs the plain functions instead
-    import numba as _numba
-except ImportError:  # pragma: no cover
-    _numba = None
-
-# exact IEEE arithmetic where results are compared with the plain functions;
-# fast-math only where the result cannot depend on it (counts, brackets,
-# index arithmetic without rounding choices, totals compared with a threshold)
-if _numba is not None:
-    _jit = _numba.njit(nogil=True, cache=True, error_model="numpy")
-    _fast = _numba.njit(nogil=True, cache=True, fastmath=True)
-else:  # pragma: no cover
-    def _jit(f):
-        return f
-
-    _fast = _jit
-
-
-def _numba_available() -> bool:
-    return _numba is not None
-
-
-@_jit
-def _k_select(buf, n, k):
-    # k-th smallest of buf[:n] (reorders buf); Hoare partition with a
-    # median-of-three pivot
-    lo = 0
-    hi = n - 1
-    while hi > lo:
-        mid = (lo + hi) >> 1
-        a = buf[lo]
-        b = buf[mid]
-        c = buf[hi]
-        if a > b:
-            a, b = b, a
-        if b > c:
-            b = c
-        pivot = a if a > b else b
-        i = lo
-        j = hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while buf[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = buf[i]
-                buf[i] = buf[j]
-                buf[j] = t
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return buf[k]
-
-
-@_fast
-def _k_count_le(x, n, v):
-    c = 0
-    for i in range(n):
-        c += x[i] <= v
-    return c
-
-
-@_fast
-def _k_count_lt(x, n, v):
-    c = 0
-    for i in range(n):
-        c += x[i] < v
-    return c
-
-
-@_fast
-def _k_min_max(x, n):
-    lo = x[0]
-    hi = x[0]
-    for i in range(n):
-        lo = min(lo, x[i])
-        hi = max(hi, x[i])
-    return lo, hi
-
-
-@_fast
-def _k_max_below(x, n, v):
-    m = x[0] - x[0] - np.inf
-    for i in range(n):
-        xi = x[i]
-        m = max(m, xi if xi < v else m)
-    return m
-
-
-@_fast
-def _k_compress(x, n, low, high, cand):
-    # cand[:m] = values in (low, high], branch-free (cand holds n + 1 values)
-    m = 0
-    for i in range(n):
-        xi = x[i]
-        cand[m] = xi
-        m += (xi > low) & (xi <= high)
-    return m
-
-
-@_fast
-def _k_total(x, lo, hi):
-    s = 0.0
-    for i in range(lo, hi):
-        s += x[i]
-    return s
-
-
-@_fast
-def _k_mean_std(x, n):
-    s = 0.0
-    for i in range(n):
-        s += x[i]
-    mu = s / n
-    v = 0.0
-    for i in range(n):
-        d = x[i] - mu
-        v += d * d
-    return mu, np.sqrt(v / n)
-
-
-@_jit
-def _k_kth(x, n, k, cand):
-    # k-th smallest of x[:n] (x unchanged; finite values). The median lies
-    # within mean +- std: start there (else from min/max), shrink the bracket
-    # with vectorised counts (interpolation steps, bisection when they
-    # stall) until few candidates remain, then select among them.
-    # Invariant: count(x <= low) = c_low <= k < count(x <= high) = c_high.
-    mu, sd = _k_mean_std(x, n)
-    low = x.dtype.type(mu - 1.001 * sd) - x.dtype.type(1e-30)
-    high = x.dtype.type(mu + 1.001 * sd) + x.dtype.type(1e-30)
-    c_low = _k_count_le(x, n, low)
-    c_high = _k_count_le(x, n, high)
-    if not (c_low <= k and k < c_high):
-        lo, hi = _k_min_max(x, n)
-        c_lo = _k_count_le(x, n, lo)
-        if c_lo > k:
-            return lo
-        low = lo
-        high = hi
-        c_low = c_lo
-        c_high = n
-    half = x.dtype.type(0.5)
-    bisect = False
-    while c_high - c_low > 32:
-        if bisect:
-            f = half
-        else:
-            f = x.dtype.type((k - c_low + 0.5) / (c_high - c_low))
-        mid = low + (high - low) * f
-        if not (mid > low and mid < high):
-            mid = low + (high - low) * half
-            if not (mid > low and mid < high):
-                return high  # nothing strictly between: the answer is high
-        c = _k_count_le(x, n, mid)
-        before = c_high - c_low
-        if c > k:
-            high = mid
-            c_high = c
-        else:
-            low = mid
-            c_low = c
-        bisect = 2 * (c_high - c_low) > before  # interpolation stalled
-    m = _k_compress(x, n, low, high, cand)
-    return _k_select(cand, m, k - c_low)
-
-
-@_jit
-def _k_median(x, n, cand):
-    # numpy's median: the middle element, or the mean of the two middle ones
-    k = n // 2
-    upper = _k_kth(x, n, k, cand)
-    if n % 2:
-        return upper
-    if _k_count_lt(x, n, upper) <= k - 1:
-        lower = upper
-    else:
-        lower = _k_max_below(x, n, upper)
-    return (lower + upper) / x.dtype.type(2)
-
-
-@_fast
-def _k_shift_index(n, s, i0s, ws):
-    # source channel and weight of calibrate._shift_resample (exact: no
-    # rounding choices in these operations)
-    top = n - 1.0
-    for i in range(n):
-        idx = min(max(i + s, 0.0), top)
-        i0 = min(int(idx), n - 2)  # idx >= 0: truncation is floor
-        i0s[i] = i0
-        ws[i] = idx - i0
-
-
-@_jit
-def _k_align(row, s, do_align, a, i0s, ws):
-    n = row.size
-    if not do_align:
-        for i in range(n):
-            a[i] = row[i]
-        return
-    _k_shift_index(n, s, i0s, ws)
-    for i in range(n):
-        i0 = i0s[i]
-        y0 = row[i0]
-        a[i] = y0 + row.dtype.type(ws[i]) * (row[i0 + 1] - y0)
-
-
-@_jit
-def _k_median_filter(a, med, width, win):
-    # running median over 2*width+1 channels, 'nearest' ends
-    # (scipy.ndimage.median_filter); width 2 by a min/max network
-    n = a.size
-    if width == 2 and n >= 5:
-        for i in range(2, n - 2):
-            s1 = min(a[i - 2], a[i - 1])
-            l1 = max(a[i - 2], a[i - 1])
-            s2 = min(a[i + 1], a[i + 2])
-            l2 = max(a[i + 1], a[i + 2])
-            lo = max(s1, s2)
-            hi = min(l1, l2)
-            med[i] = max(min(lo, hi), min(max(lo, hi), a[i]))
-        edges = (0, 1, n - 2, n - 1)
-    else:
-        edges = (0, 0, 0, 0)
-    nw = 2 * width + 1
-    for i in range(n):
-        if width == 2 and n >= 5 and i >= 2 and i < n - 2:
-            continue
-        for t in range(nw):
-            q = i - width + t
-            q = 0 if q < 0 else (n - 1 if q > n - 1 else q)
-            win[t] = a[q]
-        med[i] = _k_select(win, nw, width)
-    return edges
-
-
-@_jit
-def _k_despike(a, med, c, buf, cand, win, threshold, width):
-    """background._despike for one spectrum; returns channels replaced."""
-    n = a.size
-    _k_median_filter(a, med, width, win)
-    for i in range(n - 1):
-        buf[i] = a[i + 1] - a[i]
-    md = _k_median(buf, n - 1, cand)
-    for i in range(n - 1):
-        buf[i] = abs(buf[i] - md)
-    mad = _k_median(buf, n - 1, cand)
-    sig0 = np.float64(a.dtype.type(1.4826) * mad) / np.sqrt(2.0)
-    zero = a.dtype.type(0)
-    for i in range(n):
-        buf[i] = max(med[i], zero)
-    ref = _k_median(buf, n, cand)
-    nrep = 0
-    for i in range(n):
-        if ref > 0:
-            rel = np.sqrt(buf[i] / ref)
-        else:
-            rel = a.dtype.type(1)
-        sg = sig0 * max(rel, a.dtype.type(0.25))
-        sg = max(sg, 1e-12)
-        spike = (a[i] - med[i]) > threshold * sg
-        c[i] = med[i] if spike else a[i]
-        nrep += spike & (med[i] != a[i])
-    return nrep
-
-
-# float32 exp (Cephes expf: Cody-Waite reduction, degree-7 polynomial, 2^k
-# built from its bits) written so that the loop vectorises; ~1e-7 relative
-_LOG2E = np.float32(1.4426950408889634)
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
-_E0, _E1, _E2, _E3, _E4, _E5 = (np.float32(c) for c in (
-    1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-    5.0000001201e-1))
-
-
-@_jit
-def _k_powerlaw_f32(y, nr, big, dle, lsc, use_lsc, subtract, out):
-    """Rows of ``big * exp(nr * dle + lsc)`` (float32), or ``y`` minus them.
-
-    The power-law background of :func:`mmspec_widgets.background._powerlaw_f32`
-    in one pass per spectrum: ``nr`` = -r and ``big`` (the background at the
-    reference channel) per row, ``dle`` = ln E - ln E_ref per channel.
-    """
-    m, n = out.shape
-    kbits = np.empty(n, np.int32)
-    poly = np.empty(n, np.float32)
-    two_k = kbits.view(np.float32)
-    half = np.float32(0.5)
-    one = np.float32(1.0)
-    lo = np.float32(-87.0)
-    hi = np.float32(88.0)
-    for p in range(m):
-        q = nr[p]
-        b = big[p]
-        if not (np.isfinite(q) and np.isfinite(b)):
-            for i in range(n):
-                out[p, i] = np.nan
-            continue
-        for i in range(n):
-            u = q * dle[i]
-            if use_lsc:
-                u = u + lsc[i]
-            u = min(max(u, lo), hi)
-            kf = np.floor(u * _LOG2E + half)
-            r = u - kf * _LN2_HI
-            r = r - kf * _LN2_LO
-            t = ((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5
-            poly[i] = t * (r * r) + r + one
-            kbits[i] = (np.int32(kf) + np.int32(127)) << np.int32(23)
-        if subtract:
-            for i in range(n):
-                out[p, i] = y[p, i] - poly[i] * two_k[i] * b
-        else:
-            for i in range(n):
-                out[p, i] = poly[i] * two_k[i] * b
-
-
-@_jit
-def _k_align_rows(y, shift, do_align, weights, acc, totals):
-    """Aligned totals per row; acc += aligned row where weights[row]."""
-    m, n = y.shape
-    a = np.empty(n, y.dtype)
-    i0s = np.empty(n, np.int64)
-    ws = np.empty(n)
-    for p in range(m):
-        _k_align(y[p], shift[p], do_align, a, i0s, ws)
-        totals[p] = _k_total(a, 0, n)
-        if weights[p]:
-            for i in range(n):
-                acc[i] += a[i]
-
-
-@_jit
-def _k_chain_rows(y, shift, do_align, threshold, width,
-                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
-                  loge, grad, out, totals, replaced, jumps):
-    """Per row: zero-loss shift, spike removal, per-edge power-law
-    background (two areas), linear resampling onto the edge grids and
-    post-edge normalisation, with the arithmetic of the plain functions;
-    ``jumps``: each edge's post-edge level (the normalisation's divisor)."""
-    m, n = y.shape
-    a = np.empty(n, y.dtype)
-    med = np.empty(n, y.dtype)
-    c = np.empty(n, y.dtype)
-    buf = np.empty(n, y.dtype)
-    cand = np.empty(n + 1, y.dtype)
-    sub = np.empty(n, y.dtype)
-    win = np.empty(2 * width + 1, y.dtype)
-    i0s = np.empty(n, np.int64)
-    ws = np.empty(n)
-    nedge = j1.size
-    for p in range(m):
-        row = y[p]
-        finite = True
-        for i in range(n):
-            if not np.isfinite(row[i]):
-                finite = False
-                break
-        if not finite:
-            totals[p] = np.nan
-            replaced[p] = 0
-            for k in range(out.shape[1]):
-                out[p, k] = np.nan
-            for k in range(nedge):
-                jumps[p, k] = np.nan
-            continue
-        _k_align(row, shift[p], do_align, a, i0s, ws)
-        replaced[p] = _k_despike(a, med, c, buf, cand, win, threshold, width)
-        totals[p] = _k_total(c, 0, n)
-        for k in range(nedge):
-            o = goff[k]
-            g = gsize[k]
-            s1 = _k_total(c, j1[k], j3[k])
-            s2 = _k_total(c, j3[k], j4[k])
-            x1 = xw[k, 0]
-            x2 = xw[k, 1]
-            x3 = xw[k, 2]
-            x4 = xw[k, 3]
-            r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
-            kk = 1.0 - r
-            a2 = kk * s2 / (x4 ** kk - x3 ** kk)
-            a1 = kk * s1 / (x2 ** kk - x1 ** kk)
-            amp = (a1 * s1 + a2 * s2) / (s1 + s2)
-            b0 = y.dtype.type(amp * np.exp(-r * loge[0]) * grad[0])
-            if not np.isfinite(b0):
-                for t in range(g):
-                    out[p, o + t] = np.nan
-                jumps[p, k] = np.nan
-                continue
-            for i in range(bk0[k], bk1[k]):
-                sub[i] = c[i] - y.dtype.type(amp * np.exp(-r * loge[i]) * grad[i])
-            for t in range(g):
-                i0 = gi0[o + t]
-                out[p, o + t] = sub[i0] * gomw[o + t] + sub[i0 + 1] * gw[o + t]
-            nt = gtail[k]
-            norm = y.dtype.type(_k_total(out[p], o + g - nt, o + g) / nt)
-            jumps[p, k] = norm
-            if norm > 0:
-                for t in range(g):
-                    out[p, o + t] = out[p, o + t] / norm
-            else:
-                for t in range(g):
-                    out[p, o + t] = np.nan
 
 
 # --------------------------------------------------------------------------
@@ -569,7 +158,7 @@ class ChainPlan:
         return float(np.median(np.diff(np.asarray(self.energy, float))))
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(asdict(self)))
+        return json.dumps(jsonable(asdict(self)))
 
     @classmethod
     def from_json(cls, text: str) -> ChainPlan:
@@ -581,19 +170,7 @@ class ChainPlan:
     def signature(self) -> str:
         """Hash of what determines the per-pixel results."""
         keys = {k: v for k, v in asdict(self).items()}
-        return hashlib.sha256(json.dumps(_jsonable(keys), sort_keys=True).encode()).hexdigest()[:16]
-
-
-@_fast
-def _k_all_finite(y, r0, r1):
-    # x - x is 0 for a finite value and NaN for NaN or inf: one sum per row
-    for r in range(r0, r1):
-        acc = 0.0
-        for j in range(y.shape[1]):
-            acc += y[r, j] - y[r, j]
-        if acc != 0.0:
-            return False
-    return True
+        return hashlib.sha256(json.dumps(jsonable(keys), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _all_finite(data: np.ndarray) -> bool:
@@ -602,7 +179,7 @@ def _all_finite(data: np.ndarray) -> bool:
     if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
         return bool(np.isfinite(data).all())
     bad = []
-    map_row_blocks(lambda r0, r1: bad.append(not _k_all_finite(y, r0, r1)), y.shape[0],
+    map_row_blocks(lambda r0, r1: bad.append(not k_all_finite(y, r0, r1)), y.shape[0],
                    max(1, 2**20 // max(y.shape[1], 1)))
     return not any(bad)
 
@@ -749,7 +326,7 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     engine = _engine(engine)
     names = _edge_names(edges)
     windows = {get_edge(k).name: [float(v[0]), float(v[1])] for k, v in dict(windows or {}).items()}
-    wd = _work_dtype(si.dtype)
+    wd = work_dtype(si.dtype)
     e = np.asarray(si["energy"].values, float)
     plan = ChainPlan(shape=tuple(int(s) for s in si.shape), dims=tuple(si.dims[:2]),
                      energy=e.tolist(), dtype=str(np.dtype(wd)), edges=names,
@@ -857,8 +434,8 @@ def _engine(engine: str) -> str:
     if engine not in _ENGINES:
         raise MMSpecError(f"engine={engine!r}: expected one of {_ENGINES}")
     if engine == "auto":
-        return "numba" if _numba_available() else "numpy"
-    if engine == "numba" and not _numba_available():  # pragma: no cover
+        return "numba" if numba_available() else "numpy"
+    if engine == "numba" and not numba_available():  # pragma: no cover
         raise MMSpecError("engine='numba' needs the package numba (pip install numba)")
     return engine
 
@@ -869,18 +446,16 @@ def _row_chunk(n_energy: int) -> int:
 
 def _aligned_totals(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str):
     """Total counts of every zero-loss aligned row of ``y``."""
-    from .calibrate import _shift_resample
-
     align = plan.zlp_median_eV is not None
     if engine == "numpy":
-        a = _shift_resample(y, shift) if align else y
+        a = shift_resample(y, shift) if align else y
         return a.sum(-1, dtype=np.float64)
     tot = np.empty(y.shape[0])
     flags = np.zeros(y.shape[0], np.bool_)
     acc = np.zeros(y.shape[1], y.dtype)
 
     def run(r0, r1):
-        _k_align_rows(y[r0:r1], shift[r0:r1], align, flags[r0:r1], acc, tot[r0:r1])
+        k_align_rows(y[r0:r1], shift[r0:r1], align, flags[r0:r1], acc, tot[r0:r1])
 
     map_row_blocks(run, y.shape[0], _row_chunk(y.shape[1]))
     return tot
@@ -890,16 +465,14 @@ def _accumulate_aligned(acc: np.ndarray, y: np.ndarray, shift: np.ndarray, plan:
                         use: np.ndarray, engine: str) -> None:
     """``acc += aligned row`` for the rows where ``use``, one after the other in
     the working dtype: the order and precision of ``SI.where(mask).sum()``."""
-    from .calibrate import _shift_resample
-
     align = plan.zlp_median_eV is not None
     if engine == "numpy":
-        a = _shift_resample(y[use], shift[use]) if align else y[use]
+        a = shift_resample(y[use], shift[use]) if align else y[use]
         for row in a:
             acc += row
         return
     tot = np.empty(y.shape[0])
-    _k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
+    k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
 
 
 def _despiked_totals(y, shift, plan, engine) -> np.ndarray:
@@ -912,8 +485,6 @@ def _despiked_totals(y, shift, plan, engine) -> np.ndarray:
 
 
 def _edge_tables(plan: ChainPlan, wd) -> dict:
-    from .extract import _interp_weights
-
     ec = plan.calibrated_energy
     j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw = ([] for _ in range(11))
     off = 0
@@ -921,7 +492,7 @@ def _edge_tables(plan: ChainPlan, wd) -> dict:
         edge = get_edge(name)
         win = plan.windows.get(name, list(edge.pre_edge))
         try:
-            i1, i2 = _window_indices(ec, win)
+            i1, i2 = window_indices(ec, win)
         except DataError as err:
             raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
         a, d = i1, i2 - 1
@@ -932,7 +503,7 @@ def _edge_tables(plan: ChainPlan, wd) -> dict:
         if grid[0] < ec[0] - 1e-6 or grid[-1] > ec[-1] + 1e-6:
             raise DataError(f"energy_{name}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV "
                             f"is not covered by the data ({ec[0]:.1f} - {ec[-1]:.1f} eV)")
-        i0, w = _interp_weights(ec, grid)
+        i0, w = interp_weights(ec, grid)
         j1.append(a)
         j3.append(c)
         j4.append(d)
@@ -976,11 +547,11 @@ def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
     sh = np.ascontiguousarray(shift, dtype=np.float64)
 
     def run(r0, r1):
-        _k_chain_rows(y[r0:r1], sh[r0:r1], align, float(plan.spike_threshold),
-                        int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
-                        t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
-                        t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
-                        replaced[r0:r1], jumps[r0:r1])
+        k_chain_rows(y[r0:r1], sh[r0:r1], align, float(plan.spike_threshold),
+                     int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
+                     t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
+                     t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
+                     replaced[r0:r1], jumps[r0:r1])
 
     map_row_blocks(run, m, _row_chunk(y.shape[1]), threads)
     return out, totals, replaced, jumps
@@ -989,10 +560,9 @@ def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
 def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
     """The same step with the plain functions (reference engine)."""
     from .background import remove_spikes
-    from .calibrate import _shift_resample
     from .extract import extract_edges
 
-    a = _shift_resample(y, shift) if plan.zlp_median_eV is not None else y
+    a = shift_resample(y, shift) if plan.zlp_median_eV is not None else y
     da = xr.DataArray(a, dims=("pixel", "energy"),
                       coords={"energy": ("energy", plan.calibrated_energy)})
     clean = remove_spikes(da, threshold=plan.spike_threshold, width=plan.spike_width)
@@ -1026,7 +596,7 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
         Compiled fused kernel, or the plain functions (same numbers).
     threads : int, optional
         Threads over pixels (default: all CPUs of this process, see
-        :func:`mmspec_widgets.background.n_threads`).
+        :func:`mmspec_widgets.kernels.n_threads`).
 
     Returns
     -------
@@ -1072,17 +642,15 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
 
 def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray) -> np.ndarray:
     """Counting-statistics std of each edge jump
-    (:func:`mmspec_widgets.extract._jump_std`) from the raw rows on the plan's
+    (:func:`mmspec_widgets.extract.jump_std`) from the raw rows on the plan's
     calibrated axis (before the sub-channel zero-loss shift and spike removal,
     which change these sums negligibly)."""
-    from .extract import _jump_std
-
     out = np.full((y.shape[0], len(plan.edges)), np.nan)
     for k, name in enumerate(plan.edges):
         grid = get_edge(name).energy
         tail = grid[grid.size - max(3, grid.size // 10):]
         win = plan.windows.get(name, list(get_edge(name).pre_edge))
-        out[:, k] = _jump_std(y, plan.calibrated_energy, win, (tail[0], tail[-1]), jumps[:, k])
+        out[:, k] = jump_std(y, plan.calibrated_energy, win, (tail[0], tail[-1]), jumps[:, k])
     return out
 
 
@@ -1142,8 +710,8 @@ def _chain_attrs(si_attrs: dict, plan: ChainPlan, n_replaced: int | None) -> dic
         if cal.get("covariance") is not None:
             attrs["calibration_covariance"] = [list(r) for r in cal["covariance"]]
         hist.append({"step": "apply_calibration",
-                     "params": _jsonable({"offset_eV": cal["offset_eV"], "scale": cal["scale"],
-                                          "references": cal.get("references", {})})})
+                     "params": jsonable({"offset_eV": cal["offset_eV"], "scale": cal["scale"],
+                                         "references": cal.get("references", {})})})
     hist.append({"step": "remove_spikes",
                  "params": {"threshold": plan.spike_threshold, "width": plan.spike_width,
                             "n_replaced": n_replaced}})
@@ -1400,7 +968,7 @@ def _data_fingerprint(da: xr.DataArray | None, block) -> str | None:
 def _fingerprint(si, zlp, *, references, names, block, sample_pixels, model_id,
                  k_factors) -> dict:
     """What a map store is a store of: the inputs and every plan parameter."""
-    refs = None if references is None else _jsonable(
+    refs = None if references is None else jsonable(
         {str(k): (None if v is None else float(v)) for k, v in
          (references.items() if isinstance(references, Mapping)
           else ((n, None) for n in references))})
@@ -1689,9 +1257,9 @@ def map_spectrum_image(
         hist.append({"step": "map_spectrum_image",
                      "params": {"block": list(block), "sample_pixels": plan.sample_pixels,
                                 "mask_threshold_counts": plan.mask_threshold}})
-        mattrs = {k: _jsonable(v) for k, v in null.attrs.items() if k != "history"}
+        mattrs = {k: jsonable(v) for k, v in null.attrs.items() if k != "history"}
         mattrs["model_id"] = model_id
-        mattrs["history"] = _jsonable(hist)
+        mattrs["history"] = jsonable(hist)
         _create_store(out, plan, si, null, block, positions, mattrs, fp)
     else:
         nulls = _null_values(_null_maps(model, plan))

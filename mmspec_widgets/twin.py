@@ -399,9 +399,9 @@ def measure_physics(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     """
     from .background import fit_background, mask_low_counts, remove_spikes, subtract_background
     from .calibrate import calibrate
-    from .edges import DEFAULT_REFERENCES
+    from .edges import DEFAULT_REFERENCES, TM_EDGES
     from .extract import extract_edges
-    from .quantify import TM_EDGES, quantify
+    from .quantify import quantify
 
     cal = calibrate(si, zlp=zlp, references=dict(DEFAULT_REFERENCES))
     mask = mask_low_counts(cal)

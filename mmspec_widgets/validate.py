@@ -494,10 +494,10 @@ def simulated_particle_spectra(store=None, composition=(0.13, 0.69, 0.18),
         Per edge: ``energy``, ``mu`` (mean), ``lo`` / ``hi`` (5 - 95 % band),
         ``n``; plus ``structures`` (ids) and ``composition`` (their mean).
     """
-    from .simulate.dataset import _resolve_alignment, region_spectrum
+    from .simulate.dataset import region_spectrum, resolve_alignment
 
     st = _store(store, "sim")
-    align = _resolve_alignment(st, alignment)
+    align = resolve_alignment(st, alignment)
     mans = [m for m in st.structures() if m["structure_id"] != align["reference"]]
     target = np.asarray(composition, float)
     d = [float(np.nansum((_tm_fractions(m) - target) ** 2)) for m in mans]

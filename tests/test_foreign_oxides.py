@@ -98,7 +98,7 @@ def test_tetrahedral_field_is_minus_four_ninths_of_the_octahedral():
 def test_nmc_multiplet_job_keys_are_unchanged():
     """The geometry option leaves the keys of the training campaign's
     multiplet jobs as they were (their stored spectra are still found)."""
-    from mmspec_widgets.simulate.campaign import _edrixs_job
+    from mmspec_widgets.simulate.campaign import edrixs_job
 
     root = data_dir() / "sim" / "structures"
     checked = 0
@@ -108,7 +108,7 @@ def test_nmc_multiplet_job_keys_are_unchanged():
             if not edge.endswith("_L23"):
                 continue
             for r in recs:
-                job = _edrixs_job(r["element"], r["oxidation"], r)
+                job = edrixs_job(r["element"], r["oxidation"], r)
                 assert job["key"] == r["key"], (p.name, edge, r["site"])
                 checked += 1
     assert checked > 30

@@ -335,7 +335,7 @@ def test_fused_features_equal_each_featurizer_on_its_own():
         mp.setattr(CDFFeaturizer, "_features", reference_cdf)
         mp.setattr(PeakFeaturizer, "_features", reference_peaks)
         want = [reference_transform(f, X) for f in fits]
-    got = feat._fused_transform(fits, X)
+    got = feat.fused_transform(fits, X)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     assert np.isnan(got[0][5:40, :15]).all() and np.isfinite(got[0][100]).all()
@@ -379,13 +379,13 @@ def test_shipped_model_maps_equal_the_reference_path(twin_rows, monkeypatch):
 def _use_references(mp):
     """Swap every compiled piece of the prediction for its plain reference."""
     def predict_many(jobs, D):
-        return [fusion._predict(est, D if cols is None else D[:, cols], task)
+        return [fusion.predict_estimator(est, D if cols is None else D[:, cols], task)
                 for est, task, cols in jobs]
 
     mp.setattr(CompactBoosting, "_raw", reference_raw)
     mp.setattr(CDFFeaturizer, "_features", reference_cdf)
     mp.setattr(PeakFeaturizer, "_features", reference_peaks)
-    mp.setattr(fusion, "_fused_transform", lambda fs, X: [reference_transform(f, X) for f in fs])
+    mp.setattr(fusion, "fused_transform", lambda fs, X: [reference_transform(f, X) for f in fs])
     mp.setattr(fusion, "_predict_many", predict_many)
     mp.setattr(OODDetector, "score", reference_ood_score)
     mp.setattr(OODDetector, "edge_ratios", reference_edge_ratios)

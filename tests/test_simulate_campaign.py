@@ -29,7 +29,7 @@ def count_engines(monkeypatch):
     """Count real engine calls (FEFF runs, uncached multiplet diagonalisations)."""
     calls = Counter()
     real_feff = feff_mod.run_feff
-    real_l23 = mult_mod._l23_cached.__wrapped__
+    real_l23 = mult_mod.l23_cached.__wrapped__
 
     def feff(inp, *a, **k):
         calls["feff"] += 1
@@ -40,7 +40,7 @@ def count_engines(monkeypatch):
         return real_l23(*a)
 
     monkeypatch.setattr(feff_mod, "run_feff", feff)
-    monkeypatch.setattr(mult_mod, "_l23_cached", l23)
+    monkeypatch.setattr(mult_mod, "l23_cached", l23)
     return calls
 
 

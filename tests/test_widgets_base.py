@@ -10,7 +10,7 @@ from _widget_data import synthetic_si
 from bokeh.models import BoxAnnotation
 
 from mmspec_widgets.widgets import BackgroundSubtraction, Explorer
-from mmspec_widgets.widgets._base import EchoGuard, ModelEcho
+from mmspec_widgets.widgets.base import EchoGuard, ModelEcho
 
 
 def _bundle_text(view) -> str:

@@ -310,7 +310,7 @@ def measure_rule(model, training_set: xr.Dataset, *, edges=None, end_step: float
     dict
         ``fill``, ``table``, ``checks`` and provenance, JSON-ready.
     """
-    from .fusion import DROP_OOD_EDGES
+    from .uncertainty import DROP_OOD_EDGES
 
     drop = DROP_OOD_EDGES if drop_ood_edges is None else drop_ood_edges
     split = np.asarray(training_set["split"].values).astype(str)

@@ -66,7 +66,10 @@ def _metric(target: str) -> str:
     return "roc_auc" if target in CLASSIFICATION_TARGETS else "r2"
 
 
-def _score(target: str, y: np.ndarray, p: np.ndarray, min_samples: int) -> float | None:
+def target_score(target: str, y: np.ndarray, p: np.ndarray, min_samples: int) -> float | None:
+    """ROC AUC (classification targets) or R2 of ``p`` against ``y`` on the finite
+    pairs; ``None`` with fewer than ``min_samples`` of them, a single class or
+    a constant ``y``."""
     m = np.isfinite(y) & np.isfinite(p)
     if m.sum() < min_samples:
         return None
@@ -131,7 +134,7 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
         cov = {}
         for t in model.targets_:
             y = np.asarray(ds[t].values, float)[rows]
-            result[t]["by_edges"][key] = _score(t, y, pred[t], min_samples)
+            result[t]["by_edges"][key] = target_score(t, y, pred[t], min_samples)
             if t not in CLASSIFICATION_TARGETS:
                 cov[t] = interval_coverage(y, pred[t], pred[f"{t}_std"], model.q90(t))
         info["coverage"][key] = cov
@@ -172,13 +175,13 @@ def _fused_vs_single(target: str, by_edges: dict, preds: dict, rows_of: dict, y:
     ps = preds[ks][target][both[rows_of[ks]]]
     pf = preds[kf][target][both[rows_of[kf]]]
     yy = y[both]
-    diff = None if (a := _score(target, yy, pf, min_samples)) is None \
-        or (b := _score(target, yy, ps, min_samples)) is None else a - b
+    diff = None if (a := target_score(target, yy, pf, min_samples)) is None \
+        or (b := target_score(target, yy, ps, min_samples)) is None else a - b
     rng = np.random.default_rng(seed)
     d = []
     for _ in range(n_boot):
         i = rng.integers(0, yy.size, yy.size)
-        a, b = _score(target, yy[i], pf[i], min_samples), _score(target, yy[i], ps[i], min_samples)
+        a, b = target_score(target, yy[i], pf[i], min_samples), target_score(target, yy[i], ps[i], min_samples)
         if a is not None and b is not None:
             d.append(a - b)
     if diff is None or len(d) < n_boot // 2:
@@ -282,7 +285,7 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
         for t in targets:
             p = oof.get(key, {}).get(t)
             y = np.asarray(ds[t].values, float)
-            result[t]["by_edges"][key] = None if p is None else _score(t, y, p, min_samples)
+            result[t]["by_edges"][key] = None if p is None else target_score(t, y, p, min_samples)
         n[key] = int(np.isfinite(oof[key][targets[0]]).sum()) if key in oof else 0
     # fused against the best single edge on the out-of-fold predictions, with
     # the paired bootstrap of the held-out evaluation (one sample per structure)

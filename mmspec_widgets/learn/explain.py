@@ -22,7 +22,7 @@ import xarray as xr
 
 from ..edges import get_edge
 from ..errors import DataError
-from .evaluate import _score
+from .evaluate import target_score
 from .fusion import dataset_to_matrix
 
 __all__ = ["edge_importance", "energy_importance"]
@@ -55,7 +55,7 @@ def _nanmean(drops) -> np.ndarray:
 
 def _scores(model, X, Y, targets) -> dict:
     pred = model.predict_arrays(X)
-    return {t: _score(t, Y[t], pred[t], 5) for t in targets}
+    return {t: target_score(t, Y[t], pred[t], 5) for t in targets}
 
 
 def edge_importance(model, ds: xr.Dataset, *, targets: Sequence[str] | None = None,

@@ -209,7 +209,7 @@ def _k_cdf(Z, de, cdf):
 
 
 @_jit
-def _k_copy_rows(src, dst, c0):
+def k_copy_rows(src, dst, c0):
     """``dst[:, c0:c0 + m] = src`` (as float64); False as soon as a row is partly
     missing (some but not all values NaN or inf), which the caller must then
     treat as :func:`mmspec_widgets.learn.fusion.dataset_to_matrix` does."""
@@ -1124,7 +1124,7 @@ def _same_featurizer(a: _SpectrumTransformer, b: _SpectrumTransformer) -> bool:
     return True
 
 
-def _fused_transform(featurizers: Sequence[FusedFeaturizer], X) -> list[np.ndarray]:
+def fused_transform(featurizers: Sequence[FusedFeaturizer], X) -> list[np.ndarray]:
     """``[f.transform(X) for f in featurizers]`` for fitted fused featurizers of the
     same edges, sharing the work they have in common (see :func:`_fused_features`)."""
     for f in featurizers:

@@ -47,18 +47,19 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ..edges import EDGE_ORDER, edge_grid, edge_set_key, get_edge
+from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
+from ..reasons import DETECTION_Z, reason_attrs
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
-    _fused_transform,
     augment_spectra,
+    fused_transform,
     gaussian_broaden,
     relative_noise,
 )
 from .trees import compact, single_threaded, stage
-from .uncertainty import Z90, OODDetector, calibrate_scale
+from .uncertainty import DROP_OOD_EDGES, Z90, OODDetector, calibrate_scale
 
 __all__ = [
     "TARGETS",
@@ -105,9 +106,6 @@ _HGB_DEFAULTS = {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 15,
 #: per-edge (level-1) models of late fusion: small and fixed
 _EDGE_MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15,
                       "min_samples_leaf": 10, "max_features": 1.0}
-#: default of ``predict(drop_ood_edges=...)``: an edge this many times beyond
-#: its OOD threshold is ignored for that pixel
-DROP_OOD_EDGES = 10.0
 #: pixels predicted at once (bounds memory for large spectrum images)
 _CHUNK_ROWS = 16384
 #: pixels per block of a large image (the block's arrays stay in the caches)
@@ -345,7 +343,9 @@ def make_estimator(kind: str, task: str, params: dict | None = None, random_stat
     raise MMSpecError(f"estimator={kind!r}: expected 'hgb', 'rf' or 'xgb'")
 
 
-def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
+def predict_estimator(est, D: np.ndarray, task: str) -> np.ndarray:
+    """Predictions of a fitted estimator on ``D``: values for a regression
+    ``task``, the probability of class 1 for a classification."""
     if task == "regression":
         return np.asarray(est.predict(D), dtype=float)
     proba = est.predict_proba(D)
@@ -354,7 +354,7 @@ def _predict(est, D: np.ndarray, task: str) -> np.ndarray:
 
 
 def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
-    """``[_predict(est, D[:, cols], task) for est, task, cols in jobs]`` (cols None:
+    """``[predict_estimator(est, D[:, cols], task) for est, task, cols in jobs]`` (cols None:
     all columns), the compact boosting models evaluated together in one
     compiled pass over ``D`` (identical numbers)."""
     from scipy.special import expit
@@ -377,14 +377,14 @@ def _predict_many(jobs: Sequence[tuple], D: np.ndarray) -> list[np.ndarray]:
                 else np.zeros(D.shape[0])
     for i, (est, task, cols) in enumerate(jobs):
         if out[i] is None:
-            out[i] = _predict(est, D if cols is None else D[:, cols], task)
+            out[i] = predict_estimator(est, D if cols is None else D[:, cols], task)
     return out
 
 
 def _prediction_threads() -> int:
-    from .trees import _threads
+    from .trees import prediction_threads
 
-    return _threads()
+    return prediction_threads()
 
 
 def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
@@ -393,7 +393,7 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
     flattened in order).  Spectra already on the standard grids are copied
     straight into the matrix (what ``dataset_to_matrix`` returns for them); a
     block with a partly missing spectrum goes through ``dataset_to_matrix``."""
-    from .features import _k_copy_rows
+    from .features import k_copy_rows
 
     arrays = {}
     direct = True
@@ -424,8 +424,8 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
             ok = True
             for k, e in enumerate(edges):
                 if e in arrays:
-                    ok = ok and _k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
-                                             int(starts[k]))
+                    ok = ok and k_copy_rows(np.ascontiguousarray(arrays[e][1][i0:i1]), X,
+                                            int(starts[k]))
                 else:
                     X[:, starts[k]:starts[k + 1]] = np.nan
             if ok:
@@ -440,8 +440,6 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
 def _detection(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> dict:
     """Edge -> bool (n_rows,): the edge's jump stands above its noise, for the
     edges of ``edges`` whose jump and jump std ``ds`` carries."""
-    from ..quantify import DETECTION_Z
-
     out = {}
     for e in edges:
         j, s = ds.get(f"jump_{e}"), ds.get(f"jump_{e}_std")
@@ -459,7 +457,8 @@ def _n_complete(da: xr.DataArray) -> int:
     return int(np.all(np.isfinite(v.reshape(-1, v.shape[-1])), axis=1).sum())
 
 
-def _task(target: str) -> str:
+def target_task(target: str) -> str:
+    """``"classification"`` or ``"regression"``: the task of ``target``."""
     return "classification" if target in CLASSIFICATION_TARGETS else "regression"
 
 
@@ -495,8 +494,6 @@ def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence
         ``{"charge_balance": (values, attrs), "charge_balance_std": (...)}``,
         NaN where a term is unknown; empty when ``ds`` has no TM amounts.
     """
-    from ..quantify import TM_EDGES
-
     if not all(f"amount_{e}" in ds for e in TM_EDGES) or "li_content" not in out:
         return {}
     A = amount_matrix(ds, TM_EDGES, dims)
@@ -950,7 +947,7 @@ class MultimodalModel(BaseEstimator):
             for k, t in enumerate(self.targets_):
                 est = self.edge_models_.get(f"{e}/{t}")
                 if est is not None:
-                    jobs.append((est, _task(t), cols))
+                    jobs.append((est, target_task(t), cols))
                     where.append((rows, j * len(self.targets_) + k))
         for (rows, c), p in zip(where, _predict_many(jobs, F), strict=True):
             P[rows, c] = p[rows]  # all rows were predicted at once; the edge's rows kept
@@ -1097,7 +1094,7 @@ class MultimodalModel(BaseEstimator):
         self.not_learnt_ = {}
         untrained = []
         for k_t, t in enumerate(self.targets_):
-            task = _task(t)
+            task = target_task(t)
             yt = Yall[idx, k_t] - B[:, k_t]  # trees learn the correction to the baseline
             ok = np.isfinite(yt)
             n_labelled = int(np.isfinite(Y[:, k_t]).sum())
@@ -1126,7 +1123,7 @@ class MultimodalModel(BaseEstimator):
                                      self.random_state + k).fit(D[tr], yt[tr])
                 models.append(est)
                 if te.any():
-                    oof[te] = _predict(est, D[te], task)
+                    oof[te] = predict_estimator(est, D[te], task)
             if not models:
                 raise DataError(f"target {t!r}: every training fold has a single class; "
                                 "need samples both with and without")
@@ -1198,7 +1195,7 @@ class MultimodalModel(BaseEstimator):
         for j, (e, cols) in enumerate(zip(self.edges_, self.columns_, strict=True)):
             rows = present[:, j]
             for k_t, t in enumerate(self.targets_):
-                task = _task(t)
+                task = target_task(t)
                 y = Yall[:, k_t]
                 ok = rows & np.isfinite(y)
                 if ok.sum() < 10 or (task == "classification" and np.unique(y[ok]).size < 2):
@@ -1213,7 +1210,7 @@ class MultimodalModel(BaseEstimator):
                     est = make_estimator(self.estimator, task, params, self.random_state + k)
                     est.fit(F[tr][:, cols], y[tr])
                     if te.size:
-                        oof[te, j * nt + k_t] = _predict(est, F[te][:, cols], task)
+                        oof[te, j * nt + k_t] = predict_estimator(est, F[te][:, cols], task)
                 self.edge_models_[f"{e}/{t}"] = make_estimator(
                     self.estimator, task, params, self.random_state).fit(F[ok][:, cols], y[ok])
                 r = oof[ok, j * nt + k_t] - y[ok]
@@ -1315,7 +1312,7 @@ class MultimodalModel(BaseEstimator):
                         with_used: bool = False) -> dict[str, np.ndarray]:
         # both featurizers at once: shared normalisation, shared CDF (same numbers)
         with stage("features"):
-            F, Fo = _fused_transform([self.featurizer_, self.ood_featurizer_], X)
+            F, Fo = fused_transform([self.featurizer_, self.ood_featurizer_], X)
         with stage("ood"):  # distances computed once for the score and the ratios
             noise = self._row_noise(X, F) if getattr(self.ood_, "noise_law_", None) else None
             score, ratios = self.ood_.score_and_ratios(Fo, noise)
@@ -1346,13 +1343,13 @@ class MultimodalModel(BaseEstimator):
         scale = getattr(self, "correction_scale_", None) or {}
         usable = present.any(axis=1)
         # every tree model of every target in one pass over D
-        jobs = [(m, _task(t), None) for t in self.targets_ for m in self.models_[t]]
+        jobs = [(m, target_task(t), None) for t in self.targets_ for m in self.models_[t]]
         jobs += [(self.sigma_models_[t], "regression", None) for t in self.targets_
-                 if self.models_[t] and _task(t) == "regression"]
+                 if self.models_[t] and target_task(t) == "regression"]
         done = {id(job[0]): p for job, p in zip(jobs, _predict_many(jobs, D), strict=True)}
         out: dict[str, np.ndarray] = {}
         for t in self.targets_:
-            task = _task(t)
+            task = target_task(t)
             if not self.models_[t]:  # untrained target
                 out[t] = np.full(X.shape[0], np.nan)
                 out[f"{t}_std"] = np.full(X.shape[0], np.nan)
@@ -1466,7 +1463,7 @@ class MultimodalModel(BaseEstimator):
             Where ``ds`` carries an edge's jump and its std (``jump_<edge>``,
             ``jump_<edge>_std`` of :func:`~mmspec_widgets.extract.extract_edges`),
             the edge is used only in pixels where it is detected (jump above
-            :data:`mmspec_widgets.quantify.DETECTION_Z` std): a spectrum that is
+            :data:`mmspec_widgets.reasons.DETECTION_Z` std): a spectrum that is
             only noise informs nothing.
         calibration_error : bool
             Where ``ds`` carries the energy calibration's error
@@ -1490,7 +1487,7 @@ class MultimodalModel(BaseEstimator):
             grid the scan covers; a partly covered edge widens the std of what
             it informs by the measured rule of
             :mod:`~mmspec_widgets.learn.coverage`, recorded in the history)
-            and ``nan_reason`` (bit flags of :data:`mmspec_widgets.quantify.REASONS`:
+            and ``nan_reason`` (bit flags of :data:`mmspec_widgets.reasons.REASONS`:
             why values are NaN; 0 where none is); attrs ``edges``, ``edge_set``,
             ``model_id``, ``q90`` (90 % interval half-widths in units of std) and
             ``history``.
@@ -1703,8 +1700,6 @@ class MultimodalModel(BaseEstimator):
         per-pixel variables ``{name: (values, attrs)}``: ``used_<edge>``,
         ``edges_used`` and ``nan_reason``.
         """
-        from ..quantify import TM_EDGES, reason_attrs
-
         n = used_mask.shape[0]
         reason = np.zeros(n, np.int32)
         if "quantify_reason" in ds:

@@ -25,11 +25,11 @@ from .fusion import (
     DEFAULT_KINDS,
     TARGETS,
     MultimodalModel,
-    _predict,
-    _task,
     dataset_to_matrix,
     make_estimator,
+    predict_estimator,
     target_matrix,
+    target_task,
 )
 
 __all__ = ["grouped_splits", "load_training_data", "split_dataset", "usable_edges", "tune",
@@ -159,10 +159,10 @@ def tune(ds: xr.Dataset, *, n_trials: int = 20, edges: Sequence[str] | None = No
             pred = np.full(len(y), np.nan)
             for tr, te in splits:
                 tr = tr[np.isfinite(y[tr])]
-                if _task(t) == "classification" and np.unique(y[tr]).size < 2:
+                if target_task(t) == "classification" and np.unique(y[tr]).size < 2:
                     continue
-                est = make_estimator("hgb", _task(t), params, random_state).fit(F[tr], y[tr])
-                pred[te] = _predict(est, F[te], _task(t))
+                est = make_estimator("hgb", target_task(t), params, random_state).fit(F[tr], y[tr])
+                pred[te] = predict_estimator(est, F[te], target_task(t))
             s = _score(t, y, pred)
             if np.isfinite(s):
                 scores.append(s)

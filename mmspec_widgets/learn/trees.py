@@ -554,11 +554,11 @@ def single_threaded():
         _LOCAL.single = before
 
 
-def _threads() -> int:
-    """Threads for prediction: :func:`~mmspec_widgets.background.n_threads`, or 1
+def prediction_threads() -> int:
+    """Threads for prediction: :func:`~mmspec_widgets.kernels.n_threads`, or 1
     inside :func:`single_threaded` or on a dask worker (whose threads already
     share the cores)."""
-    from ..background import n_threads
+    from ..kernels import n_threads
 
     if getattr(_LOCAL, "single", False):
         return 1
@@ -593,7 +593,7 @@ def raw_scores(models: Sequence[CompactBoosting], X: np.ndarray,
         Regression: the predictions; classification: the log-odds of the
         second class.  Identical to each model's own scikit-learn prediction.
     """
-    from ..background import map_row_blocks
+    from ..kernels import map_row_blocks
 
     models = list(models)
     for m in models:
@@ -612,7 +612,7 @@ def raw_scores(models: Sequence[CompactBoosting], X: np.ndarray,
     if stack.roots.size == 0:
         out[:] = stack.baseline
         return out
-    threads = _threads()
+    threads = prediction_threads()
     # one thread: one block (rows grouped and trees specialised once per group)
     block = n if threads == 1 else max(_MIN_GROUP, min(_BLOCK_ROWS, -(-n // threads)))
     map_row_blocks(lambda r0, r1: stack.evaluate(X, r0, r1, out), n, block, threads)

@@ -35,6 +35,9 @@ __all__ = ["OODDetector", "calibrate_scale", "interval_coverage"]
 ONE_SIGMA = 0.6826894921370859
 #: half-width of a 90 % interval of a standard normal, in sigma
 Z90 = 1.6448536269514722
+#: default of ``predict(drop_ood_edges=...)``: an edge this many times beyond
+#: its OOD threshold is ignored for that pixel
+DROP_OOD_EDGES = 10.0
 #: bins of log relative noise in which an :class:`OODDetector` fitted with
 #: noise learns the law of held-out distances
 N_NOISE_BINS = 8

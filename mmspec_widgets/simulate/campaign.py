@@ -208,7 +208,9 @@ def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1)) -> list[StructureSpec
 
 # --------------------------------------------------------------------------
 # planning
-def _edrixs_job(element: str, oxidation: float, env: dict) -> dict:
+def edrixs_job(element: str, oxidation: float, env: dict) -> dict:
+    """The multiplet (edrixs) job of an L2,3 edge: ``element`` at ``oxidation``
+    in the site environment ``env`` (geometry, crystal field)."""
     from . import multiplets as M
 
     ox = int(round(oxidation))
@@ -216,8 +218,8 @@ def _edrixs_job(element: str, oxidation: float, env: dict) -> dict:
     tdq, ds, dt = M.crystal_field(element, ox, env["coordination"], env["mean_bond"], geometry)
     params = {"element": element, "oxidation": ox, "coordination": min(int(env["coordination"]), 6),
               "ten_dq": tdq, "ds": ds, "dt": dt,
-              "model": {"slater_scale": M._SLATER_SCALE, "delta_u_pd": M._DELTA_U_PD,
-                        "u_dd": M._U_DD[element], "de": M._DE},
+              "model": {"slater_scale": M.SLATER_SCALE, "delta_u_pd": M.DELTA_U_PD,
+                        "u_dd": M.U_DD[element], "de": M.DE},
               "engine": M.edrixs_version()}
     if geometry != "octahedral":  # NMC sites (octahedral) keep their keys
         params["geometry"] = geometry
@@ -266,7 +268,7 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
                 inp = feff_input(nmc, site, feff, title=f"{sid}")
                 job = feff_job(inp, edge, feff, structure_id=sid, site=int(site))
             else:
-                job = _edrixs_job(e.element, oxi[site], env)
+                job = edrixs_job(e.element, oxi[site], env)
             rec["key"] = job["key"]
             per_edge.setdefault(edge, []).append(rec)
             jobs.append(job)
@@ -333,7 +335,7 @@ def _edrixs_run(p: dict) -> dict:
 
     n = M.d_count(p["element"], p["oxidation"])
     t0 = time.perf_counter()
-    om, mu = M._l23_cached(p["element"], n, p["ten_dq"], p["ds"], p["dt"])
+    om, mu = M.l23_cached(p["element"], n, p["ten_dq"], p["ds"], p["dt"])
     return {"omega": om, "mu": mu, "wall_s": time.perf_counter() - t0,
             "engine": M.edrixs_version()}
 

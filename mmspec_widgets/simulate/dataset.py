@@ -245,7 +245,8 @@ def assign_split(manifests: list[dict], every: int = 5) -> dict[str, str]:
     return out
 
 
-def _git_revision() -> str:
+def git_revision() -> str:
+    """Commit of the package's git checkout (``"unknown"`` outside one), for provenance."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
                               capture_output=True, text=True, timeout=10).stdout.strip()
@@ -253,7 +254,7 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def _resolve_alignment(store, alignment=None) -> dict:
+def resolve_alignment(store, alignment=None) -> dict:
     """Alignment to use: given, the store's, calibrated on the store's
     reference structure, or the project's default (``data/sim``)."""
     if isinstance(alignment, dict):
@@ -310,7 +311,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     if not isinstance(store, CampaignStore):
         store = CampaignStore(store)
     edges = list(edges or EDGE_ORDER)
-    align = _resolve_alignment(store, alignment)
+    align = resolve_alignment(store, alignment)
     manifests = [m for m in store.structures()
                  if m["structure_id"] != align["reference"] and m.get("order", 0) >= 0]
     if not manifests:
@@ -410,7 +411,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         "store_version": STORE_VERSION,
         "n_structures": n,
         "n_structures_pending": n_pending,
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "history": json.dumps([{"step": "assemble_training_set",
                                 "parameters": {"edges": edges, "min_edges": min_edges}}]),

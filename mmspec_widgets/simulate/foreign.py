@@ -16,7 +16,7 @@ only difference from the NMC spectra is the material:
 * Mn L2,3: edrixs on each Mn site at its formal oxidation state, O
   coordination and mean Mn-O distance
   (:func:`~mmspec_widgets.simulate.labels.site_environment`, the job of
-  :func:`mmspec_widgets.simulate.campaign._edrixs_job`); a fractional state
+  :func:`mmspec_widgets.simulate.campaign.edrixs_job`); a fractional state
   (LiMn2O4) is the two neighbouring integer states in proportion, the way an
   NMC region mixes its Mn3+ and Mn4+ sites; a tetrahedral site takes the
   tetrahedral field (:func:`~mmspec_widgets.simulate.multiplets.crystal_field`);
@@ -97,7 +97,7 @@ def foreign_oxide_jobs(name: str) -> dict[str, list[dict]]:
         ``coordination``, ``mean_bond``, ``geometry``); weights of an edge sum
         to 1.
     """
-    from .campaign import _edrixs_job, feff_job
+    from .campaign import edrixs_job, feff_job
     from .feff import feff_input
     from .labels import site_environment
     from .references import REFERENCE_COMPOUNDS, absorber_sites, build_reference
@@ -119,7 +119,7 @@ def foreign_oxide_jobs(name: str) -> dict[str, list[dict]]:
         env = site_environment(built, g["site"])
         geometry = _geometry(s, g["site"], env)
         for ox, share in _mn_states(c, env):
-            job = _edrixs_job("Mn", ox, {**env, "geometry": geometry})
+            job = edrixs_job("Mn", ox, {**env, "geometry": geometry})
             out["Mn_L23"].append({"site": int(g["site"]), "weight": g["weight"] * share,
                                   "key": job["key"], "oxidation": ox,
                                   "coordination": int(env["coordination"]),
@@ -180,7 +180,7 @@ def foreign_oxide_spectra(names=FOREIGN_OXIDES, store=None, compute: bool = Fals
     """
     from ..paths import data_dir
     from .campaign import STORE_VERSION, CampaignStore, execute_job
-    from .dataset import FWHM, _git_revision, region_spectrum
+    from .dataset import FWHM, git_revision, region_spectrum
     from .feff import feff_version
     from .multiplets import edrixs_version
     from .references import REFERENCE_COMPOUNDS, build_reference
@@ -270,7 +270,7 @@ def foreign_oxide_spectra(names=FOREIGN_OXIDES, store=None, compute: bool = Fals
         "store": str(store.root.name),
         "store_version": STORE_VERSION,
         "compounds": json.dumps(info),
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "history": json.dumps([{"step": "foreign_oxide_spectra",
                                 "parameters": {"names": names, "compute": bool(compute)}}]),

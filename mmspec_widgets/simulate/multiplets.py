@@ -69,10 +69,14 @@ TEN_DQ: dict[tuple[str, int], float] = {
 #: the module docstring) and "tetrahedral".
 GEOMETRIES = ("octahedral", "tetrahedral")
 
-_U_DD = {"Mn": 5.0, "Co": 6.0, "Ni": 6.5}
-_DELTA_U_PD = 1.5  # U_pd - U_dd, eV
-_SLATER_SCALE = 0.8
-_DE = 0.05  # eV, energy step of the computed spectrum
+#: Model parameters of the multiplet calculation (recorded in every job's
+#: parameters): on-site d-d Coulomb energy U_dd (eV) per element, U_pd - U_dd
+#: (eV), the scaling of the atomic Slater integrals, and the energy step (eV)
+#: of the computed spectrum.
+U_DD = {"Mn": 5.0, "Co": 6.0, "Ni": 6.5}
+DELTA_U_PD = 1.5  # U_pd - U_dd, eV
+SLATER_SCALE = 0.8
+DE = 0.05  # eV, energy step of the computed spectrum
 
 
 def edrixs_version() -> str:
@@ -146,18 +150,18 @@ def crystal_field(element: str, oxidation: float, coordination: int = 6,
 
 
 @lru_cache(maxsize=256)
-def _l23_cached(element: str, n: int, ten_dq: float, ds: float, dt: float):
+def l23_cached(element: str, n: int, ten_dq: float, ds: float, dt: float):
     import edrixs
 
     info = edrixs.get_atom_data(element, "3d", n, edge="L23")
-    s = _SLATER_SCALE
+    s = SLATER_SCALE
     si = dict(info["slater_i"])
     sn = dict(info["slater_n"])
     f2_i, f4_i = s * si["F2_11"], s * si["F4_11"]
     f2_n, f4_n = s * sn["F2_11"], s * sn["F4_11"]
     f2_pd, g1, g3 = s * sn["F2_12"], s * sn["G1_12"], s * sn["G3_12"]
-    u_dd = _U_DD[element]
-    u_pd = u_dd + _DELTA_U_PD
+    u_dd = U_DD[element]
+    u_pd = u_dd + DELTA_U_PD
     f0_i = u_dd + edrixs.get_F0("d", f2_i, f4_i)
     f0_n = u_dd + edrixs.get_F0("d", f2_n, f4_n)
     f0_pd = u_pd + edrixs.get_F0("dp", g1, g3)
@@ -175,7 +179,7 @@ def _l23_cached(element: str, n: int, ten_dq: float, ds: float, dt: float):
     eval_i = eval_i + 6.0 * n * u_pd
     e_all = eval_n[:, None] - eval_i[None, :4]
     lo = float(np.min(eval_n) - eval_i[0]) - 5.0
-    om = np.arange(lo, lo + 45.0 + _DE / 2, _DE)
+    om = np.arange(lo, lo + 45.0 + DE / 2, DE)
     # L3 / L2 lifetimes (HWHM, eV): edrixs gives [L2, L3]
     g_l2, g_l3 = info["gamma_c"]
     l3_end = float(np.min(e_all)) + 1.5 * c_soc + 2.0
@@ -216,7 +220,7 @@ def l23_spectrum(element: str, oxidation: int, coordination: int = 6,
     n = d_count(element, int(oxidation))
     tdq, ds, dt = crystal_field(element, oxidation, coordination, mean_bond, geometry)
     t0 = time.perf_counter()
-    om, mu = _l23_cached(element, n, tdq, ds, dt)
+    om, mu = l23_cached(element, n, tdq, ds, dt)
     return {
         "omega": om.copy(),
         "mu": mu.copy(),
@@ -242,7 +246,7 @@ def l23_spectrum_mixed(element: str, oxidation: float, coordination: int = 6,
         return a
     b = l23_spectrum(element, lo + 1, coordination, mean_bond, geometry)
     om = np.arange(min(a["omega"][0], b["omega"][0]),
-                   max(a["omega"][-1], b["omega"][-1]) + _DE / 2, _DE)
+                   max(a["omega"][-1], b["omega"][-1]) + DE / 2, DE)
     mu = (1 - w) * np.interp(om, a["omega"], a["mu"], left=0, right=a["mu"][-1]) \
         + w * np.interp(om, b["omega"], b["mu"], left=0, right=b["mu"][-1])
     return {"omega": om, "mu": mu, "params": {"mix": [a["params"], b["params"]], "w": w},

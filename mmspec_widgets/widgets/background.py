@@ -14,8 +14,8 @@ from bokeh.layouts import column, row
 
 from ..edges import EDGE_ORDER, EDGES, get_edge
 from ..errors import DataError, MMSpecError
-from . import _plots as P
-from ._base import EchoGuard, ModelEcho, WidgetBase
+from . import plots as P
+from .base import EchoGuard, ModelEcho, WidgetBase
 from .explorer import region_spectrum
 
 __all__ = ["BackgroundSubtraction", "MODELS"]

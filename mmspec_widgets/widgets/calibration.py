@@ -15,8 +15,8 @@ from bokeh.palettes import RdBu11
 
 from ..edges import FEATURES
 from ..errors import DataError, MMSpecError
-from . import _plots as P
-from ._base import ModelEcho, WidgetBase
+from . import plots as P
+from .base import ModelEcho, WidgetBase
 
 __all__ = ["Calibration", "suggest_references"]
 

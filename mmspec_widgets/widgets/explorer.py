@@ -11,8 +11,8 @@ import xarray as xr
 from bokeh.layouts import column, row
 
 from ..errors import DataError
-from . import _plots as P
-from ._base import EchoGuard, WidgetBase
+from . import plots as P
+from .base import EchoGuard, WidgetBase
 
 __all__ = ["Explorer", "region_spectrum", "energy_calibration_note"]
 

@@ -16,8 +16,8 @@ from bokeh.palettes import Greens9, RdBu11
 from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
-from . import _plots as P
-from ._base import WidgetBase
+from . import plots as P
+from .base import WidgetBase
 
 __all__ = ["Inference", "TARGET_LABELS"]
 
