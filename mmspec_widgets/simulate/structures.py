@@ -27,6 +27,11 @@ Model (approximations, stated plainly)
   Mn4+ 1.91, Co2+ 2.10, Co3+ 1.92, Co4+ 1.88, Li+ 2.10 A), so that spectra
   respond to oxidation state through geometry. This is a crude stand-in for a
   relaxation, not a substitute.
+* ``phase`` other than ``"layered"`` (Li-rich Mn-rich, rock-salt-like and
+  spinel-like surface phases) is built by :mod:`.phases` on the same parent
+  lattice, with its own charge-balance rule that reaches Mn2+ and Co2+; the
+  fields these phases add are left out of ``to_dict`` at their defaults, so
+  layered specs keep their keys.
 """
 
 from __future__ import annotations
@@ -64,8 +69,10 @@ _A_MN, _C_MN = 2.890, 14.29  # LiMn0.5Ni0.5O2
 _O_Z = 0.258
 
 #: Target TM-O (and Li-O) bond lengths in Angstrom by (element, oxidation).
-#: Mn2+ (MnO, 2.22 A) never occurs in the NMC supercells (Mn stays 3+ or 4+):
-#: it is the crystal-field reference length of Mn2+ sites of other oxides.
+#: Mn2+ (MnO, 2.22 A) never occurs in the layered NMC supercells (Mn stays 3+
+#: or 4+); the reduced surface phases (:mod:`.phases`) reach it, and it is the
+#: crystal-field reference length of Mn2+ sites of other oxides. Tetrahedral
+#: sites (spinel phase) use these minus :data:`TET_SHORTENING`.
 BOND_TARGETS: dict[tuple[str, int], float] = {
     ("Ni", 2): 2.07, ("Ni", 3): 1.96, ("Ni", 4): 1.88,
     ("Mn", 2): 2.22, ("Mn", 3): 2.02, ("Mn", 4): 1.91,
