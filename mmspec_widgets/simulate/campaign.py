@@ -34,9 +34,9 @@ from ..edges import EDGE_ORDER, get_edge
 from ..errors import MMSpecError
 from .feff import FeffParams, FeffRunError, feff_input, feff_version
 from .labels import DEFAULT_RADIUS, region_labels, select_sites, site_environment
-from .structures import COMPOSITIONS, StructureSpec
+from .structures import COMPOSITIONS, PHASES, StructureSpec
 
-__all__ = ["CampaignStore", "make_specs", "plan_structure", "run_campaign", "execute_job",
+__all__ = ["CampaignStore", "make_specs", "make_phase_specs", "plan_structure", "run_campaign", "execute_job",
            "feff_job"]
 
 log = logging.getLogger("mmspec_widgets.simulate")
@@ -151,7 +151,11 @@ _DEFECT_BLOCK = ["none"] * 6 + ["vacancy"] * 6 + ["antisite"] * 5 + ["both"] * 3
 _COMP_BLOCK = ["NMC111", "NMC532", "NMC622", "NMC811", "random"] * 4
 
 
-def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1)) -> list[StructureSpec]:
+#: Kinds per block of 20 of :func:`make_specs` with ``kinds="all"``.
+PHASE_BLOCK = {"layered": 4, "li_rich": 8, "rock_salt": 4, "spinel": 4}
+
+
+def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1), kinds=None) -> list[StructureSpec]:
     """A balanced, interleaved list of ``n`` structure specs.
 
     Specs come in blocks of 20 that each hold every composition (NMC111, 532,
@@ -166,10 +170,20 @@ def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1)) -> list[StructureSpec
     seed : int
         Master seed; spec ``i`` gets seed ``seed * 100003 + i``.
     supercell : tuple of int
-        Supercell of every spec.
+        Supercell of every spec (Li2MnO3-like honeycomb specs round the
+        in-plane repetitions up to multiples of 3: (4, 4, 1) -> (6, 6, 1)).
+    kinds : None, "all", sequence of str or dict, optional
+        None: layered NMC only, the list above (unchanged: the shipped
+        campaign). Otherwise the structure kinds (``"layered"``, ``"li_rich"``,
+        ``"rock_salt"``, ``"spinel"``; :mod:`.phases`) drawn in blocks of 20:
+        a dict gives the count of each kind per block (summing to 20), a
+        sequence equal shares, ``"all"`` :data:`PHASE_BLOCK`; see
+        :func:`make_phase_specs`.
     """
     if n < 1:
         raise MMSpecError(f"n={n!r}: expected at least one structure")
+    if kinds is not None:
+        return make_phase_specs(n, seed, supercell, kinds)
     specs = []
     for b in range((n + 19) // 20):
         rng = np.random.default_rng([seed, b])
@@ -203,6 +217,114 @@ def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1)) -> list[StructureSpec
                 seed=int(seed * 100003 + i),
                 name=cname,
             ))
+    return specs
+
+
+def _phase_block(kinds) -> list[str]:
+    if isinstance(kinds, str):
+        if kinds != "all":
+            raise MMSpecError(f"kinds={kinds!r}: expected 'all', a sequence or a dict")
+        kinds = PHASE_BLOCK
+    if not isinstance(kinds, dict):
+        kinds = list(kinds)
+        if not kinds:
+            raise MMSpecError("kinds: expected at least one kind")
+        kinds = {k: 20 // len(kinds) + (j < 20 % len(kinds)) for j, k in enumerate(kinds)}
+    bad = [k for k in kinds if k not in PHASES]
+    if bad or sum(kinds.values()) != 20 or min(kinds.values()) < 0:
+        raise MMSpecError(f"kinds={kinds!r}: expected counts of {', '.join(PHASES)} "
+                          "summing to 20")
+    return [k for k, m in kinds.items() for _ in range(int(m))]
+
+
+def make_phase_specs(n: int, seed: int = 0, supercell=(4, 4, 1),
+                     kinds="all") -> list[StructureSpec]:
+    """``n`` specs of layered, Li-rich and reduced surface phases, in blocks of 20.
+
+    Each block holds the kinds in fixed counts (``kinds``, see
+    :func:`make_specs`) in random order, each kind with Li contents
+    stratified over its range, so any prefix is close to balanced. Per kind:
+
+    * ``layered``: as :func:`make_specs` (NMC111/532/622/811/random, 0 - 3 O
+      vacancies, 0 - 2 antisites, x = 0.3 - 1);
+    * ``li_rich``: Mn 0.6 - 0.8 of the TMs (Ni:Co 0.3 - 0.7 of the rest),
+      Li excess 0.1 - 0.2 of the TM sites (up to Li1.2 M0.8 O2), half of them
+      with Li2MnO3-like honeycomb order, Li-layer x = 0.3 - 1, an O vacancy in
+      a quarter of them;
+    * ``rock_salt``: NMC111/532/622/811 or Mn-rich (Mn 0.6 - 0.8), cation
+      mixing 0.1 - 0.5, TMs on 30 - 80 % of the Li-layer sites, 0 - 3 O
+      vacancies, x = 0.5 - 1;
+    * ``spinel``: the same compositions, 10 - 30 % of the TMs migrated into
+      the Li slab (0 - 100 % of them tetrahedral), TMs added on 0 - 25 % of
+      the Li-layer sites, 0 - 2 O vacancies, x = 0.3 - 0.7.
+
+    Spec ``i`` gets seed ``seed * 100003 + i``; the draws use their own random
+    stream, so these lists never repeat :func:`make_specs`' layered ones.
+    """
+    if n < 1:
+        raise MMSpecError(f"n={n!r}: expected at least one structure")
+    block = _phase_block(kinds)
+    sc = tuple(int(s) for s in supercell)
+    sc3 = (-(-sc[0] // 3) * 3, -(-sc[1] // 3) * 3, sc[2])
+    comp_names = ["NMC111", "NMC532", "NMC622", "NMC811", "mn_rich"]
+    specs = []
+    for b in range((n + 19) // 20):
+        rng = np.random.default_rng([seed, b, 14])
+        order = rng.permutation(block)
+        strata = {k: list(rng.permutation(block.count(k))) for k in sorted(set(block))}
+        for j in range(20):
+            i = 20 * b + j
+            if i >= n:
+                break
+            kind = str(order[j])
+            k = int(strata[kind].pop())
+            u = (k + rng.random()) / block.count(kind)  # stratified in [0, 1)
+
+            def mn_rich(rng=rng):
+                m = rng.uniform(0.6, 0.8)
+                w = rng.uniform(0.3, 0.7)
+                return (1 - m) * w, m, (1 - m) * (1 - w)
+
+            common = {"seed": int(seed * 100003 + i), "supercell": sc}
+            if kind == "layered":
+                cname = comp_names[int(rng.integers(4))] if rng.random() < 0.8 else "random"
+                if cname == "random":
+                    ni = rng.uniform(0.33, 0.9)
+                    w = rng.uniform(0.15, 0.85)
+                    comp = (ni, (1 - ni) * w, (1 - ni) * (1 - w))
+                else:
+                    comp = COMPOSITIONS[cname]
+                d = str(rng.choice(_DEFECT_BLOCK))
+                kw = {"li": 1.0 if u > 0.9 else 0.3 + 0.7 * u / 0.9,
+                      "n_o_vacancy": int(rng.integers(1, 4)) if d in ("vacancy", "both") else 0,
+                      "n_antisite": int(rng.integers(1, 3)) if d in ("antisite", "both") else 0,
+                      "ordering": "clustered" if rng.random() < 0.25 else "random"}
+            elif kind == "li_rich":
+                cname, comp = "mn_rich", mn_rich()
+                honey = bool(rng.random() < 0.5)
+                kw = {"li": 1.0 if u > 0.85 else 0.3 + 0.7 * u / 0.85,
+                      "li_excess": float(round(rng.uniform(0.1, 0.2), 3)),
+                      "honeycomb": honey,
+                      "n_o_vacancy": int(rng.random() < 0.25)}
+                if honey:
+                    common["supercell"] = sc3
+            else:
+                cname = comp_names[int(rng.integers(5))]
+                comp = mn_rich() if cname == "mn_rich" else COMPOSITIONS[cname]
+                if kind == "rock_salt":
+                    kw = {"li": 0.5 + 0.5 * u, "mixing": rng.uniform(0.1, 0.5),
+                          "tm_in_li": rng.uniform(0.3, 0.8),
+                          "n_o_vacancy": int(rng.integers(0, 4))}
+                else:
+                    kw = {"li": 0.3 + 0.4 * u, "mixing": rng.uniform(0.1, 0.3),
+                          "tetrahedral": rng.uniform(0.0, 1.0),
+                          "tm_in_li": rng.uniform(0.0, 0.25),
+                          "n_o_vacancy": int(rng.integers(0, 3))}
+            kw = {k_: (float(round(v, 3)) if isinstance(v, float) else v)
+                  for k_, v in kw.items()}
+            specs.append(StructureSpec(
+                composition=tuple(float(round(c, 4)) for c in comp),
+                phase=kind, name=f"{kind}:{cname}", **common, **kw))
     return specs
 
 
@@ -277,6 +399,7 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
         "order": order,
         "spec": spec.to_dict(),
         "defect": spec.defect,
+        "phase": spec.phase,
         "labels": labels,
         "radius": radius,
         "centre": nmc.centre.tolist(),

@@ -67,7 +67,11 @@ def site_environment(nmc, site: int, cutoff: float = 2.5) -> dict:
     s = nmc.structure
     nbs = [n for n in s.get_neighbors(s[site], cutoff) if n.specie.symbol == "O"]
     d = [float(n.nn_distance) for n in nbs]
-    return {"coordination": len(nbs), "mean_bond": float(np.mean(d)) if d else float("nan")}
+    out = {"coordination": len(nbs), "mean_bond": float(np.mean(d)) if d else float("nan")}
+    layer = s.site_properties.get("layer")
+    if layer is not None and layer[site] == "tet" and len(nbs) == 4:
+        out["geometry"] = "tetrahedral"  # a TM on a tetrahedral site (spinel phase)
+    return out
 
 
 def _count_within(points: np.ndarray, centre: np.ndarray, lattice, radius: float) -> int:

@@ -24,7 +24,8 @@ Model
   the octahedron) uses a square-pyramidal C4v field (Ds = 0.12 10Dq,
   Dt = 0.04 10Dq), 4-fold doubles these (an octahedron missing two O, what
   the NMC supercells hold). A true tetrahedron (``geometry="tetrahedral"``,
-  e.g. the Mn2+ of spinel Mn3O4; never in the NMC set) takes the point-charge
+  e.g. the Mn2+ of spinel Mn3O4, the TM2+ of the spinel-like surface phase of
+  ``simulate.phases``; never in the layered NMC set) takes the point-charge
   relation 10Dq_tet = -4/9 10Dq_oct, with the same bond-length scaling.
 * Core-hole lifetime (Lorentzian half widths, from edrixs' tables): applied
   here; instrument (Gaussian) broadening is applied when the data set is
@@ -62,8 +63,10 @@ TEN_DQ: dict[tuple[str, int], float] = {
     ("Co", 2): 1.0, ("Co", 3): 2.1, ("Co", 4): 2.4,
     ("Mn", 2): 0.8, ("Mn", 3): 1.8, ("Mn", 4): 2.4,
 }
-# Mn2+ (MnO-type multiplet fits: 0.7 - 0.9 eV) is not reached by the NMC
-# supercells; it serves other Mn oxides (simulate.foreign).
+# Mn2+ (MnO-type multiplet fits: 0.7 - 0.9 eV) is not reached by the layered
+# NMC supercells; it serves the reduced surface phases (simulate.phases) and
+# other Mn oxides (simulate.foreign). Every (element, state) the phases reach
+# (Mn2+-4+, Co2+-4+, Ni2+-4+; 6-, 5-, 4-fold and tetrahedral) has an entry.
 
 #: Crystal-field geometries: "octahedral" (6-, 5- and 4-fold by O count, see
 #: the module docstring) and "tetrahedral".

@@ -27,6 +27,11 @@ Model (approximations, stated plainly)
   Mn4+ 1.91, Co2+ 2.10, Co3+ 1.92, Co4+ 1.88, Li+ 2.10 A), so that spectra
   respond to oxidation state through geometry. This is a crude stand-in for a
   relaxation, not a substitute.
+* ``phase`` other than ``"layered"`` (Li-rich Mn-rich, rock-salt-like and
+  spinel-like surface phases) is built by :mod:`.phases` on the same parent
+  lattice, with its own charge-balance rule that reaches Mn2+ and Co2+; the
+  fields these phases add are left out of ``to_dict`` at their defaults, so
+  layered specs keep their keys.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ..errors import MMSpecError
 
 __all__ = [
     "COMPOSITIONS",
+    "PHASES",
     "StructureSpec",
     "NMCStructure",
     "lattice_parameters",
@@ -63,8 +69,10 @@ _A_MN, _C_MN = 2.890, 14.29  # LiMn0.5Ni0.5O2
 _O_Z = 0.258
 
 #: Target TM-O (and Li-O) bond lengths in Angstrom by (element, oxidation).
-#: Mn2+ (MnO, 2.22 A) never occurs in the NMC supercells (Mn stays 3+ or 4+):
-#: it is the crystal-field reference length of Mn2+ sites of other oxides.
+#: Mn2+ (MnO, 2.22 A) never occurs in the layered NMC supercells (Mn stays 3+
+#: or 4+); the reduced surface phases (:mod:`.phases`) reach it, and it is the
+#: crystal-field reference length of Mn2+ sites of other oxides. Tetrahedral
+#: sites (spinel phase) use these minus :data:`TET_SHORTENING`.
 BOND_TARGETS: dict[tuple[str, int], float] = {
     ("Ni", 2): 2.07, ("Ni", 3): 1.96, ("Ni", 4): 1.88,
     ("Mn", 2): 2.22, ("Mn", 3): 2.02, ("Mn", 4): 1.91,
@@ -73,6 +81,14 @@ BOND_TARGETS: dict[tuple[str, int], float] = {
 }
 
 _OXI_RANGE = {"Ni": (2, 4), "Co": (2, 4), "Mn": (3, 4)}
+
+#: Structure types of :class:`StructureSpec` (see :mod:`.phases`).
+PHASES = ("layered", "li_rich", "rock_salt", "spinel")
+
+#: Tetrahedral M-O bonds are shorter than octahedral ones by about the
+#: difference of Shannon's IV- and VI-coordinate radii (Mn2+ 0.17, Co2+ 0.17,
+#: Zn2+ 0.14 A).
+TET_SHORTENING = 0.16
 
 
 def lattice_parameters(ni: float, mn: float, co: float, li: float = 1.0) -> tuple[float, float]:
@@ -157,6 +173,11 @@ class StructureSpec:
     seed: int = 0
     relax: bool = True
     name: str = ""
+    phase: str = "layered"
+    honeycomb: bool = False
+    mixing: float = 0.0
+    tm_in_li: float = 0.0
+    tetrahedral: float = 0.0
 
     def __post_init__(self):
         comp = tuple(float(c) for c in self.composition)
@@ -180,6 +201,24 @@ class StructureSpec:
         if len(sc) != 3 or min(sc) < 1:
             raise MMSpecError(f"StructureSpec.supercell={self.supercell!r}: expected 3 ints >= 1")
         object.__setattr__(self, "supercell", sc)
+        if self.phase not in PHASES:
+            raise MMSpecError(
+                f"StructureSpec.phase={self.phase!r}: expected one of {', '.join(PHASES)}")
+        if self.phase == "layered" and (self.honeycomb or self.mixing or self.tm_in_li
+                                        or self.tetrahedral):
+            raise MMSpecError("StructureSpec: honeycomb, mixing, tm_in_li and tetrahedral "
+                              "need phase 'li_rich', 'rock_salt' or 'spinel'")
+        if self.honeycomb and (self.phase != "li_rich" or sc[0] % 3 or sc[1] % 3
+                               or self.li_excess <= 0):
+            raise MMSpecError(
+                "StructureSpec.honeycomb: needs phase 'li_rich', li_excess > 0 and an "
+                f"in-plane supercell of multiples of 3 (sqrt3 x sqrt3 order), got {sc}")
+        for name, hi in (("mixing", 0.5), ("tm_in_li", 0.8), ("tetrahedral", 1.0)):
+            if not 0.0 <= float(getattr(self, name)) <= hi:
+                raise MMSpecError(f"StructureSpec.{name}={getattr(self, name)!r}: "
+                                  f"expected 0 - {hi}")
+        if self.tetrahedral and self.phase != "spinel":
+            raise MMSpecError("StructureSpec.tetrahedral: only for phase 'spinel'")
 
     @property
     def defect(self) -> str:
@@ -197,6 +236,11 @@ class StructureSpec:
         d = asdict(self)
         d["composition"] = list(self.composition)
         d["supercell"] = list(self.supercell)
+        # fields added with the surface / Li-rich phases are left out at their
+        # defaults, so the keys (structure ids) of layered specs never change
+        for k, v in _PHASE_DEFAULTS.items():
+            if d[k] == v:
+                del d[k]
         return d
 
     @classmethod
@@ -215,7 +259,16 @@ class StructureSpec:
 
     def build(self) -> NMCStructure:
         """Build the structure (deterministic for a given spec)."""
-        return _build(self)
+        if self.phase == "layered":
+            return _build(self)
+        from .phases import build_phase
+
+        return build_phase(self)
+
+
+#: Defaults of the fields of the non-layered phases (left out of ``to_dict``).
+_PHASE_DEFAULTS = {"phase": "layered", "honeycomb": False, "mixing": 0.0, "tm_in_li": 0.0,
+                   "tetrahedral": 0.0}
 
 
 @dataclass
@@ -475,6 +528,9 @@ def _relax_oxygen(s, n_iter: int = 40, step: float = 0.3, cutoff: float = 2.5) -
     oj = np.array([p[1] for p in pairs])
     img = np.array([p[2] for p in pairs], dtype=float)
     target = np.array([target_bond_length(syms[i], oxi[i]) for i in ci])
+    layer = s.site_properties.get("layer")
+    if layer is not None and "tet" in layer:  # TMs on tetrahedral sites (spinel phase)
+        target = target - TET_SHORTENING * np.array([layer[i] == "tet" for i in ci])
     weight = np.array([0.3 if syms[i] == "Li" else 1.0 for i in ci])
     m = s.lattice.matrix
     frac = np.array(s.frac_coords)
