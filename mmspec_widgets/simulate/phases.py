@@ -2,7 +2,7 @@
 
 :meth:`StructureSpec.build` calls :func:`build_phase` for ``phase`` other than
 ``"layered"``. Every phase starts from the same R-3m supercell as the layered
-structures (:func:`~.structures._parent`, same lattice parameters) and is
+structures (:func:`~.lattice.parent_structure`, same lattice parameters) and is
 reproducible from ``spec.seed``.
 
 * ``"li_rich"``: Li1+y M1-y O2, y = ``li_excess`` (up to 0.2, Li1.2): y of the
@@ -50,14 +50,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MMSpecError
-from .structures import (
+from .lattice import (
     NMCStructure,
-    StructureSpec,
-    _parent,
-    _pbc_dist,
-    _relax_oxygen,
-    _whole_sites,
     lattice_parameters,
+    parent_structure,
+    pbc_dist,
+    relax_oxygen,
+    whole_sites,
 )
 
 __all__ = ["build_phase", "honeycomb_colour", "REDUCTION_ORDER"]
@@ -87,16 +86,16 @@ def honeycomb_colour(frac: np.ndarray, supercell) -> tuple[np.ndarray, np.ndarra
 
 def _in_plane_neighbours(frac, idx, site, lat, a):
     """Sites of ``idx`` in the same layer as ``site`` at about ``a`` (in-plane)."""
-    d = _pbc_dist(frac[idx], frac[site], lat)
+    d = pbc_dist(frac[idx], frac[site], lat)
     return [int(k) for k, dk in zip(idx, d, strict=True) if 0.5 * a < dk < 1.2 * a]
 
 
-def build_phase(spec: StructureSpec) -> NMCStructure:
+def build_phase(spec) -> NMCStructure:
     """Build a ``li_rich``, ``rock_salt`` or ``spinel`` structure (see module doc)."""
     rng = np.random.default_rng(spec.seed)
     ni, mn, co = spec.composition
     a, c = lattice_parameters(ni, mn, co, spec.li)
-    s = _parent(a, c)
+    s = parent_structure(a, c)
     s.make_supercell(list(spec.supercell))
     lat = s.lattice
     frac = np.array(s.frac_coords)
@@ -111,7 +110,7 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
 
     centre_site = int(rng.choice(tm_idx))
     centre_frac = frac[centre_site].copy()
-    d_centre = _pbc_dist(frac, centre_frac, lat)
+    d_centre = pbc_dist(frac, centre_frac, lat)
 
     # -- TM layer: Li excess and composition --------------------------------
     n_ex = int(round(spec.li_excess * n_tm))
@@ -131,17 +130,17 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
                             key=lambda k: d_centre[k]):
                 if k not in fixed_mn:
                     fixed_mn.append(k)
-        n_ni, n_mn, n_co = _whole_sites((ni, mn, co), n_tm - n_ex)
+        n_ni, n_mn, n_co = whole_sites((ni, mn, co), n_tm - n_ex)
         if len(fixed_mn) > n_mn:
             raise MMSpecError(
                 f"spec {spec.key}: honeycomb order of {n_ex} Li needs {len(fixed_mn)} Mn, "
                 f"the composition gives {n_mn}")
     elif n_ex:
         li_sites = rng.choice(tm_idx, size=n_ex, replace=False)
-        n_ni, n_mn, n_co = _whole_sites((ni, mn, co), n_tm - n_ex)
+        n_ni, n_mn, n_co = whole_sites((ni, mn, co), n_tm - n_ex)
     else:
         li_sites = np.array([], dtype=int)
-        n_ni, n_mn, n_co = _whole_sites((ni, mn, co), n_tm)
+        n_ni, n_mn, n_co = whole_sites((ni, mn, co), n_tm)
     for i in li_sites:
         sym[i] = "Li"
     for k in fixed_mn:
@@ -154,7 +153,7 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
     else:  # clustered: Mn then Co nearest a random point
         p = rng.random(3)
         p[2] = frac[tm_idx[0], 2]
-        d = _pbc_dist(frac[free], p, lat) + rng.normal(0, 0.3, free.size)
+        d = pbc_dist(frac[free], p, lat) + rng.normal(0, 0.3, free.size)
         order = free[np.argsort(d)]
     for i, e in zip(order, labels, strict=True):
         sym[i] = e
@@ -185,7 +184,7 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
                                              used):
                 tm_vac.append(t)
                 continue
-            dl = _pbc_dist(frac[li_idx], frac[t], lat) + rng.random(li_idx.size) * 0.1
+            dl = pbc_dist(frac[li_idx], frac[t], lat) + rng.random(li_idx.size) * 0.1
             cands = [int(li_idx[j]) for j in np.argsort(dl) if int(li_idx[j]) not in used]
             if spec.phase == "rock_salt":  # exchange with the nearest Li
                 j = next((k for k in cands if k not in empty and sym[k] == "Li"), None)
@@ -216,7 +215,7 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
         vac = list(rng.permutation(vac)) if vac else []
         occ = list(rng.permutation(occ)) if occ else []
         sites = (vac + occ)[:n_extra]
-        counts = _whole_sites((ni, mn, co), len(sites))
+        counts = whole_sites((ni, mn, co), len(sites))
         els = rng.permutation(["Ni"] * counts[0] + ["Mn"] * counts[1] + ["Co"] * counts[2])
         for i, e in zip(sites, els, strict=True):
             empty.discard(int(i))
@@ -228,9 +227,9 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
         tet = [i for i in range(len(sym)) if layer[i] == "tet"]
         bonded = set()
         for i in tet:
-            dd = _pbc_dist(pos[o_idx], pos[i], lat)
+            dd = pbc_dist(pos[o_idx], pos[i], lat)
             bonded |= {int(k) for k in o_idx[dd < 2.4]}
-        do = _pbc_dist(frac[o_idx], centre_frac, lat) + rng.random(o_idx.size) * 0.1
+        do = pbc_dist(frac[o_idx], centre_frac, lat) + rng.random(o_idx.size) * 0.1
         vac = [int(k) for k in o_idx[np.argsort(do)] if int(k) not in bonded][
             : spec.n_o_vacancy]
         vacancies = [frac[i] @ lat.matrix for i in vac]
@@ -248,7 +247,7 @@ def build_phase(spec: StructureSpec) -> NMCStructure:
     old_to_new = {int(o): n for n, o in enumerate(keep)}
     antisites = [(old_to_new[x], old_to_new[y]) for x, y in antisites]
     if spec.relax:
-        _relax_oxygen(new)
+        relax_oxygen(new)
     li_vac = [frac[i] @ lat.matrix for i in sorted(empty) if layer[i] == "Li"]
     return NMCStructure(
         structure=new,
@@ -271,7 +270,7 @@ def _to_tetrahedral(t, pos, sym, layer, li_idx, o_idx, empty, lat, used) -> bool
     other tetrahedral TMs); empty the Li-layer octahedra sharing its other
     faces. Returns False when no such site is free."""
     m = lat.matrix
-    d = _pbc_dist(pos[o_idx], pos[t], lat)
+    d = pbc_dist(pos[o_idx], pos[t], lat)
     octa = o_idx[np.argsort(d)[:6]]
     for side in (1, -1):
         dz = [((pos[k] - pos[t]) - np.round(pos[k] - pos[t])) @ m for k in octa]
@@ -281,7 +280,7 @@ def _to_tetrahedral(t, pos, sym, layer, li_idx, o_idx, empty, lat, used) -> bool
         fc = np.mean([pos[t] + ((pos[k] - pos[t]) - np.round(pos[k] - pos[t])) for k in face],
                      axis=0)
         # apex: the O of the next O layer straight across the face
-        da = _pbc_dist(pos[o_idx], fc, lat)
+        da = pbc_dist(pos[o_idx], fc, lat)
         apex = [int(o_idx[j]) for j in np.argsort(da)[:8] if int(o_idx[j]) not in face]
         apex = [k for k in apex
                 if side * (((pos[k] - fc) - np.round(pos[k] - fc)) @ m)[2] > 0.5]
@@ -290,7 +289,7 @@ def _to_tetrahedral(t, pos, sym, layer, li_idx, o_idx, empty, lat, used) -> bool
         ap = fc + ((pos[apex[0]] - fc) - np.round(pos[apex[0]] - fc))
         site = (3 * fc + ap) / 4.0  # centroid of the O4 tetrahedron
         # cations too close to the new site: only Li-layer octahedra may be emptied
-        dc = _pbc_dist(pos, site, lat)
+        dc = pbc_dist(pos, site, lat)
         clash = [i for i in np.flatnonzero(dc < 2.3) if i != t and layer[i] != "O"
                  and int(i) not in empty]
         if any(layer[i] != "Li" or int(i) in used or sym[i] != "Li" for i in clash):
@@ -315,12 +314,12 @@ def _charge_balance(spec, sym, layer, keep, pos, lat, vacancies, centre_frac, rn
                 else np.zeros((0, 3)))
     tms = [int(i) for i in keep if sym[i] in ("Ni", "Mn", "Co")]
     jitter = {i: rng.random() * 1e-3 for i in tms}
-    dcen = {i: float(_pbc_dist(pos[i][None], centre_frac, lat)[0]) for i in tms}
+    dcen = {i: float(pbc_dist(pos[i][None], centre_frac, lat)[0]) for i in tms}
 
     def dvac(i):
         if vac_frac.size == 0:
             return np.inf
-        return float(np.min(_pbc_dist(vac_frac, pos[i], lat)))
+        return float(np.min(pbc_dist(vac_frac, pos[i], lat)))
 
     for i in tms:  # TMs on tetrahedral sites are 2+
         if layer[i] == "tet":
