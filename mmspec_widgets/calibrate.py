@@ -576,8 +576,8 @@ MIN_LOCATION_STD = 0.02
 
 def calibration_uncertainty(groups, calibration: Mapping, references, *,
                             search: float = 20.0,
-                            window: Mapping[str, tuple[float, float]] | None = None,
-                            n_draws: int = 4000) -> dict | None:
+                            window: Mapping[str, tuple[float, float]] | None = None
+                            ) -> dict | None:
     """How well the reference features are located, and what it does to the axis.
 
     The usable pixels are split into ``len(groups)`` disjoint random groups;
@@ -596,8 +596,6 @@ def calibration_uncertainty(groups, calibration: Mapping, references, *,
         :func:`fit_calibration`'s result on the whole sum.
     references, search, window
         As for :func:`fit_calibration`.
-    n_draws : int
-        Monte Carlo draws for the covariance.
 
     Returns
     -------
@@ -622,14 +620,19 @@ def calibration_uncertainty(groups, calibration: Mapping, references, *,
     sd = np.maximum(locs.std(axis=0, ddof=1) / np.sqrt(len(locs)), MIN_LOCATION_STD)
     measured = np.array([calibration["references"][n]["measured_eV"] for n in names])
     targets = np.array([refs[n] for n in names])
-    rng = np.random.default_rng(0)
-    draws = measured + rng.normal(0.0, 1.0, (int(n_draws), len(names))) * sd
     if len(names) == 1:
-        off = targets[0] - draws[:, 0]
-        cov = np.array([[float(np.var(off)), 0.0], [0.0, 0.0]])
+        cov = np.array([[float(sd[0] ** 2), 0.0], [0.0, 0.0]])
     else:
-        fits = np.array([np.polyfit(d, targets, 1) for d in draws])  # (scale, offset)
-        cov = np.cov(np.stack([fits[:, 1], fits[:, 0]]))
+        # first-order propagation: the (offset, scale) fit's derivatives with
+        # respect to each measured position, by central differences
+        def fit(m):
+            scale, offset = np.polyfit(m, targets, 1)
+            return np.array([offset, scale])
+
+        h = 1e-3
+        J = np.stack([(fit(measured + h * e) - fit(measured - h * e)) / (2 * h)
+                      for e in np.eye(len(names))], axis=1)  # (2, n_features)
+        cov = J @ np.diag(sd ** 2) @ J.T
     return {"location_std_eV": {n: float(v) for n, v in zip(names, sd, strict=True)},
             "covariance": [[float(v) for v in row] for row in cov],
             "n_groups": len(locs)}

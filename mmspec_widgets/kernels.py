@@ -507,6 +507,26 @@ def k_align_rows(y, shift, do_align, weights, acc, totals):
 
 
 @_jit
+def k_align_rows_grouped(y, shift, do_align, weights, group, acc, acc_group, totals):
+    """:func:`k_align_rows`, and also ``acc_group[group[row]] += aligned row``
+    where ``group[row] >= 0``: the sums of disjoint pixel groups in the same pass."""
+    m, n = y.shape
+    a = np.empty(n, y.dtype)
+    i0s = np.empty(n, np.int64)
+    ws = np.empty(n)
+    for p in range(m):
+        k_align(y[p], shift[p], do_align, a, i0s, ws)
+        totals[p] = k_total(a, 0, n)
+        if weights[p]:
+            for i in range(n):
+                acc[i] += a[i]
+        g = group[p]
+        if g >= 0:
+            for i in range(n):
+                acc_group[g, i] += a[i]
+
+
+@_jit
 def k_chain_rows(y, shift, do_align, threshold, width,
                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
                  loge, grad, out, totals, replaced, jumps):

@@ -48,6 +48,7 @@ from .kernels import (
     interp_weights,
     jump_std,
     k_align_rows,
+    k_align_rows_grouped,
     k_all_finite,
     k_chain_rows,
     map_row_blocks,
@@ -389,13 +390,8 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                 g = gid[start:start + y.shape[0]]
                 start += y.shape[0]
                 if u.any():
-                    sh = shift[ys, xs].ravel()
-                    _accumulate_aligned(acc, y, sh, plan, u, engine)
-                    for k in range(n_groups):  # each row once: the group's rows only
-                        rows_k = np.flatnonzero(g == k)
-                        if rows_k.size:
-                            _accumulate_aligned(acc_g[k], y[rows_k], sh[rows_k], plan,
-                                                np.ones(rows_k.size, bool), engine)
+                    _accumulate_aligned(acc, y, shift[ys, xs].ravel(), plan, u, engine,
+                                        group=g, acc_group=acc_g)
                 bar.update(1)
 
             def spectrum(a):
@@ -462,17 +458,29 @@ def _aligned_totals(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: s
 
 
 def _accumulate_aligned(acc: np.ndarray, y: np.ndarray, shift: np.ndarray, plan: ChainPlan,
-                        use: np.ndarray, engine: str) -> None:
+                        use: np.ndarray, engine: str, group: np.ndarray | None = None,
+                        acc_group: np.ndarray | None = None) -> None:
     """``acc += aligned row`` for the rows where ``use``, one after the other in
-    the working dtype: the order and precision of ``SI.where(mask).sum()``."""
+    the working dtype: the order and precision of ``SI.where(mask).sum()``;
+    with ``group``, also ``acc_group[group[row]] += aligned row`` where
+    ``group[row] >= 0`` (the pixel groups of the calibration's location errors)."""
     align = plan.zlp_median_eV is not None
+    has_groups = group is not None and acc_group is not None and acc_group.shape[0] > 0
     if engine == "numpy":
-        a = shift_resample(y[use], shift[use]) if align else y[use]
-        for row in a:
+        a = shift_resample(y, shift) if align else y
+        for row in a[np.asarray(use, bool)]:
             acc += row
+        if has_groups:
+            for k in range(acc_group.shape[0]):
+                for row in a[np.asarray(group) == k]:
+                    acc_group[k] += row
         return
     tot = np.empty(y.shape[0])
-    k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
+    if has_groups:
+        k_align_rows_grouped(y, shift, align, np.asarray(use, np.bool_),
+                             np.asarray(group, np.int64), acc, acc_group, tot)
+    else:
+        k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
 
 
 def _despiked_totals(y, shift, plan, engine) -> np.ndarray:
