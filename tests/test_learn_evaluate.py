@@ -181,8 +181,34 @@ def test_edge_and_energy_importance(toy):
         plot_importance(en, "li_content")
 
 
-def test_write_report_from_result(model, toy, tmp_path):
-    res = evaluate_model(model, toy, [("O_K",), ("Ni_K",), ("O_K", "Ni_K")], details=True)
+@pytest.fixture(scope="module")
+def small_result(model, toy):
+    return evaluate_model(model, toy, [("O_K",), ("Ni_K",), ("O_K", "Ni_K")], details=True)
+
+
+def test_bootstrap_scores_equal_the_score_of_each_resample():
+    from mmspec_widgets.learn.evaluate import bootstrap_scores, target_score
+
+    rng = np.random.default_rng(3)
+    n = 40
+    for t in ("li_content", "o_vacancy"):
+        y = rng.normal(size=n) if t == "li_content" else (rng.random(n) > 0.6).astype(float)
+        p = np.round(y + rng.normal(0, 0.7, n), 1)  # ties for the AUC
+        p[[3, 7]] = np.nan
+        idx = rng.integers(0, n, (200, n))
+        idx[0] = 0  # a resample of one sample: no score
+        counts = np.zeros((200, n))
+        np.add.at(counts, (np.repeat(np.arange(200), n), idx.ravel()), 1.0)
+        fast = bootstrap_scores(t, y, p, counts, 5)
+        slow = np.array([np.nan if (v := target_score(t, y[i], p[i], 5)) is None else v
+                         for i in idx])
+        np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
+        assert np.isnan(fast[0])
+        np.testing.assert_allclose(fast, slow, atol=1e-12)
+
+
+def test_write_report_from_result(model, small_result, tmp_path):
+    res = small_result
     md, png = write_report(res, tmp_path, model=model)
     text = md.read_text()
     assert text.count("\n| ") >= 9
@@ -265,8 +291,8 @@ def test_fused_vs_single_paired_bootstrap():
     assert r["n"] == n - 10 and r["verdict"] == "no"
 
 
-def test_report_states_the_bootstrap_verdict(model, toy, tmp_path):
-    res = evaluate_model(model, toy, [("O_K",), ("Ni_K",), ("O_K", "Ni_K")], details=True)
+def test_report_states_the_bootstrap_verdict(model, small_result, tmp_path):
+    res = small_result
     v = res["details"]["fused_vs_single"]["li_content"]
     assert v["single"] in ("O_K", "Ni_K") and v["fused"] == "O_K+Ni_K"
     assert v["verdict"] in ("yes", "no", "tie")
