@@ -17,6 +17,7 @@ from ..errors import MMSpecError
 
 __all__ = ["BOND_TARGETS", "TET_SHORTENING", "NMCStructure", "lattice_parameters",
            "target_bond_length", "pbc_dist", "whole_sites", "parent_structure",
+           "parent_supercell",
            "relax_oxygen", "bond_valence_sums"]
 
 # End members (a, c) in Angstrom.
@@ -162,6 +163,27 @@ def parent_structure(a: float, c: float):
     return Structure.from_spacegroup(
         "R-3m", lat, ["Li", "Ni", "O"], [[0, 0, 0.5], [0, 0, 0], [0, 0, _O_Z]]
     )
+
+
+def parent_supercell(spec):
+    """The R-3m parent cell of ``spec``'s composition and Li content made into
+    its supercell, with each site's species and sublattice.
+
+    Returns
+    -------
+    (structure, a, c, frac, sym, layer)
+        The pymatgen supercell, its lattice parameters (Angstrom), fractional
+        coordinates, species (object array, to be edited by the builder) and
+        sublattice of every site (``"Li"``, ``"TM"`` or ``"O"``).
+    """
+    ni, mn, co = spec.composition
+    a, c = lattice_parameters(ni, mn, co, spec.li)
+    s = parent_structure(a, c)
+    s.make_supercell(list(spec.supercell))
+    frac = np.array(s.frac_coords)
+    sym = np.array([x.specie.symbol for x in s], dtype=object)
+    layer = np.where(sym == "Li", "Li", np.where(sym == "O", "O", "TM")).astype(object)
+    return s, a, c, frac, sym, layer
 
 
 def relax_oxygen(s, n_iter: int = 40, step: float = 0.3, cutoff: float = 2.5) -> float:

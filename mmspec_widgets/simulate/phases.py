@@ -2,7 +2,7 @@
 
 :meth:`StructureSpec.build` calls :func:`build_phase` for ``phase`` other than
 ``"layered"``. Every phase starts from the same R-3m supercell as the layered
-structures (:func:`~.lattice.parent_structure`, same lattice parameters) and is
+structures (:func:`~.lattice.parent_supercell`, same lattice parameters) and is
 reproducible from ``spec.seed``.
 
 * ``"li_rich"``: Li1+y M1-y O2, y = ``li_excess`` (up to 0.2, Li1.2): y of the
@@ -52,8 +52,7 @@ import numpy as np
 from ..errors import MMSpecError
 from .lattice import (
     NMCStructure,
-    lattice_parameters,
-    parent_structure,
+    parent_supercell,
     pbc_dist,
     relax_oxygen,
     whole_sites,
@@ -94,13 +93,8 @@ def build_phase(spec) -> NMCStructure:
     """Build a ``li_rich``, ``rock_salt`` or ``spinel`` structure (see module doc)."""
     rng = np.random.default_rng(spec.seed)
     ni, mn, co = spec.composition
-    a, c = lattice_parameters(ni, mn, co, spec.li)
-    s = parent_structure(a, c)
-    s.make_supercell(list(spec.supercell))
+    s, a, c, frac, sym, layer = parent_supercell(spec)
     lat = s.lattice
-    frac = np.array(s.frac_coords)
-    sym = np.array([x.specie.symbol for x in s], dtype=object)
-    layer = np.where(sym == "Li", "Li", np.where(sym == "O", "O", "TM")).astype(object)
     tm_idx = np.flatnonzero(layer == "TM")
     li_idx = np.flatnonzero(layer == "Li")
     o_idx = np.flatnonzero(layer == "O")

@@ -47,7 +47,7 @@ from .lattice import (
     NMCStructure,
     bond_valence_sums,
     lattice_parameters,
-    parent_structure,
+    parent_supercell,
     pbc_dist,
     relax_oxygen,
     target_bond_length,
@@ -220,13 +220,8 @@ _PHASE_DEFAULTS = {"phase": "layered", "honeycomb": False, "mixing": 0.0, "tm_in
 def _build(spec: StructureSpec) -> NMCStructure:
     rng = np.random.default_rng(spec.seed)
     ni, mn, co = spec.composition
-    a, c = lattice_parameters(ni, mn, co, spec.li)
-    s = parent_structure(a, c)
-    s.make_supercell(list(spec.supercell))
+    s, a, c, frac, sym, layer = parent_supercell(spec)
     lat = s.lattice
-    frac = np.array(s.frac_coords)
-    sym = np.array([x.specie.symbol for x in s], dtype=object)
-    layer = np.where(sym == "Li", "Li", np.where(sym == "O", "O", "TM")).astype(object)
     tm_idx = np.flatnonzero(layer == "TM")
     li_idx = np.flatnonzero(layer == "Li")
     o_idx = np.flatnonzero(layer == "O")
