@@ -494,22 +494,15 @@ def k_powerlaw_f32(y, nr, big, dle, lsc, use_lsc, subtract, out):
 @_jit
 def k_align_rows(y, shift, do_align, weights, acc, totals):
     """Aligned totals per row; acc += aligned row where weights[row]."""
-    m, n = y.shape
-    a = np.empty(n, y.dtype)
-    i0s = np.empty(n, np.int64)
-    ws = np.empty(n)
-    for p in range(m):
-        k_align(y[p], shift[p], do_align, a, i0s, ws)
-        totals[p] = k_total(a, 0, n)
-        if weights[p]:
-            for i in range(n):
-                acc[i] += a[i]
+    k_align_rows_grouped(y, shift, do_align, weights, np.full(y.shape[0], -1, np.int64), acc,
+                         np.zeros((0, y.shape[1]), acc.dtype), totals)
 
 
 @_jit
 def k_align_rows_grouped(y, shift, do_align, weights, group, acc, acc_group, totals):
-    """:func:`k_align_rows`, and also ``acc_group[group[row]] += aligned row``
-    where ``group[row] >= 0``: the sums of disjoint pixel groups in the same pass."""
+    """Aligned totals per row; acc += aligned row where weights[row], and
+    ``acc_group[group[row]] += aligned row`` where ``group[row] >= 0`` (the sums
+    of disjoint pixel groups in the same pass)."""
     m, n = y.shape
     a = np.empty(n, y.dtype)
     i0s = np.empty(n, np.int64)
