@@ -155,6 +155,20 @@ _COMP_BLOCK = ["NMC111", "NMC532", "NMC622", "NMC811", "random"] * 4
 PHASE_BLOCK = {"layered": 4, "li_rich": 8, "rock_salt": 4, "spinel": 4}
 
 
+def _random_composition(rng) -> tuple[float, float, float]:
+    """(Ni, Mn, Co) of a "random" spec: Ni 0.33 - 0.9, the rest split at random."""
+    ni = rng.uniform(0.33, 0.9)
+    w = rng.uniform(0.15, 0.85)
+    return (ni, (1 - ni) * w, (1 - ni) * (1 - w))
+
+
+def _defect_counts(rng, defect: str) -> tuple[int, int]:
+    """(O vacancies, antisites) of a spec of defect class ``defect``."""
+    n_vac = int(rng.integers(1, 4)) if defect in ("vacancy", "both") else 0
+    n_anti = int(rng.integers(1, 3)) if defect in ("antisite", "both") else 0
+    return n_vac, n_anti
+
+
 def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1), kinds=None) -> list[StructureSpec]:
     """A balanced, interleaved list of ``n`` structure specs.
 
@@ -195,17 +209,10 @@ def make_specs(n: int, seed: int = 0, supercell=(4, 4, 1), kinds=None) -> list[S
             if i >= n:
                 break
             cname = str(comps[j])
-            if cname == "random":
-                ni = rng.uniform(0.33, 0.9)
-                w = rng.uniform(0.15, 0.85)
-                comp = (ni, (1 - ni) * w, (1 - ni) * (1 - w))
-            else:
-                comp = COMPOSITIONS[cname]
+            comp = _random_composition(rng) if cname == "random" else COMPOSITIONS[cname]
             k = int(li_bins[j])
             li = 1.0 if k >= 18 else round(0.3 + 0.7 * (k + rng.random()) / 18, 3)
-            d = str(defects[j])
-            n_vac = int(rng.integers(1, 4)) if d in ("vacancy", "both") else 0
-            n_anti = int(rng.integers(1, 3)) if d in ("antisite", "both") else 0
+            n_vac, n_anti = _defect_counts(rng, str(defects[j]))
             specs.append(StructureSpec(
                 composition=tuple(float(round(c, 4)) for c in comp),
                 li=float(li),
@@ -288,16 +295,10 @@ def make_phase_specs(n: int, seed: int = 0, supercell=(4, 4, 1),
             common = {"seed": int(seed * 100003 + i), "supercell": sc}
             if kind == "layered":
                 cname = comp_names[int(rng.integers(4))] if rng.random() < 0.8 else "random"
-                if cname == "random":
-                    ni = rng.uniform(0.33, 0.9)
-                    w = rng.uniform(0.15, 0.85)
-                    comp = (ni, (1 - ni) * w, (1 - ni) * (1 - w))
-                else:
-                    comp = COMPOSITIONS[cname]
-                d = str(rng.choice(_DEFECT_BLOCK))
+                comp = _random_composition(rng) if cname == "random" else COMPOSITIONS[cname]
+                n_vac, n_anti = _defect_counts(rng, str(rng.choice(_DEFECT_BLOCK)))
                 kw = {"li": 1.0 if u > 0.9 else 0.3 + 0.7 * u / 0.9,
-                      "n_o_vacancy": int(rng.integers(1, 4)) if d in ("vacancy", "both") else 0,
-                      "n_antisite": int(rng.integers(1, 3)) if d in ("antisite", "both") else 0,
+                      "n_o_vacancy": n_vac, "n_antisite": n_anti,
                       "ordering": "clustered" if rng.random() < 0.25 else "random"}
             elif kind == "li_rich":
                 cname, comp = "mn_rich", mn_rich()
