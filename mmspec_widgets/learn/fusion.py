@@ -1017,11 +1017,7 @@ class MultimodalModel(BaseEstimator):
         blocks = np.cumsum([0] + [self.grids_[e].size for e in self.edges_])
         augment = self.augment_params()
         for _ in range(int(self.augment_copies)):
-            Xa = X.copy()
-            for j, e in enumerate(self.edges_):
-                sl = slice(blocks[j], blocks[j + 1])
-                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng, **augment)
-            Xs.append(Xa)
+            Xs.append(self._augmented(X, blocks, rng, augment))
             Ys.append(Y)
             Gs.append(groups)
             if Am is not None:  # k-factor and counting errors: multiplicative noise
@@ -1043,11 +1039,7 @@ class MultimodalModel(BaseEstimator):
         Xo, Go = [X], [groups]
         ood_aug = {**augment, "noise": tuple(self.ood_noise or (1e-3, 1e-3))}
         for _ in range(OOD_NOISE_COPIES if self.ood_noise is not None else 0):
-            Xa = X.copy()
-            for j, e in enumerate(self.edges_):
-                sl = slice(blocks[j], blocks[j + 1])
-                Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng, **ood_aug)
-            Xo.append(Xa)
+            Xo.append(self._augmented(X, blocks, rng, ood_aug))
             Go.append(groups)
         Xo = np.concatenate(Xo)
         self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
@@ -1270,6 +1262,15 @@ class MultimodalModel(BaseEstimator):
         with self._threads():
             return self._predict_arrays(np.asarray(X, dtype=float), drop_ood_edges, amounts,
                                         li_amount)
+
+    def _augmented(self, X: np.ndarray, blocks: np.ndarray, rng, params: dict) -> np.ndarray:
+        """A perturbed copy of the joined spectra ``X``, edge block by edge block
+        (:func:`~mmspec_widgets.learn.features.augment_spectra` with ``params``)."""
+        Xa = X.copy()
+        for j, e in enumerate(self.edges_):
+            sl = slice(blocks[j], blocks[j + 1])
+            Xa[:, sl] = augment_spectra(X[:, sl], self.grids_[e], rng=rng, **params)
+        return Xa
 
     def _block_noise(self, X: np.ndarray) -> np.ndarray:
         """Relative noise of each row's spectrum of each OOD edge, (rows, edges)."""
