@@ -49,6 +49,7 @@ from threadpoolctl import threadpool_limits
 
 from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
+from ..kernels import shift_resample
 from ..reasons import DETECTION_Z, reason_attrs
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
@@ -531,27 +532,25 @@ LABEL_STEPS = {"li_content": 0.1, "ni_fraction": 0.05, "mn_fraction": 0.05,
 MIN_VARIED = 0.05
 
 
-def label_varies(target: str, y: np.ndarray) -> bool:
-    """Whether the training labels ``y`` of ``target`` vary enough to learn it
-    (see :data:`LABEL_STEPS`, :data:`MIN_VARIED`)."""
+def unvaried_reason(target: str, y: np.ndarray) -> str | None:
+    """Why the training labels ``y`` of ``target`` do not vary enough to learn it
+    (see :data:`LABEL_STEPS`, :data:`MIN_VARIED`); None when they do."""
     y = np.asarray(y, float)
     y = y[np.isfinite(y)]
     if y.size == 0:
-        return False
+        return "no labelled samples in the training set"
     if target in CLASSIFICATION_TARGETS:
+        pos = int(np.sum(y > 0))
         p = float(np.mean(y > 0))
-        return min(p, 1 - p) >= MIN_VARIED
-    return float(np.mean(np.abs(y - np.median(y)) >= LABEL_STEPS.get(target, 0.0))) >= MIN_VARIED
-
-
-def _unvaried_reason(target: str, y: np.ndarray) -> str:
-    y = np.asarray(y, float)
-    y = y[np.isfinite(y)]
-    if target in CLASSIFICATION_TARGETS:
-        return (f"the training set does not vary it: {int(np.sum(y > 0))} of {y.size} "
-                "labelled samples positive")
+        if min(p, 1 - p) >= MIN_VARIED:
+            return None
+        return (f"the training set does not vary it: {pos} of {y.size} labelled samples "
+                "positive")
     step = LABEL_STEPS.get(target, 0.0)
-    off = int(np.sum(np.abs(y - np.median(y)) >= step))
+    far = np.abs(y - np.median(y)) >= step
+    if float(np.mean(far)) >= MIN_VARIED:
+        return None
+    off = int(far.sum())
     return (f"the training set does not vary it: {off} of {y.size} labelled samples differ "
             f"from {np.median(y):g} by {step:g} or more")
 
@@ -1037,10 +1036,11 @@ class MultimodalModel(BaseEstimator):
         # each spectrum's noise, from held-out clean and noisy copies
         self.ood_featurizer_ = FusedFeaturizer(self.edges_, ("cdf",), {"n_points": 24}).fit(X)
         Xo, Go = [X], [groups]
-        ood_aug = {**augment, "noise": tuple(self.ood_noise or (1e-3, 1e-3))}
-        for _ in range(OOD_NOISE_COPIES if self.ood_noise is not None else 0):
-            Xo.append(self._augmented(X, blocks, rng, ood_aug))
-            Go.append(groups)
+        if self.ood_noise is not None:
+            for _ in range(OOD_NOISE_COPIES):
+                Xo.append(self._augmented(X, blocks, rng,
+                                          {**augment, "noise": tuple(self.ood_noise)}))
+                Go.append(groups)
         Xo = np.concatenate(Xo)
         self.ood_ = OODDetector(quantile=self.ood_quantile).fit(
             self.ood_featurizer_.transform(Xo), self.ood_featurizer_.feature_edges_,
@@ -1093,8 +1093,8 @@ class MultimodalModel(BaseEstimator):
             why = None
             if n_labelled < 2 * int(self.n_folds):
                 why = f"{n_labelled} labelled samples in the training set"
-            elif not label_varies(t, Y[:, k_t]):
-                why = _unvaried_reason(t, Y[:, k_t])
+            else:
+                why = unvaried_reason(t, Y[:, k_t])
             if why is not None:
                 # too few labelled samples (e.g. no Mn anywhere), or a label the set
                 # does not vary (e.g. Mn4+ in nearly every region): a model could only
@@ -1274,15 +1274,8 @@ class MultimodalModel(BaseEstimator):
 
     def _block_noise(self, X: np.ndarray) -> np.ndarray:
         """Relative noise of each row's spectrum of each OOD edge, (rows, edges)."""
-        start, where = 0, {}
-        for e in self.edges_:
-            n = self.grids_[e].size if hasattr(self, "grids_") else edge_grid(e).size
-            where[e] = slice(start, start + n)
-            start += n
-        out = np.full((X.shape[0], len(self.ood_edges)), np.nan)
-        for j, e in enumerate(self.ood_edges):
-            out[:, j] = relative_noise(X[:, where[e]])
-        return out
+        blocks = self.featurizer_.blocks_
+        return np.stack([relative_noise(X[:, blocks[e]]) for e in self.ood_edges], axis=1)
 
     def _row_noise(self, X: np.ndarray, F: np.ndarray) -> np.ndarray:
         """:meth:`_block_noise`, read from the featurizer's own ``<edge>_log_noise``
@@ -1669,23 +1662,14 @@ class MultimodalModel(BaseEstimator):
                     else 0.0
                 out[f"{t}_std"] = np.sqrt(out[f"{t}_std"] ** 2 + rms ** 2)
             return
-        starts = np.cumsum([0] + [edge_grid(e).size for e in self.edges_])
         extra = {t: np.zeros(X.shape[0]) for t in self.targets_}
         for d in shifts:
             Xs = X.copy()
-            for j, e in enumerate(self.edges_):
-                if e not in d:
-                    continue
-                # the spectra as read with the axis off by d (linear interpolation on
-                # the uniform grid, ends held)
-                g = edge_grid(e)
-                pos = np.arange(g.size) + d[e] / float(g[1] - g[0])
-                i0 = np.clip(np.floor(pos).astype(int), 0, g.size - 1)
-                i1 = np.clip(i0 + 1, 0, g.size - 1)
-                w = np.clip(pos - np.floor(pos), 0.0, 1.0)
-                w = np.where(pos >= g.size - 1, 0.0, np.where(pos < 0, 0.0, w))
-                B = X[:, starts[j]:starts[j + 1]]
-                Xs[:, starts[j]:starts[j + 1]] = (1 - w) * B[:, i0] + w * B[:, i1]
+            for e, sl in self.featurizer_.blocks_.items():
+                if e in d:  # the spectra as read with the axis off by d (ends held)
+                    g = edge_grid(e)
+                    Xs[:, sl] = shift_resample(X[:, sl],
+                                               np.full(X.shape[0], d[e] / float(g[1] - g[0])))
             o = self._predict_arrays(Xs, drop_ood_edges, amounts, li_amount)
             for t in self.targets_:
                 diff = o[t] - out[t]
