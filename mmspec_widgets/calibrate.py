@@ -33,6 +33,7 @@ __all__ = [
     "locate_feature",
     "calibration_uncertainty",
     "energy_std",
+    "with_uncertainty",
     "fit_calibration",
     "apply_calibration",
     "calibrate",
@@ -583,9 +584,9 @@ def calibration_uncertainty(groups, calibration: Mapping, references, *,
     The usable pixels are split into ``len(groups)`` disjoint random groups;
     each feature is located on every group's summed spectrum, and the std of
     those locations over ``sqrt(len(groups))`` is the location error of the
-    feature on the whole sum (floored at :data:`MIN_LOCATION_STD`). Drawing
-    the measured energies from those errors and refitting gives the covariance
-    of ``(offset, scale)``, so the energy error anywhere on the axis is
+    feature on the whole sum (floored at :data:`MIN_LOCATION_STD`).
+    Propagated through the fit (first order) they give the covariance of
+    ``(offset, scale)``, so the energy error anywhere on the axis is
     ``sqrt(var_offset + 2 E cov + E**2 var_scale)`` (:func:`energy_std`).
 
     Parameters
@@ -636,6 +637,20 @@ def calibration_uncertainty(groups, calibration: Mapping, references, *,
     return {"location_std_eV": {n: float(v) for n, v in zip(names, sd, strict=True)},
             "covariance": [[float(v) for v in row] for row in cov],
             "n_groups": len(locs)}
+
+
+def with_uncertainty(calibration: Mapping, groups, references, *, search: float = 20.0,
+                     window: Mapping[str, tuple[float, float]] | None = None) -> dict:
+    """``calibration`` with the location error of each feature
+    (``references[name]["location_std_eV"]``) and the ``covariance`` of
+    :func:`calibration_uncertainty` measured on ``groups``; unchanged when the
+    error cannot be measured."""
+    unc = calibration_uncertainty(groups, calibration, references, search=search, window=window)
+    if unc is None:
+        return dict(calibration)
+    return {**calibration, "covariance": unc["covariance"],
+            "references": {n: {**r, "location_std_eV": unc["location_std_eV"][n]}
+                           for n, r in calibration["references"].items()}}
 
 
 def energy_std(covariance, energy) -> np.ndarray:
@@ -747,14 +762,10 @@ def calibrate(si: xr.DataArray, zlp: xr.DataArray | None = None,
         m = np.ones(out.shape[:-1], bool) if mask is None else \
             np.asarray(mask.transpose(*nav).values, bool)
         if m.sum() >= 2 * CALIBRATION_GROUPS:
-            gid = xr.DataArray(pixel_groups(m), dims=nav)
-            sums = [out.where(gid == g).sum(nav) for g in range(CALIBRATION_GROUPS)]
-            sums = [s.compute() for s in sums]
-            unc = calibration_uncertainty(sums, cal, references, search=search, window=window)
-            if unc is not None:
-                cal = {**cal, "covariance": unc["covariance"],
-                       "references": {n: {**r, "location_std_eV": unc["location_std_eV"][n]}
-                                      for n, r in cal["references"].items()}}
+            gid = xr.DataArray(pixel_groups(m), dims=nav, name="group")
+            sums = out.groupby(gid).sum().compute()  # every group in one pass
+            cal = with_uncertainty(cal, [sums.sel(group=g) for g in range(CALIBRATION_GROUPS)],
+                                   references, search=search, window=window)
     return apply_calibration(out, cal)
 
 

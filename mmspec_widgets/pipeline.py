@@ -316,9 +316,9 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     from .background import remove_spikes
     from .calibrate import (
         CALIBRATION_GROUPS,
-        calibration_uncertainty,
         fit_calibration,
         pixel_groups,
+        with_uncertainty,
         zero_loss_positions,
     )
 
@@ -401,13 +401,9 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
 
             summed = remove_spikes(spectrum(acc))
             plan.calibration = fit_calibration(summed, references)
-            unc = calibration_uncertainty([spectrum(a) for a in acc_g], plan.calibration,
-                                          references) if n_groups else None
-            if unc is not None:
-                plan.calibration = {
-                    **plan.calibration, "covariance": unc["covariance"],
-                    "references": {n: {**r, "location_std_eV": unc["location_std_eV"][n]}
-                                   for n, r in plan.calibration["references"].items()}}
+            if n_groups:
+                plan.calibration = with_uncertainty(plan.calibration,
+                                                    [spectrum(a) for a in acc_g], references)
         bar.close()
     _edge_tables(plan, wd)  # raise now if a window or grid lies outside the data
     return plan, positions
