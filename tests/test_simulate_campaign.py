@@ -162,3 +162,116 @@ def test_existing_scheduler_address(tmp_path):
     assert s["failed"] == 0 and s["done"] >= 1
     store = CampaignStore(tmp_path / "store")
     assert all(store.has(r["key"]) for r in store.structures()[0]["sites"]["Ni_L23"])
+
+
+# -- keys that depend on the physics only -------------------------------------
+def _jiggled(nmc, scale=1e-11, seed=0):
+    """The same structure with every Cartesian coordinate moved by ~``scale``."""
+    import copy
+
+    out = copy.deepcopy(nmc)
+    rng = np.random.default_rng(seed)
+    s = out.structure
+    for i in range(len(s)):
+        s.replace(i, s[i].species, s[i].coords + rng.normal(0, scale, 3),
+                  coords_are_cartesian=True, properties=s[i].properties)
+    return out
+
+
+def test_feff_input_text_does_not_depend_on_float_rounding():
+    from mmspec_widgets.simulate.feff import feff_input
+    from mmspec_widgets.simulate.labels import region_sites
+
+    nmc = SPEC.build()
+    site = next(i for i, _d in region_sites(nmc) if nmc.structure[i].specie.symbol == "Ni")
+    text = feff_input(nmc, site, FeffParams())
+    for seed in range(3):
+        other = _jiggled(nmc, seed=seed)
+        assert feff_input(other, site, FeffParams()) == text
+        assert [i for i, _d in region_sites(other)] == [i for i, _d in region_sites(nmc)]
+    assert "-0.00000" not in text
+    # equidistant atoms: listed by element, then position
+    rows = [ln.split() for ln in text.split("ATOMS\n")[1].splitlines() if ln.strip() != "END"]
+    r = np.array([float(v[-1]) for v in rows])
+    assert np.all(np.diff(np.round(r, 4)) >= 0)
+
+
+def test_replan_keeps_stored_sites(tmp_path):
+    manifest, _jobs = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY)
+    from mmspec_widgets.simulate.labels import region_sites
+
+    sites = {e: [dict(r) for r in recs] for e, recs in manifest["sites"].items()}
+    nmc = SPEC.build()
+    # another Ni of the region stands for the class in the record: it is kept
+    other = next(i for i, _d in region_sites(nmc) if nmc.structure[i].specie.symbol == "Ni"
+                 and i != sites["Ni_K"][0]["site"])
+    sites["Ni_K"][0]["site"] = int(other)
+    again, jobs = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY, sites=sites)
+    assert again["sites"]["Ni_K"][0]["site"] == other
+    assert [r["site"] for r in again["sites"]["O_K"]] == \
+        [r["site"] for r in manifest["sites"]["O_K"]]
+    ni = next(j for j in jobs if j["edge"] == "Ni_K")
+    assert ni["site"] == other and f"site {other}" in ni["inp"]
+
+
+def test_rekey_structures_moves_spectra_to_new_keys(tmp_path):
+    from mmspec_widgets.simulate.campaign import rekey_structures
+
+    store = CampaignStore(tmp_path)
+    manifest, jobs = plan_structure(SPEC, ["O_K", "Ni_K", "Ni_L23"], TINY)
+    old = json.loads(json.dumps(manifest))
+    om = np.linspace(0, 1, 5)
+    for e, recs in old["sites"].items():
+        for k, r in enumerate(recs):
+            if e.endswith("_K"):
+                r["key"] = f"f{'0' * 18}{e[:2]}{k:03d}"  # a key computed from older text
+            store.put(r["key"], om, om * (k + 1), {"edge": e, "site": r["site"]})
+    store.put_structure(old)
+    # a structure whose rebuild no longer matches its record is left alone
+    bad = json.loads(json.dumps(old))
+    bad["structure_id"] = "bad000000000"
+    bad["labels"]["li_content"] = 0.123
+    store.put_structure(bad)
+    res = rekey_structures(tmp_path)
+    assert res["mismatched"] == ["bad000000000"]
+    n_k = sum(len(old["sites"][e]) for e in ("O_K", "Ni_K"))
+    assert res["moved"] == n_k and res["missing"] == 0
+    assert res["unchanged"] == len(old["sites"]["Ni_L23"])
+    now = json.loads((tmp_path / "structures" / f"{SPEC.key}.json").read_text())
+    for e in ("O_K", "Ni_K"):
+        for k, (r0, r1) in enumerate(zip(old["sites"][e], now["sites"][e])):
+            assert r1["key"] == manifest["sites"][e][k]["key"] != r0["key"]
+            sp = store.get(r1["key"])
+            assert sp["meta"]["rekeyed_from"] == r0["key"]
+            np.testing.assert_array_equal(sp["mu"], om * (k + 1))
+            assert not store.has(r0["key"])
+    # the record left alone keeps its keys (its spectra were moved with the good one's:
+    # they shared the keys here, which a real store never does)
+    kept = json.loads((tmp_path / "structures" / "bad000000000.json").read_text())
+    assert kept["sites"]["Ni_K"][0]["key"] == old["sites"]["Ni_K"][0]["key"]
+    assert rekey_structures(tmp_path)["moved"] == 0  # idempotent
+
+
+def test_stored_campaign_keys_reproduce():
+    """Every FEFF and multiplet key of 25 stored structures is re-planned to a
+    spectrum in the committed store (so a resumed campaign recomputes nothing)."""
+    from mmspec_widgets.paths import data_dir
+    from mmspec_widgets.simulate.campaign import _same_labels, _stored_sites
+
+    store = CampaignStore(data_dir() / "sim")
+    ms = store.structures()
+    assert len(ms) >= 240
+    checked = 0
+    for m in ms[:: max(1, len(ms) // 25)]:
+        edges = list(m["sites"])
+        sites = _stored_sites(store, m["structure_id"], edges)
+        assert sites is not None
+        new, jobs = plan_structure(StructureSpec.from_dict(m["spec"]), edges,
+                                   FeffParams(**m["feff"]), m["radius"], sites=sites)
+        if not _same_labels(new["labels"], m["labels"]):
+            continue  # a rebuild that differs from its record is never re-keyed
+        checked += 1
+        assert all(store.has(j["key"]) for j in jobs), m["structure_id"]
+        for e in edges:
+            assert [r["key"] for r in new["sites"][e]] == [r["key"] for r in m["sites"][e]]
+    assert checked >= 20

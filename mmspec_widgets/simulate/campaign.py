@@ -37,6 +37,7 @@ from .labels import DEFAULT_RADIUS, region_labels, select_sites, site_environmen
 from .structures import COMPOSITIONS, PHASES, StructureSpec
 
 __all__ = ["CampaignStore", "make_specs", "make_phase_specs", "plan_structure", "run_campaign", "execute_job",
+           "rekey_structures",
            "feff_job"]
 
 log = logging.getLogger("mmspec_widgets.simulate")
@@ -359,8 +360,13 @@ def feff_job(inp: str, edge: str, params: FeffParams, **meta) -> dict:
 
 
 def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = None,
-                   radius: float = DEFAULT_RADIUS, n_o: int = 2, order: int = 0):
+                   radius: float = DEFAULT_RADIUS, n_o: int = 2, order: int = 0,
+                   sites: dict | None = None):
     """Build ``spec``, pick its sites, and list its jobs.
+
+    ``sites`` (edge -> list of ``{"site", "class", "weight"}``, as in a stored
+    manifest) keeps the sites already chosen for the structure instead of
+    picking them again: a structure's sites are part of its record.
 
     Returns
     -------
@@ -372,7 +378,11 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
     edges = list(edges or EDGE_ORDER)
     nmc = spec.build()
     labels = region_labels(nmc, radius)
-    sites = select_sites(nmc, radius, n_o=n_o)
+    if sites is None:
+        sites = select_sites(nmc, radius, n_o=n_o)
+    else:
+        sites = {e: [{k: r.get(k) for k in ("site", "class", "weight")} for r in recs]
+                 for e, recs in sites.items()}
     sid = spec.key
     s = nmc.structure
     oxi = nmc.oxidation
@@ -383,7 +393,7 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
         for pick in sites.get(edge, []):
             site = pick["site"]
             env = site_environment(nmc, site)
-            rec = {"site": int(site), "class": pick["class"], "weight": pick["weight"],
+            rec = {"site": int(site), "class": pick.get("class"), "weight": pick["weight"],
                    "element": e.element, "oxidation": float(oxi[site]),
                    "coordination": env["coordination"], "mean_bond": env["mean_bond"],
                    "distance": float(np.linalg.norm(s[site].coords - nmc.centre))}
@@ -478,6 +488,7 @@ def run_campaign(
     radius: float = DEFAULT_RADIUS,
     n_o: int = 2,
     max_jobs: int | None = None,
+    kinds=None,
 ) -> dict:
     """Run (or resume) a simulation campaign.
 
@@ -508,6 +519,9 @@ def run_campaign(
         O sites simulated per region.
     max_jobs : int, optional
         Stop after this many computed jobs (for tests and short sessions).
+    kinds : None, "all", sequence or dict, optional
+        Structure kinds when ``specs`` is a number (see :func:`make_specs`;
+        None: layered NMC, the shipped campaign).
 
     Returns
     -------
@@ -521,7 +535,7 @@ def run_campaign(
     if specs is None:
         raise MMSpecError("run_campaign: give specs (a list of StructureSpec) or n_structures")
     if isinstance(specs, int | np.integer):
-        specs = make_specs(int(specs), seed=seed)
+        specs = make_specs(int(specs), seed=seed, kinds=kinds)
     specs = list(specs)
     feff = feff or FeffParams()
     if fms is not None:
@@ -532,6 +546,7 @@ def run_campaign(
     store = CampaignStore(out)
     store.log_run({
         "n_structures": len(specs), "first_structure": specs[0].key if specs else None,
+        "kinds": kinds,
         "edges": edges, "seed": seed, "feff": feff.to_dict(), "radius": radius, "n_o": n_o,
         "store_version": STORE_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
@@ -541,7 +556,8 @@ def run_campaign(
         seen: set[str] = set()
         for order, spec in enumerate(specs):
             try:
-                manifest, jobs = plan_structure(spec, edges, feff, radius, n_o, order)
+                manifest, jobs = plan_structure(spec, edges, feff, radius, n_o, order,
+                                                sites=_stored_sites(store, spec.key, edges))
             except MMSpecError as exc:
                 log.warning("structure %s skipped: %s", spec.key, exc)
                 store.fail(f"s{spec.key}", {"structure": spec.to_dict(), "error": str(exc)})
@@ -588,6 +604,85 @@ def run_campaign(
         msg = "\n".join(f"  {k}: {e}" for k, e in summary["failures"][:20])
         print(f"{summary['failed']} job(s) failed:\n{msg}", file=sys.stderr)
     return summary
+
+
+def _stored_sites(store: CampaignStore, structure_id: str, edges) -> dict | None:
+    """The sites a stored structure was planned with, for ``edges`` (None if the
+    structure is new or lacks one of them)."""
+    p = store.root / "structures" / f"{structure_id}.json"
+    if not p.exists():
+        return None
+    sites = json.loads(p.read_text()).get("sites", {})
+    return {e: sites[e] for e in edges if e in sites} if set(edges) <= set(sites) else None
+
+
+def _same_labels(a: dict, b: dict) -> bool:
+    """Region labels equal to 1e-9 (NaN equal to NaN), strings exactly."""
+    if set(a) != set(b):
+        return False
+    for k, va in a.items():
+        vb = b[k]
+        if isinstance(va, str) or isinstance(vb, str) or va is None or vb is None:
+            if va != vb:
+                return False
+        elif not np.allclose(np.asarray(va, float), np.asarray(vb, float), rtol=0, atol=1e-9,
+                             equal_nan=True):
+            return False
+    return True
+
+
+def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
+    """Re-plan every stored structure with its own sites and settings and move
+    each stored spectrum whose job key changed to the new key.
+
+    A FEFF job's key hashes its input text. Text that depended on float
+    rounding (the order of equidistant atoms, the sign of a zero coordinate)
+    is now canonical (:func:`~mmspec_widgets.simulate.feff.feff_input`), so
+    the keys of spectra computed before change while their physics does not:
+    same structure (its spec, region labels and composition are checked
+    against the manifest), same site, same settings. Each moved spectrum
+    keeps its data and records ``rekeyed_from`` in its metadata; the
+    manifest is rewritten with the new keys. Structures whose labels or
+    composition no longer match are left alone and reported.
+
+    Returns
+    -------
+    dict
+        ``structures``, ``moved``, ``unchanged``, ``missing`` (old key not in
+        the store), ``mismatched`` (structure ids whose rebuild differs).
+    """
+    from tqdm.auto import tqdm
+
+    store = CampaignStore(root)
+    out = {"structures": 0, "moved": 0, "unchanged": 0, "missing": 0, "mismatched": []}
+    for m in tqdm(store.structures(), disable=not progress, desc="rekey"):
+        spec = StructureSpec.from_dict(m["spec"])
+        edges = list(m["sites"])
+        new, _jobs = plan_structure(spec, edges, FeffParams(**m["feff"]), m["radius"],
+                                    order=m.get("order", 0), sites=m["sites"])
+        same = _same_labels(new["labels"], m["labels"]) and new["counts"] == m["counts"]
+        if not same:
+            out["mismatched"].append(m["structure_id"])
+            continue
+        out["structures"] += 1
+        for e in edges:
+            for old_rec, rec in zip(m["sites"][e], new["sites"][e]):
+                old_key, key = old_rec["key"], rec["key"]
+                if old_key == key:
+                    out["unchanged"] += 1
+                elif store.has(key):
+                    out["unchanged"] += 1
+                elif not store.has(old_key):
+                    out["missing"] += 1
+                else:
+                    sp = store.get(old_key)
+                    meta = {**sp["meta"], "rekeyed_from": old_key}
+                    store.put(key, sp["omega"], sp["mu"], meta)
+                    store.spectrum_path(old_key).unlink()
+                    out["moved"] += 1
+        new["order"] = m.get("order", 0)
+        store.put_structure(new)
+    return out
 
 
 def _check_same_settings(store: CampaignStore, manifest: dict) -> None:

@@ -46,6 +46,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edges", default=None,
                    help="comma-separated edge names (default: all), e.g. O_K,Li_K,Ni_L23")
     p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    p.add_argument("--kinds", default=None,
+                   help="structure kinds, in blocks of 20: 'all' (4 layered, 8 Li-rich, "
+                        "4 rock-salt, 4 spinel), counts such as "
+                        "'li_rich=10,rock_salt=5,spinel=5', or names for equal shares; "
+                        "default: layered NMC (the shipped campaign)")
     p.add_argument("--out", default="data/sim", help="campaign store folder")
     p.add_argument("--scheduler", default=None,
                    help="address of a dask.distributed scheduler ('sync': no Dask)")
@@ -184,6 +189,7 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
             feff = FeffParams(scf=args.scf, scf_mixing=0.05)
         summary = run_campaign(
             args.structures, edges=edges, out=args.out, seed=args.seed,
+            kinds=_kinds(args.kinds),
             scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress,
             fms=args.fms, max_jobs=args.max_jobs, feff=feff,
         )
@@ -207,6 +213,27 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
         if log_path is not None:
             print(f"mmspec simulate: details in {log_path}", file=stderr)
         return 2
+
+
+def _kinds(text):
+    """``--kinds`` -> None, "all", a list of names or a dict of counts."""
+    from ..errors import MMSpecError
+
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "all":
+        return "all"
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if all("=" in p for p in parts):
+        try:
+            return {k.strip(): int(v) for k, v in (p.split("=", 1) for p in parts)}
+        except ValueError:
+            raise MMSpecError(f"--kinds {text!r}: expected KIND=COUNT,... with integer "
+                              "counts, e.g. li_rich=10,rock_salt=5,spinel=5") from None
+    if any("=" in p for p in parts):
+        raise MMSpecError(f"--kinds {text!r}: give every kind a count, or none")
+    return parts
 
 
 def _trends(ds, png: str) -> list[dict]:

@@ -109,10 +109,27 @@ def feff_version() -> str:
         return "unavailable"
 
 
+def _canonical(atom) -> tuple:
+    """Sort key of a cluster atom (see :func:`_cluster`)."""
+    sym, x, y, z, r, _idx = atom
+    rank = _POT_ORDER.index(sym) if sym in _POT_ORDER else len(_POT_ORDER)
+    return (round(r, 4), rank, sym, round(x, 4), round(y, 4), round(z, 4))
+
+
+def _coordinate(v: float) -> float:
+    """A coordinate as written in ``feff.inp``: 5 decimals, never ``-0.00000``."""
+    return round(v, 5) + 0.0
+
+
 def _cluster(nmc, site: int, radius: float):
     """Atoms within ``radius`` (Angstrom) of ``site``, periodic images included.
 
-    Returns a list of (symbol, dx, dy, dz, distance, site_index), absorber first.
+    Returns a list of (symbol, dx, dy, dz, distance, site_index), absorber first,
+    in a canonical order: distance, then element, then position, each rounded
+    to 1e-4 Angstrom, so that atoms at equal distance (symmetry-equivalent
+    shells) are listed the same way whatever the last bits of their
+    coordinates; the input text, hence the job's key, depends only on the
+    cluster's physics.
     """
     s = nmc.structure
     centre = s[site].coords
@@ -122,7 +139,7 @@ def _cluster(nmc, site: int, radius: float):
         d = n.coords - centre
         out.append((n.specie.symbol, float(d[0]), float(d[1]), float(d[2]),
                     float(np.linalg.norm(d)), int(n.index)))
-    out.sort(key=lambda t: (t[4], t[5]))
+    out.sort(key=_canonical)
     if not out or out[0][4] > 1e-4:
         raise MMSpecError(f"site {site}: absorber not found in its own cluster")
     return out
@@ -187,6 +204,7 @@ def feff_input(nmc, site: int, params: FeffParams | None = None, title: str = ""
     lines += ["", "ATOMS"]
     for k, (sym, x, y, z, r, _idx) in enumerate(atoms):
         p = 0 if k == 0 else ipot[sym]
+        x, y, z, r = (_coordinate(v) for v in (x, y, z, r))
         lines.append(f"  {x:11.5f} {y:11.5f} {z:11.5f} {p:2d} {sym:3s} {r:9.5f}")
     lines.append("END")
     return "\n".join(lines) + "\n"

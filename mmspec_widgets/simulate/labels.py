@@ -49,7 +49,10 @@ def region_sites(nmc, radius: float = DEFAULT_RADIUS, centre=None) -> list[tuple
 
     Returns
     -------
-    list of (site index, distance in Angstrom), nearest first.
+    list of (site index, distance in Angstrom), nearest first; sites at
+    equal distance (to 1e-4 Angstrom) by index, whatever the last bits of
+    their distances, so the sites a structure's spectra are simulated at do
+    not depend on float rounding.
     """
     if radius <= 0:
         raise MMSpecError(f"radius={radius!r}: expected > 0 Angstrom")
@@ -59,7 +62,7 @@ def region_sites(nmc, radius: float = DEFAULT_RADIUS, centre=None) -> list[tuple
         i, d = int(n.index), float(n.nn_distance)
         if i not in best or d < best[i]:
             best[i] = d
-    return sorted(best.items(), key=lambda t: (t[1], t[0]))
+    return sorted(best.items(), key=lambda t: (round(t[1], 4), t[0]))
 
 
 def site_environment(nmc, site: int, cutoff: float = 2.5) -> dict:

@@ -308,12 +308,13 @@ def _charge_balance(spec, sym, layer, keep, pos, lat, vacancies, centre_frac, rn
                 else np.zeros((0, 3)))
     tms = [int(i) for i in keep if sym[i] in ("Ni", "Mn", "Co")]
     jitter = {i: rng.random() * 1e-3 for i in tms}
-    dcen = {i: float(pbc_dist(pos[i][None], centre_frac, lat)[0]) for i in tms}
+    # distances to 1e-4 A: equal ones are ordered by the seeded jitter, not by float rounding
+    dcen = {i: round(float(pbc_dist(pos[i][None], centre_frac, lat)[0]), 4) for i in tms}
 
     def dvac(i):
         if vac_frac.size == 0:
             return np.inf
-        return float(np.min(pbc_dist(vac_frac, pos[i], lat)))
+        return round(float(np.min(pbc_dist(vac_frac, pos[i], lat))), 4)
 
     for i in tms:  # TMs on tetrahedral sites are 2+
         if layer[i] == "tet":
