@@ -18,6 +18,7 @@ import xarray as xr
 
 from .errors import DataError, MMSpecError
 from .kernels import (
+    all_finite,
     k_powerlaw_f32,
     map_row_blocks,
     numba_available,
@@ -72,7 +73,8 @@ def check_spectra(da, name: str = "si", *, finite: bool = True,
     if not isinstance(da.data, np.ndarray) and hasattr(da.data, "chunks") \
             and len(da.chunks[-1]) > 1:
         da = da.chunk({"energy": -1})  # the per-spectrum kernels need whole spectra
-    if finite and isinstance(da.data, np.ndarray):
+    if finite and isinstance(da.data, np.ndarray) and not (usable is None
+                                                           and all_finite(da.data)):
         ok = np.isfinite(da.data)
         if usable is not None:
             ok |= ~np.asarray(usable, bool)[..., None]

@@ -602,3 +602,15 @@ def k_all_finite(y, r0, r1):
         if acc != 0.0:
             return False
     return True
+
+
+def all_finite(data: np.ndarray) -> bool:
+    """``np.isfinite(data).all()`` without the full-size mask, rows on threads."""
+    data = np.asarray(data)
+    y = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+    if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
+        return bool(np.isfinite(data).all())
+    bad = []
+    map_row_blocks(lambda r0, r1: bad.append(not k_all_finite(y, r0, r1)), y.shape[0],
+                   max(1, 2**20 // max(y.shape[1], 1)))
+    return not any(bad)

@@ -45,11 +45,11 @@ from .background import append_history, check_spectra
 from .edges import DEFAULT_REFERENCES, EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
 from .kernels import (
+    all_finite,
     interp_weights,
     jump_std,
     k_align_rows,
     k_align_rows_grouped,
-    k_all_finite,
     k_chain_rows,
     map_row_blocks,
     numba_available,
@@ -174,23 +174,12 @@ class ChainPlan:
         return hashlib.sha256(json.dumps(jsonable(keys), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _all_finite(data: np.ndarray) -> bool:
-    """``np.isfinite(data).all()`` without the full-size mask, on threads."""
-    y = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
-    if y.dtype not in (np.float32, np.float64) or not y.flags.c_contiguous:
-        return bool(np.isfinite(data).all())
-    bad = []
-    map_row_blocks(lambda r0, r1: bad.append(not k_all_finite(y, r0, r1)), y.shape[0],
-                   max(1, 2**20 // max(y.shape[1], 1)))
-    return not any(bad)
-
-
 def _check_si(si, name: str = "si", finite: bool = True) -> xr.DataArray:
     si = check_spectra(si, name, finite=False)
     if si.ndim != 3:
         raise DataError(f"{name}: expected a spectrum image with dims (y, x, energy), got dims "
                         f"{si.dims}")
-    if finite and isinstance(si.data, np.ndarray) and not _all_finite(si.data):
+    if finite and isinstance(si.data, np.ndarray) and not all_finite(si.data):
         check_spectra(si, name)  # raises its error, naming the count of bad values
     return si
 

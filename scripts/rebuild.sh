@@ -20,5 +20,6 @@ cat /tmp/mmspec-trends.json
 $PY -m mmspec_widgets.twin
 $PY -m mmspec_widgets.cli train --fusion "$FUSION" --trials "$TRIALS"
 $PY benchmarks/xanes_coverage.py   # the partial-K-edge rule, measured on the new model
+$PY scripts/chain_reference.py      # the maps tests/test_chain_reference.py compares against
 $PY -m mmspec_widgets.cli evaluate --report docs --cv 4 --explain
 $PY -m mmspec_widgets.cli demo --out /tmp/mmspec-demo

@@ -197,3 +197,28 @@ def test_cli_assemble_renders_trends(tmp_path, capsys):
     ni = next(r for r in out["trends"] if r["descriptor"] == "Ni_L3_centroid"
               and r["label"] == "ni_oxidation")
     assert ni["agrees"] and ni["rho"] > 0.9
+
+
+def test_split_stratified_by_phase_leaves_layered_assignments():
+    from mmspec_widgets.simulate.dataset import structure_phase
+
+    layered = [{"structure_id": f"l{i:03d}", "order": i, "defect": d}
+               for i, d in enumerate(["none", "vacancy", "antisite", "both"] * 10)]
+    new = [{"structure_id": f"n{i:03d}", "order": i, "defect": "vacancy",
+            "phase": p, "spec": {"phase": p}}
+           for i, p in enumerate(["li_rich", "rock_salt", "spinel", "li_rich"] * 5)]
+    before = assign_split(layered)
+    after = assign_split(layered + new)
+    assert {k: after[k] for k in before} == before  # new kinds never move a layered one
+    for p in ("li_rich", "rock_salt", "spinel"):
+        ids = [m["structure_id"] for m in new if m["phase"] == p]
+        assert any(after[i] == "test" for i in ids) and any(after[i] == "train" for i in ids)
+    assert structure_phase(layered[0]) == "layered"
+    assert structure_phase({"spec": {"phase": "spinel"}}) == "spinel"
+
+
+def test_assembled_set_has_a_phase_for_every_sample(ds):
+    again = assemble_training_set(STORE)
+    assert "phase" in again.coords
+    assert set(np.unique(again["phase"].values)) <= {"layered", "li_rich", "rock_salt", "spinel"}
+    assert (again["phase"].values == "layered").sum() >= 240

@@ -55,6 +55,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..edges import edge_grid, get_edge
 from ..errors import DataError, MMSpecError
+from ..kernels import k_median
 
 __all__ = [
     "normalize_spectra",
@@ -231,6 +232,7 @@ def _k_noise(X, out):
     differences (``np.diff`` twice) over the row's max |x|."""
     n, m = X.shape
     a = np.empty(m - 2)
+    cand = np.empty(m)
     for r in range(n):
         top = 0.0
         finite = True
@@ -245,7 +247,8 @@ def _k_noise(X, out):
             continue
         for i in range(m - 2):
             a[i] = abs((X[r, i + 2] - X[r, i + 1]) - (X[r, i + 1] - X[r, i]))
-        out[r] = np.median(a) / 0.6745 / np.sqrt(6.0) / top
+        # numpy's median, by counting selection (several times faster than np.median here)
+        out[r] = k_median(a, m - 2, cand) / 0.6745 / np.sqrt(6.0) / top
 
 
 def _gaussian_weights(sigma: float) -> np.ndarray | None:

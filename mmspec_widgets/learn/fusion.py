@@ -438,6 +438,23 @@ def _row_blocks(ds: xr.Dataset, edges: Sequence[str], used: Sequence[str],
     return rows
 
 
+def _blank_rows(da: xr.DataArray, keep: np.ndarray, dims: Sequence[str], shape) -> xr.DataArray:
+    """``da`` with NaN in the pixels (over ``dims``) where ``keep`` is False:
+    ``da.where(keep)``, computed on the numpy array itself (one copy, no
+    broadcasting) unless ``da`` is lazy."""
+    keep = np.asarray(keep, bool).ravel()
+    if keep.all():
+        return da
+    if not isinstance(da.data, np.ndarray):  # dask-backed: stays lazy
+        return da.where(xr.DataArray(keep.reshape(shape), dims=tuple(dims)))
+    order = tuple(dims) + tuple(d for d in da.dims if d not in dims)
+    t = da.transpose(*order)
+    v = t.values
+    out = v.copy() if v.dtype.kind == "f" else v.astype(float)
+    out.reshape(keep.size, -1)[~keep] = np.nan
+    return t.copy(data=out).transpose(*da.dims)
+
+
 def _detection(ds: xr.Dataset, edges: Sequence[str], dims: Sequence[str]) -> dict:
     """Edge -> bool (n_rows,): the edge's jump stands above its noise, for the
     edges of ``edges`` whose jump and jump std ``ds`` carries."""
@@ -1501,14 +1518,28 @@ class MultimodalModel(BaseEstimator):
         amount_edges = getattr(self, "amount_edges_", [])
         Am, Li = self.amount_inputs(ds, used, dims)
         detected = _detection(ds, used, dims) if refuse_undetected else {}
-        if detected:
+        # an undetected edge is only noise: not read (its rows are NaN in each block's
+        # matrix; a partly covered K edge is blanked before its coverage is measured)
+        partial_k = partial_edges(used)
+        if any(e in partial_k for e in detected):
             ds = ds.copy()
-            for e, d in detected.items():  # an undetected edge is only noise: not read
-                ds[e] = ds[e].where(xr.DataArray(d.reshape(shape), dims=dims))
+            for e in partial_k:
+                if e in detected:
+                    ds[e] = _blank_rows(ds[e], detected[e], dims, shape)
+        blank = [(self.featurizer_.blocks_[e], ~d) for e, d in detected.items()
+                 if e not in partial_k and not d.all()]
+
+        def unread(X, i0):  # NaN where an edge is not detected, rows i0 ...
+            for sl, miss in blank:
+                m = miss[i0:i0 + X.shape[0]]
+                if m.any():
+                    X[m, sl] = np.nan
+            return X
+
         cal_shifts = self._calibration_shifts(ds, used) if calibration_error else []
         # K edges a XANES scan covers in part: checked now, std widened below
         cover = {e: coverage(ds[e], e, _energy_dim(ds[e], e), list(dims))
-                 for e in partial_edges(used)}
+                 for e in partial_k}
         for e, c in cover.items():
             check_rows(e, c)
         threads = _prediction_threads()
@@ -1518,7 +1549,7 @@ class MultimodalModel(BaseEstimator):
         if n <= chunk:
             with stage("blocks"):
                 with stage("input"):
-                    X = dataset_to_matrix(ds, self.edges_, use=used)[0]
+                    X = unread(dataset_to_matrix(ds, self.edges_, use=used)[0], 0)
                 check_is_fitted(self, "models_")
                 with self._threads():
                     out = self._predict_arrays(X, drop_ood_edges, Am, Li, with_used=True)
@@ -1529,7 +1560,7 @@ class MultimodalModel(BaseEstimator):
             def one(i):
                 with single_threaded(), stage("blocks"):
                     with stage("input"):
-                        X = np.asarray(rows(i, i + chunk), dtype=float)
+                        X = unread(np.asarray(rows(i, i + chunk), dtype=float), i)
                     a = None if Am is None else Am[i:i + chunk]
                     li = None if Li is None else Li[i:i + chunk]
                     o = self._predict_arrays(X, drop_ood_edges, a, li, with_used=True)
@@ -1699,9 +1730,9 @@ class MultimodalModel(BaseEstimator):
             for e in given:
                 ok = detected.get(e, np.ones(n, bool))
                 # given, detected and finite in the input, yet not used: ignored as OOD
-                fin = np.all(np.isfinite(np.asarray(
-                    ds[e].transpose(*dims, _energy_dim(ds[e], e)).values, float
-                ).reshape(n, -1)), axis=1)
+                fin = np.isfinite(np.asarray(
+                    ds[e].transpose(*dims, _energy_dim(ds[e], e)).values
+                ).reshape(n, -1)).all(axis=1)
                 reason[ok & fin & ~used_mask[:, col[e]]] |= 64
         usable = used_mask.any(axis=1)
         reason[~usable] |= 16

@@ -381,7 +381,7 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
     if sites is None:
         sites = select_sites(nmc, radius, n_o=n_o)
     else:
-        sites = {e: [{k: r.get(k) for k in ("site", "class", "weight")} for r in recs]
+        sites = {e: [{k: r[k] for k in ("site", "class", "weight") if k in r} for r in recs]
                  for e, recs in sites.items()}
     sid = spec.key
     s = nmc.structure
@@ -393,7 +393,8 @@ def plan_structure(spec: StructureSpec, edges=None, feff: FeffParams | None = No
         for pick in sites.get(edge, []):
             site = pick["site"]
             env = site_environment(nmc, site)
-            rec = {"site": int(site), "class": pick.get("class"), "weight": pick["weight"],
+            rec = {"site": int(site),  # class and weight: as picked or as recorded
+                   **{k: pick[k] for k in ("class", "weight") if k in pick},
                    "element": e.element, "oxidation": float(oxi[site]),
                    "coordination": env["coordination"], "mean_bond": env["mean_bond"],
                    "distance": float(np.linalg.norm(s[site].coords - nmc.centre))}
@@ -446,7 +447,8 @@ def execute_job(job: dict, root: str) -> dict:
             res = run_feff(job["inp"])
             meta = {"engine": res["engine"], "edge": job["edge"], "params": job["params"],
                     "structure_id": job.get("structure_id"), "site": job.get("site"),
-                    "wall_s": res["wall_s"], "e": np.asarray(res["e"]).tolist()}
+                    "wall_s": res["wall_s"], "e": np.asarray(res["e"]).tolist(),
+                    "inp": job["inp"]}  # the exact input: provenance beyond the key
         else:
             p = job["params"]
             res = _edrixs_run(p)
@@ -631,6 +633,25 @@ def _same_labels(a: dict, b: dict) -> bool:
     return True
 
 
+def _same_sites(a: dict, b: dict) -> bool:
+    """The sites of two manifests hold the same atoms in the same local
+    geometry: element, oxidation state, O coordination and mean M-O distance
+    (to 1e-6 Angstrom) of every recorded site."""
+    if set(a) != set(b):
+        return False
+    for e in a:
+        if len(a[e]) != len(b[e]):
+            return False
+        for ra, rb in zip(a[e], b[e]):
+            if any(ra.get(k) != rb.get(k) for k in ("site", "element", "coordination")):
+                return False
+            if not np.allclose([ra.get("oxidation", np.nan), ra.get("mean_bond", np.nan)],
+                               [rb.get("oxidation", np.nan), rb.get("mean_bond", np.nan)],
+                               rtol=0, atol=1e-6, equal_nan=True):
+                return False
+    return True
+
+
 def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
     """Re-plan every stored structure with its own sites and settings and move
     each stored spectrum whose job key changed to the new key.
@@ -639,11 +660,12 @@ def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
     rounding (the order of equidistant atoms, the sign of a zero coordinate)
     is now canonical (:func:`~mmspec_widgets.simulate.feff.feff_input`), so
     the keys of spectra computed before change while their physics does not:
-    same structure (its spec, region labels and composition are checked
-    against the manifest), same site, same settings. Each moved spectrum
+    same structure (its spec, region labels and composition, and every
+    recorded site's element, oxidation state, O coordination and mean M-O
+    distance are checked against the manifest), same site, same settings. Each moved spectrum
     keeps its data and records ``rekeyed_from`` in its metadata; the
-    manifest is rewritten with the new keys. Structures whose labels or
-    composition no longer match are left alone and reported.
+    manifest is rewritten with the new keys. Structures whose rebuild differs
+    from the record in any of these are left alone and reported.
 
     Returns
     -------
@@ -660,7 +682,8 @@ def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
         edges = list(m["sites"])
         new, _jobs = plan_structure(spec, edges, FeffParams(**m["feff"]), m["radius"],
                                     order=m.get("order", 0), sites=m["sites"])
-        same = _same_labels(new["labels"], m["labels"]) and new["counts"] == m["counts"]
+        same = (_same_labels(new["labels"], m["labels"]) and new["counts"] == m["counts"]
+                and _same_sites(new["sites"], m["sites"]))
         if not same:
             out["mismatched"].append(m["structure_id"])
             continue

@@ -231,18 +231,25 @@ def _axis(arrays) -> np.ndarray:
 def assign_split(manifests: list[dict], every: int = 5) -> dict[str, str]:
     """Fixed, stratified train/test split by structure.
 
-    Within each defect class, in campaign order, every ``every``-th structure
-    (the 3rd, 8th, 13th ...) is held out: ~20 % test in every class, and the
-    assignment of a structure never changes as the campaign grows.
+    Within each phase (:func:`structure_phase`) and defect class, in campaign
+    order, every ``every``-th structure (the 3rd, 8th, 13th ...) is held out:
+    ~20 % test in every class, and the assignment of a structure never
+    changes as the campaign grows.
     """
-    count: dict[str, int] = {}
+    count: dict[tuple, int] = {}
     out = {}
     for m in sorted(manifests, key=lambda m: (m.get("order", 0), m["structure_id"])):
-        d = m.get("defect", "none")
+        d = (structure_phase(m), m.get("defect", "none"))
         k = count.get(d, 0)
         out[m["structure_id"]] = "test" if k % every == 2 else "train"
         count[d] = k + 1
     return out
+
+
+def structure_phase(manifest: dict) -> str:
+    """``"layered"``, ``"li_rich"``, ``"rock_salt"`` or ``"spinel"``: the kind of
+    structure a manifest records (layered NMC when it names none)."""
+    return str(manifest.get("phase") or manifest.get("spec", {}).get("phase") or "layered")
 
 
 def git_revision() -> str:
@@ -302,7 +309,8 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     xarray.Dataset
         dim ``sample``; one variable per edge on ``energy_<edge>`` (eV);
         label variables; coords ``structure_id``, ``split``, ``defect``,
-        ``composition``; provenance in attrs.
+        ``phase`` (:func:`structure_phase`), ``composition``; provenance in
+        attrs.
     """
     from .campaign import STORE_VERSION, CampaignStore
     from .feff import feff_version
@@ -395,6 +403,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         "structure_id": ("sample", np.array([m["structure_id"] for m, _ in rows])),
         "split": ("sample", np.array([split[m["structure_id"]] for m, _ in rows])),
         "defect": ("sample", np.array([m["defect"] for m, _ in rows])),
+        "phase": ("sample", np.array([structure_phase(m) for m, _ in rows])),
         "composition": ("sample", np.array([m["spec"].get("name") or "custom" for m, _ in rows])),
     })
     first = rows[0][0]
