@@ -90,3 +90,16 @@ def test_vacuum_pixels_masked_not_garbage(calibrated):
         n = v.shape[-1]
         tail = v[~vac][ok][:, n - n // 10:].mean(-1)
         np.testing.assert_allclose(tail, 1.0, rtol=1e-4)
+
+
+def test_default_references_and_where_the_other_l3_lines_land(real):
+    """The default calibration (O K + Co L3): offset, scale and the Mn / Ni L3
+    maxima quoted in README.md."""
+    si, zlp = real
+    cal = mm.calibrate(si, zlp=zlp, references=dict(mm.DEFAULT_REFERENCES))
+    assert set(cal.attrs["calibration_references"]) == {"O_K", "Co_L3"}
+    assert cal.attrs["calibration_offset_eV"] == pytest.approx(0.19, abs=0.02)
+    assert cal.attrs["calibration_scale"] == pytest.approx(1.0161, abs=2e-4)
+    assert _edge_max(cal, (600.0, 632.0), (635.0, 650.0)) == pytest.approx(643.7, abs=0.2)
+    ni = _edge_max(cal, (820.0, 845.0), (848.0, 860.0))
+    assert ni == pytest.approx(851.3, abs=0.2)  # 2.2 eV below the O K + Ni L3 calibration's

@@ -209,3 +209,27 @@ def test_edges_used_map_beside_the_ood_map(w):
     assert w.used_mapper.high == pytest.approx(offered + 0.5)
     assert f"of {offered}" in w.used_fig.title.text
     assert w.used_fig.right[0].title == "edges used"
+
+
+def test_pixel_table_says_why_a_value_is_missing(w):
+    res = w.result.copy()
+    t = "ni_oxidation" if "ni_oxidation" in res else next(
+        k for k in w.model.targets_ if k.endswith("_oxidation"))
+    el_bit = {"ni_oxidation": 128, "mn_oxidation": 256, "co_oxidation": 512}[t]
+    v = res[t].values.copy()
+    v[1, 2] = np.nan
+    res[t] = (res[t].dims, v, dict(res[t].attrs))
+    code = res["nan_reason"].values.copy()
+    code[1, 2] |= el_bit
+    res["nan_reason"] = (res["nan_reason"].dims, code, dict(res["nan_reason"].attrs))
+    w.result = res
+    w.grid_source.selected.indices = [1 * 6 + 2]
+    assert f"no usable {t[:2].capitalize()} edge" in w.pixel_table.value
+    # a target the training set does not vary: says so, with the reason as a tooltip
+    res = res.copy()
+    res[t].attrs["not_learnt"] = "the training set does not vary it: 2 of 142 differ"
+    w.result = res
+    w.grid_source.selected.indices = [0]
+    w.grid_source.selected.indices = [1 * 6 + 2]
+    assert "not learnt" in w.pixel_table.value
+    assert "2 of 142 differ" in w.pixel_table.value

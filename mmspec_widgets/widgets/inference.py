@@ -16,6 +16,7 @@ from bokeh.palettes import Greens9, RdBu11
 from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
+from ..reasons import explain_reasons
 from . import plots as P
 from .base import WidgetBase
 
@@ -25,6 +26,10 @@ __all__ = ["Inference", "TARGET_LABELS"]
 TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
 _OOD_TITLE = "OOD score"
 _PROBABILITY = ("o_vacancy", "antisite")
+#: nan_reason bits (mmspec_widgets.reasons.REASONS) that explain a NaN of a target
+#: (TM fractions under the element's name), most specific first
+_NAN_BITS = {"ni_oxidation": (128,), "mn_oxidation": (256,), "co_oxidation": (512,),
+             "ni": (1024, 8), "mn": (1024, 8), "co": (1024, 8), "li_content": (2048, 4)}
 _ENERGY_LABEL = "Energy loss (eV)"
 
 
@@ -564,7 +569,8 @@ class Inference(WidgetBase):
             units = html.escape(info.unit)
             if not np.isfinite(v):
                 raw = float(self.result[t].transpose("y", "x").values[r, c])
-                txt = "n/a (element absent)" if np.isfinite(raw) else "—"
+                txt = ("n/a (element absent)" if np.isfinite(raw)
+                       else self._why_nan(t, r, c))
             elif np.isfinite(s) and s > info.std_cap:  # wider than the quantity can spread
                 txt = f"{v:.2f} (std &gt; {info.std_cap:g}: no information)"
             elif t in _PROBABILITY:
@@ -588,6 +594,24 @@ class Inference(WidgetBase):
             "<tr style='border-bottom:1px solid #ccc'><th style='text-align:left'>target</th>"
             f"<th style='text-align:right;padding:1px 0 1px 6px'>value {PL.UNCERTAINTY}</th></tr>"
             + "".join(rows) + "</table></div>")
+
+    def _why_nan(self, target: str, r: int, c: int) -> str:
+        """Why ``target`` has no value in pixel (r, c), short, with the full
+        reason as a tooltip (HTML)."""
+        why = self.result[target].attrs.get("not_learnt")
+        if why:
+            return (f"<span title='{html.escape(str(why), quote=True)}'>not learnt "
+                    "(the training set does not vary it)</span>")
+        if "nan_reason" not in self.result:
+            return "—"
+        code = int(self.result["nan_reason"].transpose("y", "x").values[r, c])
+        bits = _NAN_BITS.get(target.split("_")[0] if target.endswith("_fraction")
+                             else target, ()) + (16, 2, 1)
+        for b in bits:
+            if code & b:
+                text = html.escape(explain_reasons(b)[0], quote=True)
+                return f"<span title='{text}'>— ({text})</span>"
+        return "—"
 
     def _show_explanation(self) -> None:
         if not self._ready:
