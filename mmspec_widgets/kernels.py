@@ -592,7 +592,7 @@ def k_chain_rows(y, shift, do_align, threshold, width,
                     out[p, o + t] = np.nan
 
 
-@_fast
+@_jit  # exact IEEE: fast-math assumes no NaN/inf and would fold x - x to 0
 def k_all_finite(y, r0, r1):
     # x - x is 0 for a finite value and NaN for NaN or inf: one sum per row
     for r in range(r0, r1):

@@ -340,3 +340,24 @@ def test_bad_arguments(small, tmp_path):
         pl.extract_block(si.values[:2, :2, :100], pos[:2, :2], plan)
     with pytest.raises(DataError, match="Ni_L23: pre-edge window"):
         pl.fit_plan(si, zlp, edges=["Ni_L23"], windows={"Ni_L23": (1100.0, 1200.0)})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_kernel_sees_nan_and_inf(bad, dtype):
+    from mmspec_widgets.kernels import all_finite
+
+    a = np.ones((37, 301), dtype)
+    assert all_finite(a)
+    a[29, 300] = bad
+    assert not all_finite(a)  # a fast-math build of the kernel folded x - x to 0 here
+
+
+def test_fast_chain_refuses_nan_counts():
+    from mmspec_widgets.pipeline import run_chain_fast, synthetic_si
+
+    si, zlp = synthetic_si((6, 5), seed=1)
+    si = si.copy(data=np.array(si.values))
+    si.values[2, 3, 700] = np.nan
+    with pytest.raises(DataError, match="NaN/inf"):
+        run_chain_fast(si, zlp, predict=False)

@@ -431,9 +431,21 @@ def test_feff_worker_stops_soon_after_its_campaign_is_killed(tmp_path):
         proc.kill()
         proc.wait()
     gone, alive = psutil.wait_procs(left, timeout=2.0)
-    names = [" ".join(p.cmdline()[-2:]) for p in alive if p.is_running()]
+
+    def running(p):  # an exited process that nobody has reaped yet (zombie) has stopped
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    alive = [p for p in alive if running(p)]
+    names = []
     for p in alive:  # leave nothing behind, whatever the outcome
-        p.kill()
+        try:
+            names.append(" ".join(p.cmdline()[-2:]))
+            p.kill()
+        except psutil.Error:
+            pass
     assert not alive, f"still running 2 s after the campaign was killed: {names}"
 
 
