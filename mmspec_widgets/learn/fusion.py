@@ -772,13 +772,6 @@ class MultimodalModel(BaseEstimator):
             masks.append(m)
         return np.concatenate(idx), np.concatenate(masks)
 
-    @staticmethod
-    def _mask_blocks(A: np.ndarray, mask: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
-        A = A.copy()
-        for j, cols in enumerate(columns):
-            A[np.ix_(~mask[:, j], cols)] = np.nan
-        return A
-
     def _design(self, A: np.ndarray, mask: np.ndarray, G: np.ndarray | None = None
                 ) -> np.ndarray:
         """Stage-2 design: masked level-1 values, presence indicators, then the
@@ -786,11 +779,18 @@ class MultimodalModel(BaseEstimator):
         cols = getattr(self, "design_columns_", None)
         if cols is None:  # bundles written before hybrid fusion existed
             cols = self.columns_ if self.fusion == "early" else self.pred_columns_
-        parts = [self._mask_blocks(A, mask, cols), mask.astype(float)]
-        if self._n_amount_features():
-            parts.append(G if G is not None else
-                         np.full((A.shape[0], self._n_amount_features()), np.nan))
-        return np.concatenate(parts, axis=1)
+        n, k_a, k_m = A.shape[0], A.shape[1], mask.shape[1]
+        k_g = self._n_amount_features()
+        D = np.empty((n, k_a + k_m + k_g))  # one allocation, each part written once
+        D[:, :k_a] = A
+        for j, c in enumerate(cols):  # a block is NaN where its edge is masked
+            rows = ~mask[:, j]
+            if rows.any():
+                D[np.ix_(rows, c)] = np.nan
+        D[:, k_a:k_a + k_m] = mask
+        if k_g:
+            D[:, k_a + k_m:] = G if G is not None else np.nan
+        return D
 
     def _li_column(self) -> int:
         """Column of Li per O among the composition features (after the TM
@@ -1693,17 +1693,25 @@ class MultimodalModel(BaseEstimator):
                     else 0.0
                 out[f"{t}_std"] = np.sqrt(out[f"{t}_std"] ** 2 + rms ** 2)
             return
-        extra = {t: np.zeros(X.shape[0]) for t in self.targets_}
-        for d in shifts:
-            Xs = X.copy()
+        n = X.shape[0]
+        Xs = np.concatenate([X] * len(shifts))  # every shift's copy, one model pass
+        for k, d in enumerate(shifts):
             for e, sl in self.featurizer_.blocks_.items():
                 if e in d:  # the spectra as read with the axis off by d (ends held)
                     g = edge_grid(e)
-                    Xs[:, sl] = shift_resample(X[:, sl],
-                                               np.full(X.shape[0], d[e] / float(g[1] - g[0])))
-            o = self._predict_arrays(Xs, drop_ood_edges, amounts, li_amount)
+                    Xs[k * n:(k + 1) * n, sl] = shift_resample(
+                        X[:, sl], np.full(n, d[e] / float(g[1] - g[0])))
+
+        def tiled(a):
+            return None if a is None else np.concatenate([a] * len(shifts))
+
+        # rows are predicted independently: the same numbers as one pass per shift,
+        # without the per-pass fixed cost
+        o = self._predict_arrays(Xs, drop_ood_edges, tiled(amounts), tiled(li_amount))
+        extra = {t: np.zeros(n) for t in self.targets_}
+        for k in range(len(shifts)):
             for t in self.targets_:
-                diff = o[t] - out[t]
+                diff = o[t][k * n:(k + 1) * n] - out[t]
                 extra[t] += np.where(np.isfinite(diff), diff, 0.0) ** 2
         for t in self.targets_:
             out[f"{t}_std"] = np.sqrt(out[f"{t}_std"] ** 2 + extra[t])
