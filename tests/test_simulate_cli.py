@@ -52,3 +52,23 @@ def test_simulate_verbose_restores_the_chatter(tmp_path):
     assert "done Ni_L23" in r.stderr
     assert "Scheduler" in r.stderr or "distributed" in r.stderr
     assert not (out / "simulate.log").exists()
+
+
+def test_kinds_argument():
+    from mmspec_widgets.errors import MMSpecError
+    from mmspec_widgets.simulate.campaign import make_specs
+    from mmspec_widgets.simulate.cli import _kinds
+
+    assert _kinds(None) is None
+    assert _kinds("all") == "all"
+    assert _kinds("li_rich=10,rock_salt=5,spinel=5") == {"li_rich": 10, "rock_salt": 5,
+                                                         "spinel": 5}
+    assert _kinds("li_rich, spinel") == ["li_rich", "spinel"]
+    for bad in ("li_rich=ten", "li_rich=10,spinel"):
+        with pytest.raises(MMSpecError, match="--kinds"):
+            _kinds(bad)
+    specs = make_specs(20, seed=2, kinds=_kinds("li_rich=10,rock_salt=5,spinel=5"))
+    assert sorted(s.phase for s in specs) == ["li_rich"] * 10 + ["rock_salt"] * 5 + \
+        ["spinel"] * 5
+    with pytest.raises(MMSpecError, match="summing to 20"):
+        make_specs(20, seed=2, kinds=_kinds("li_rich=10,spinel=5"))
