@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DETECTION_Z", "REASONS", "reason_attrs", "explain_reasons"]
+__all__ = ["DETECTION_Z", "REASONS", "TARGET_REASONS", "reason_attrs", "explain_reasons"]
 
 #: An edge counts as detected where its jump exceeds this many standard
 #: deviations (counting + background extrapolation, ``jump_<edge>_std``).
@@ -35,6 +35,12 @@ REASONS = {
     2048: "Li_content_NaN_Li_K_given_but_not_detected",
     4096: "a_target_the_training_set_does_not_vary_is_NaN_see_attrs_not_learnt",
 }
+
+
+#: the bits of :data:`REASONS` that explain a NaN of each target, most specific first
+TARGET_REASONS = {"ni_oxidation": (128,), "mn_oxidation": (256,), "co_oxidation": (512,),
+                  "ni_fraction": (1024, 8), "mn_fraction": (1024, 8), "co_fraction": (1024, 8),
+                  "li_content": (2048, 4)}
 
 
 def reason_attrs(long_name: str) -> dict:

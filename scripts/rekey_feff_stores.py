@@ -63,9 +63,7 @@ def _moving_input(store: CampaignStore, moved: dict):
         p = params or F.FeffParams()
         k_new, k_old = feff_job(new, "", p)["key"], feff_job(old, "", p)["key"]
         if k_new != k_old and store.has(k_old) and not store.has(k_new):
-            sp = store.get(k_old)
-            store.put(k_new, sp["omega"], sp["mu"], {**sp["meta"], "rekeyed_from": k_old})
-            store.spectrum_path(k_old).unlink()
+            store.move(k_old, k_new)
             moved[k_old] = k_new
         return new
     return feff_input

@@ -266,7 +266,7 @@ def test_stored_campaign_keys_reproduce():
     checked = 0
     for m in ms[:: max(1, len(ms) // 25)]:
         edges = list(m["sites"])
-        sites = _stored_sites(store, m["structure_id"], edges)
+        sites = _stored_sites(store.manifest(m["structure_id"]), edges)
         assert sites is not None
         new, jobs = plan_structure(StructureSpec.from_dict(m["spec"]), edges,
                                    FeffParams(**m["feff"]), m["radius"], sites=sites)

@@ -89,6 +89,13 @@ class CampaignStore:
         with np.load(self.spectrum_path(key), allow_pickle=False) as z:
             return {"omega": z["omega"], "mu": z["mu"], "meta": json.loads(str(z["meta"]))}
 
+    def move(self, old_key: str, new_key: str) -> None:
+        """Store the spectrum of ``old_key`` under ``new_key`` (recording
+        ``rekeyed_from`` in its metadata) and remove the old file."""
+        sp = self.get(old_key)
+        self.put(new_key, sp["omega"], sp["mu"], {**sp["meta"], "rekeyed_from": old_key})
+        self.spectrum_path(old_key).unlink()
+
     def keys(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "spectra").glob("*/*.npz"))
 
@@ -123,6 +130,11 @@ class CampaignStore:
         tmp = p.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, default=_jsonable))
         os.replace(tmp, p)
+
+    def manifest(self, structure_id: str) -> dict | None:
+        """The stored manifest of one structure (None if it has none)."""
+        p = self.root / "structures" / f"{structure_id}.json"
+        return json.loads(p.read_text()) if p.exists() else None
 
     def structures(self) -> list[dict]:
         """Structure manifests in campaign order."""
@@ -557,14 +569,15 @@ def run_campaign(
         """Plan structures lazily, yielding their jobs in campaign order."""
         seen: set[str] = set()
         for order, spec in enumerate(specs):
+            old = store.manifest(spec.key)
             try:
                 manifest, jobs = plan_structure(spec, edges, feff, radius, n_o, order,
-                                                sites=_stored_sites(store, spec.key, edges))
+                                                sites=_stored_sites(old, edges))
             except MMSpecError as exc:
                 log.warning("structure %s skipped: %s", spec.key, exc)
                 store.fail(f"s{spec.key}", {"structure": spec.to_dict(), "error": str(exc)})
                 continue
-            _check_same_settings(store, manifest)
+            _check_same_settings(store, manifest, old)
             store.put_structure(manifest)
             for job in jobs:
                 if job["key"] in seen or store.has(job["key"]):
@@ -608,14 +621,11 @@ def run_campaign(
     return summary
 
 
-def _stored_sites(store: CampaignStore, structure_id: str, edges) -> dict | None:
-    """The sites a stored structure was planned with, for ``edges`` (None if the
-    structure is new or lacks one of them)."""
-    p = store.root / "structures" / f"{structure_id}.json"
-    if not p.exists():
-        return None
-    sites = json.loads(p.read_text()).get("sites", {})
-    return {e: sites[e] for e in edges if e in sites} if set(edges) <= set(sites) else None
+def _stored_sites(manifest: dict | None, edges) -> dict | None:
+    """The sites a stored structure (its ``manifest``) was planned with, for
+    ``edges`` (None if the structure is new or lacks one of them)."""
+    sites = (manifest or {}).get("sites", {})
+    return {e: sites[e] for e in edges} if manifest and set(edges) <= set(sites) else None
 
 
 def _same_labels(a: dict, b: dict) -> bool:
@@ -662,8 +672,9 @@ def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
     the keys of spectra computed before change while their physics does not:
     same structure (its spec, region labels and composition, and every
     recorded site's element, oxidation state, O coordination and mean M-O
-    distance are checked against the manifest), same site, same settings. Each moved spectrum
-    keeps its data and records ``rekeyed_from`` in its metadata; the
+    distance are checked against the manifest), same site, same settings.
+    Each moved spectrum keeps its data and records ``rekeyed_from`` in its
+    metadata (:meth:`CampaignStore.move`); the
     manifest is rewritten with the new keys. Structures whose rebuild differs
     from the record in any of these are left alone and reported.
 
@@ -691,31 +702,23 @@ def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
         for e in edges:
             for old_rec, rec in zip(m["sites"][e], new["sites"][e]):
                 old_key, key = old_rec["key"], rec["key"]
-                if old_key == key:
-                    out["unchanged"] += 1
-                elif store.has(key):
+                if old_key == key or store.has(key):
                     out["unchanged"] += 1
                 elif not store.has(old_key):
                     out["missing"] += 1
                 else:
-                    sp = store.get(old_key)
-                    meta = {**sp["meta"], "rekeyed_from": old_key}
-                    store.put(key, sp["omega"], sp["mu"], meta)
-                    store.spectrum_path(old_key).unlink()
+                    store.move(old_key, key)
                     out["moved"] += 1
-        new["order"] = m.get("order", 0)
         store.put_structure(new)
     return out
 
 
-def _check_same_settings(store: CampaignStore, manifest: dict) -> None:
-    """Refuse to re-plan a structure of the store with other FEFF settings or
-    another region definition (its manifest would then point at spectra of
-    two different simulations)."""
-    p = store.root / "structures" / f"{manifest['structure_id']}.json"
-    if not p.exists():
+def _check_same_settings(store: CampaignStore, manifest: dict, old: dict | None) -> None:
+    """Refuse to re-plan a structure of the store (``old``: its stored
+    manifest) with other FEFF settings or another region definition (its
+    manifest would then point at spectra of two different simulations)."""
+    if old is None:
         return
-    old = json.loads(p.read_text())
     for field in ("feff", "radius"):
         if field in old and old[field] != manifest[field]:
             raise MMSpecError(

@@ -16,7 +16,7 @@ from bokeh.palettes import Greens9, RdBu11
 from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
-from ..reasons import explain_reasons
+from ..reasons import TARGET_REASONS, explain_reasons
 from . import plots as P
 from .base import WidgetBase
 
@@ -26,10 +26,6 @@ __all__ = ["Inference", "TARGET_LABELS"]
 TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
 _OOD_TITLE = "OOD score"
 _PROBABILITY = ("o_vacancy", "antisite")
-#: nan_reason bits (mmspec_widgets.reasons.REASONS) that explain a NaN of a target
-#: (TM fractions under the element's name), most specific first
-_NAN_BITS = {"ni_oxidation": (128,), "mn_oxidation": (256,), "co_oxidation": (512,),
-             "ni": (1024, 8), "mn": (1024, 8), "co": (1024, 8), "li_content": (2048, 4)}
 _ENERGY_LABEL = "Energy loss (eV)"
 
 
@@ -605,8 +601,7 @@ class Inference(WidgetBase):
         if "nan_reason" not in self.result:
             return "—"
         code = int(self.result["nan_reason"].transpose("y", "x").values[r, c])
-        bits = _NAN_BITS.get(target.split("_")[0] if target.endswith("_fraction")
-                             else target, ()) + (16, 2, 1)
+        bits = TARGET_REASONS.get(target, ()) + (16, 2, 1)  # then: no edge used at all
         for b in bits:
             if code & b:
                 text = html.escape(explain_reasons(b)[0], quote=True)
