@@ -38,6 +38,7 @@ __all__ = [
     "ood_palette",
     "edges_used_label",
     "plot_maps",
+    "PHASE_COLOURS",
 ]
 
 #: The uncertainty convention of every figure, table and widget.
@@ -83,7 +84,16 @@ TARGETS: dict[str, TargetInfo] = {
                             probability=True),
     "antisite": TargetInfo("Li/Ni antisite probability", "probability", (0.0, 1.0), 1.0,
                            probability=True),
+    "li_rich": TargetInfo("Li-rich layered probability", "probability", (0.0, 1.0), 1.0,
+                          probability=True),
+    "rock_salt": TargetInfo("Rock-salt-like probability", "probability", (0.0, 1.0), 1.0,
+                            probability=True),
+    "spinel": TargetInfo("Spinel-like probability", "probability", (0.0, 1.0), 1.0,
+                         probability=True),
 }
+
+#: colours of the ``phase`` map (layered, Li-rich, rock-salt, spinel)
+PHASE_COLOURS = ("#4c72b0", "#55a868", "#c44e52", "#dd8452")
 
 _OOD_LABEL = "OOD score (distance / threshold; > 1: unlike training)"
 
@@ -226,6 +236,40 @@ def _truth_image(truth: xr.Dataset, name: str) -> np.ndarray:
     return t
 
 
+def _phase_names(da: xr.DataArray) -> list[str]:
+    return str(da.attrs.get("flag_meanings", "unknown layered li_rich rock_salt spinel")).split()
+
+
+def _phase_row(fig, row, maps, truth, show) -> None:
+    """The categorical ``phase`` map (truth left when given) and its probability."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    names = _phase_names(maps["phase"])[1:]  # after "unknown" (-1, shown blank)
+    cmap = ListedColormap(list(PHASE_COLOURS[:len(names)]))
+    norm = BoundaryNorm(np.arange(-0.5, len(names)), len(names))
+
+    def img(ds):
+        v = _image(ds, "phase")
+        return np.where(v >= 0, v, np.nan)
+
+    col = 0
+    if truth is not None:
+        show(row[0], img(truth) if "phase" in truth else np.full(_image(maps, "phase").shape,
+                                                                  np.nan),
+             "Phase: truth", "", cmap=cmap, norm=norm)
+        col = 1
+    im = show(row[col], img(maps), "Phase: most probable", "", cmap=cmap, norm=norm)
+    cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9, ticks=np.arange(len(names)))
+    cb.ax.set_yticklabels([n.replace("_", "-") for n in names], fontsize=7)
+    ax_p = row[col + 1]
+    if "phase_probability" in maps:
+        ip = show(ax_p, _image(maps, "phase_probability"), "Phase: probability of the shown "
+                  "phase", "probability", vmin=0.0, vmax=1.0, cmap="cividis")
+        fig.colorbar(ip, ax=ax_p, shrink=0.9).set_label("probability", fontsize=8)
+    else:
+        ax_p.axis("off")
+
+
 def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None,
               min_fraction: float = MIN_FRACTION, path: str | Path | None = None,
               dpi: int = 110):
@@ -259,7 +303,7 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
 
     if targets is None:
         targets = [n for n in maps.data_vars if not str(n).endswith("_std")
-                   and n not in ("ood", "ood_score", "n_edges")
+                   and n not in ("ood", "ood_score", "n_edges", "phase_probability")
                    and (truth is None or n in truth)]
     targets = [str(t) for t in targets]
     missing = [t for t in targets if t not in maps]
@@ -287,6 +331,9 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         return im
 
     for row, name in zip(axes[:-1], targets, strict=True):
+        if name == "phase":
+            _phase_row(fig, row, maps, truth, show)
+            continue
         info = target_info(name, maps)
         pred = display_values(maps, name, min_fraction=min_fraction)
         col = 0

@@ -27,7 +27,11 @@ records that jitter.
 
 The layout (all visible in ``truth["region"]``): vacuum | delithiated surface
 layer | bulk, with an oxygen-vacancy-rich patch and an antisite-rich patch
-inside the bulk.
+inside the bulk. When the training set records structure phases and holds
+held-out samples of them, two more regions: a reduced surface layer
+(rock-salt-like and spinel-like regions) between the vacuum and the
+delithiated layer, and a Li-rich Mn-rich patch (Mn >= 0.6 of the TMs) in the
+bulk below the vacancy patch; the other regions then draw layered NMC only.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import xarray as xr
 from .edges import get_edge
 from .errors import DataError, MMSpecError
 from .paths import data_dir
+from .simulate.labels import LI_RICH_MN, PHASES
 
 __all__ = [
     "DigitalTwin",
@@ -60,11 +65,13 @@ TWIN_EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
 TARGETS = (
     "li_content", "ni_fraction", "mn_fraction", "co_fraction",
     "ni_oxidation", "mn_oxidation", "co_oxidation", "o_vacancy", "antisite",
+    "li_rich", "rock_salt", "spinel",
 )
 
-#: region codes of ``truth["region"]``
+#: region codes of ``truth["region"]`` (5 and 6 only with a set that records phases)
 REGIONS = {0: "vacuum", 1: "delithiated surface", 2: "bulk", 3: "O-vacancy rich",
-           4: "antisite rich"}
+           4: "antisite rich", 5: "reduced surface (rock-salt / spinel)",
+           6: "Li-rich Mn-rich"}
 
 #: Physical constants of the twin. Background exponent, level and edge-jump
 #: ratios (edge jump / background at the edge onset, per unit amount of the
@@ -105,21 +112,39 @@ class DigitalTwin:
 # layout and sample assignment
 
 
-def _layout(shape: tuple[int, int]) -> np.ndarray:
+def _layout(shape: tuple[int, int], phases: bool = False) -> np.ndarray:
     ny, nx = shape
     region = np.full(shape, 2, dtype=np.int8)
     n_vac = max(2, nx // 10)
+    n_red = max(2, nx // 12) if phases else 0
     n_surf = max(3, nx // 6)
     region[:, :n_vac] = 0
-    region[:, n_vac:n_vac + n_surf] = 1
-    # vacancy-rich patch: upper middle; antisite patch: lower right
-    x0 = n_vac + n_surf + max(1, nx // 12)
-    region[: max(2, ny // 2 - 1), x0:x0 + max(3, nx // 4)] = 3
-    region[ny - max(2, ny // 2 - 1):, nx - max(3, nx // 4) - 1: nx - 1] = 4
+    region[:, n_vac:n_vac + n_red] = 5
+    region[:, n_vac + n_red:n_vac + n_red + n_surf] = 1
+    # vacancy-rich patch: upper middle; Li-rich patch below it; antisite patch: lower right
+    x0 = n_vac + n_red + n_surf + max(1, nx // 12)
+    w = max(3, nx // 4)
+    h = max(2, ny // 2 - 1)
+    region[:h, x0:x0 + w] = 3
+    region[ny - h:, nx - w - 1: nx - 1] = 4
+    if phases:
+        region[ny - h:, x0:min(x0 + w, nx - w - 2)] = 6
     return region
 
 
-def _pools(ts: xr.Dataset) -> dict[int, np.ndarray]:
+def _has_phases(ts: xr.Dataset) -> bool:
+    """Whether the set records phases and holds held-out reduced-surface and
+    Li-rich Mn-rich samples (the twin's regions 5 and 6)."""
+    if "phase" not in ts.coords and "phase" not in ts:
+        return False
+    test = np.asarray(ts["split"].values == "test")
+    ph = np.asarray(ts["phase"].values).astype(str)
+    mn = np.nan_to_num(np.asarray(ts["mn_fraction"].values, float))
+    return bool((test & np.isin(ph, ("rock_salt", "spinel"))).any()
+                and (test & (ph == "li_rich") & (mn >= LI_RICH_MN)).any())
+
+
+def _pools(ts: xr.Dataset, phases: bool = False) -> dict[int, np.ndarray]:
     """Indices of held-out samples suited to each region."""
     test = np.asarray(ts["split"].values == "test") if "split" in ts.coords or "split" in ts else None
     if test is None or not test.any():
@@ -130,18 +155,28 @@ def _pools(ts: xr.Dataset) -> dict[int, np.ndarray]:
     anti = ts["antisite"].values
     have = np.isfinite(ts["O_K"].values).all(axis=-1)  # every twin pixel needs O K
     clean = (vac == 0) & (anti == 0)
+    if phases:
+        ph = np.asarray(ts["phase"].values).astype(str)
+        mn = np.nan_to_num(np.asarray(ts["mn_fraction"].values, float))
+        have_layered = have & (ph == "layered")
+    else:
+        have_layered = have
     pools = {
-        1: test & have & clean & (li < 0.75),
-        2: test & have & clean & (li >= 0.75),
-        3: test & have & (vac > 0) & (anti == 0),
-        4: test & have & (anti > 0) & (vac == 0),
+        1: test & have_layered & clean & (li < 0.75),
+        2: test & have_layered & clean & (li >= 0.75),
+        3: test & have_layered & (vac > 0) & (anti == 0),
+        4: test & have_layered & (anti > 0) & (vac == 0),
     }
+    if phases:
+        pools[5] = test & have & np.isin(ph, ("rock_salt", "spinel"))
+        pools[6] = test & have & (ph == "li_rich") & (mn >= LI_RICH_MN)
     out = {}
     for k, m in pools.items():
         idx = np.flatnonzero(m)
-        if idx.size == 0:  # fall back to the closest description available
-            fallback = {1: test & have & (li < 0.85), 2: test & have & clean,
-                        3: test & have & (vac > 0), 4: test & have & (anti > 0)}[k]
+        if idx.size == 0 and k <= 4:  # fall back to the closest description available
+            fallback = {1: test & have_layered & (li < 0.85), 2: test & have_layered & clean,
+                        3: test & have_layered & (vac > 0),
+                        4: test & have_layered & (anti > 0)}[k]
             idx = np.flatnonzero(fallback)
         if idx.size == 0:
             raise DataError(f"training_set: no held-out sample for the {REGIONS[k]!r} region")
@@ -272,8 +307,9 @@ def build_digital_twin(
     phys = {**DEFAULT_PHYSICS, **(physics or {})}
     rng = np.random.default_rng(seed)
 
-    region = _layout((ny, nx))
-    pools = _pools(ts)
+    phases = _has_phases(ts)
+    region = _layout((ny, nx), phases)
+    pools = _pools(ts, phases)
     sample = np.full((ny, nx), -1, dtype=np.int64)
     for k, idx in pools.items():
         m = region == k
@@ -354,10 +390,21 @@ def build_digital_twin(
     truth = xr.Dataset(coords={"y": si["y"], "x": si["x"]})
     valid = sample >= 0
     for t in TARGETS:
+        if t not in ts:  # a set without phases: no phase truth
+            continue
         vals = np.full((ny, nx), np.nan)
         vals[valid] = ts[t].values[sample[valid]]
         truth[t] = (("y", "x"), vals)
-    truth["region"] = (("y", "x"), region, {"codes": json.dumps(REGIONS)})
+    if phases:
+        code = {p: i for i, p in enumerate(PHASES)}
+        ph = np.asarray(ts["phase"].values).astype(str)
+        truth["phase"] = (("y", "x"), np.where(
+            valid, [[code[ph[max(s, 0)]] for s in row] for row in sample], -1).astype(np.int8),
+            {"long_name": "phase of the region", "flag_values": np.arange(-1, len(PHASES),
+                                                                          dtype=np.int8),
+             "flag_meanings": " ".join(("unknown",) + tuple(PHASES))})
+    regions = {k: v for k, v in REGIONS.items() if (region == k).any() or k <= 4}
+    truth["region"] = (("y", "x"), region, {"codes": json.dumps(regions)})
     truth["sample_index"] = (("y", "x"), sample)
     truth["structure_id"] = (("y", "x"), np.where(
         valid, np.asarray(ts["structure_id"].values)[np.maximum(sample, 0)].astype(str), ""))
@@ -371,7 +418,7 @@ def build_digital_twin(
         "spikes": int(n_spikes), "physics": phys, "edges": list(TWIN_EDGES),
         "k_factors": twin_k_factors(phys),
         "nominal_composition": _nominal(ts, sample[valid]),
-        "regions": {str(k): v for k, v in REGIONS.items()},
+        "regions": {str(k): v for k, v in regions.items()},
         "training_set": {k: str(v) for k, v in ts.attrs.items()
                          if k in ("created", "git_revision", "n_structures", "content_hash")},
     }

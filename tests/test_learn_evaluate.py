@@ -14,7 +14,7 @@ from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 from mmspec_widgets.learn.bundle import save_model
 from mmspec_widgets.learn.evaluate import default_edge_sets, evaluate_model, write_report
 from mmspec_widgets.learn.explain import edge_importance, energy_importance
-from mmspec_widgets.learn.fusion import TARGETS, MultimodalModel
+from mmspec_widgets.learn.fusion import CLASSIFICATION_TARGETS, TARGETS, MultimodalModel
 from mmspec_widgets.learn.plots import plot_importance
 
 EDGES = ("O_K", "Li_K", "Mn_L23", "Co_L23", "Ni_L23", "Mn_K", "Co_K", "Ni_K")
@@ -58,7 +58,7 @@ def test_evaluate_model_schema_and_values(model, toy):
     res = evaluate_model(model, toy, details=True)
     assert set(res["targets"]) == set(TARGETS)
     for t, r in res["targets"].items():
-        assert r["metric"] == ("roc_auc" if t in ("o_vacancy", "antisite") else "r2")
+        assert r["metric"] == ("roc_auc" if t in CLASSIFICATION_TARGETS else "r2")
         assert list(r["by_edges"]) == [edge_set_key(s) for s in default_edge_sets(EDGES)]
         for v in r["by_edges"].values():
             assert v is None or (np.isfinite(v) and v <= 1.0)

@@ -15,7 +15,14 @@ from sklearn.metrics import r2_score
 from mmspec_widgets.edges import edge_grid
 from mmspec_widgets.errors import DataError, MMSpecError
 from mmspec_widgets.learn._synthetic import make_synthetic_training_set
-from mmspec_widgets.learn.fusion import TARGETS, MultimodalModel, dataset_to_matrix
+from mmspec_widgets.learn.fusion import (
+    PHASE_TARGETS,
+    REGRESSION_TARGETS,
+    TARGETS,
+    MultimodalModel,
+    dataset_to_matrix,
+    phase_map,
+)
 from mmspec_widgets.learn.uncertainty import Z90, calibrate_scale, interval_coverage
 
 # no augmented copies, so no noisy spectra to learn a noise level from: shape
@@ -348,7 +355,8 @@ def test_hybrid_carries_a_strong_specialist_and_shrinks_tree_corrections(split):
     nt = len(m.targets_)
     for k_t, t in enumerate(m.targets_):
         w = m.edge_weights_[:, k_t]
-        assert np.all(w >= 0) and (np.any(w > 0) == (t not in ("o_vacancy", "antisite")))
+        # weights for regression targets; classification and unlabelled targets none
+        assert np.all(w >= 0) and (np.any(w > 0) == (t in REGRESSION_TARGETS))
     assert m.correction_scale_ and all(0.0 <= a <= 1.0 for a in m.correction_scale_.values())
     # with the corrections switched off, a one-edge prediction is that edge's model
     m.correction_scale_ = {t: 0.0 for t in m.correction_scale_}
@@ -392,3 +400,47 @@ def test_noisy_pixels_get_wider_uncertainty_than_clean_spectra(split):
         err = np.abs(noisy_p[t].values - te[t].values)
         ok = np.isfinite(err)
         assert np.mean(err[ok] <= 2 * noisy_p[f"{t}_std"].values[ok]) > 0.8, t
+
+
+def test_phase_map_from_the_phase_probabilities():
+    out = {"li_rich": np.array([0.9, 0.1, 0.2, np.nan, 0.4]),
+           "rock_salt": np.array([0.05, 0.1, 0.7, 0.1, 0.4]),
+           "spinel": np.array([0.0, 0.1, 0.2, 0.1, 0.4])}
+    res = phase_map(out)
+    code, attrs = res["phase"]
+    names = attrs["flag_meanings"].split()
+    assert [names[c + 1] for c in code] == ["li_rich", "layered", "rock_salt", "unknown",
+                                            "li_rich"]
+    p = res["phase_probability"][0]
+    assert p[0] == pytest.approx(0.9) and p[1] == pytest.approx(0.7)  # layered: 1 - 0.3
+    assert np.isnan(p[3])
+    # ties go to the first phase; the probabilities are normalised
+    assert p[4] == pytest.approx(0.4 / 1.2)
+    assert phase_map({"li_rich": np.ones(2)}) == {}
+
+
+def test_a_set_without_phases_leaves_them_not_learnt(model, split):
+    for t in PHASE_TARGETS:
+        assert "records no structure phases" in model.not_learnt_[t]
+    maps = model.predict(split[1])
+    assert (maps["phase"].values == -1).all()
+    assert np.isnan(maps["phase_probability"].values).all()
+    assert np.isnan(maps["spinel"].values).all()
+
+
+def test_phases_are_learnt_and_mapped():
+    toy = make_synthetic_training_set(n_structures=36, sites=4, seed=7, missing=0.0, phases=True,
+                                      edges=EELS, test_fraction=0.3)
+    tr = toy.isel(sample=np.flatnonzero(toy.split.values == "train"))
+    te = toy.isel(sample=np.flatnonzero(toy.split.values == "test"))
+    m = MultimodalModel(edges=EELS, **SMALL).fit(tr)
+    assert not set(PHASE_TARGETS) & set(m.not_learnt_)
+    maps = m.predict(te)
+    names = np.array(maps["phase"].attrs["flag_meanings"].split())
+    got = names[maps["phase"].values + 1]
+    truth = np.asarray(te["phase"].values).astype(str)
+    assert (got != "unknown").all()
+    assert np.mean(got == truth) > 0.8, (got, truth)
+    assert set(truth) == {"layered", "li_rich", "rock_salt", "spinel"}
+    assert np.all((maps["phase_probability"].values > 0.25)
+                  & (maps["phase_probability"].values <= 1.0))

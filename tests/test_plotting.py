@@ -119,3 +119,30 @@ def test_plot_maps_saves_a_png(tmp_path):
 def test_unknown_target_is_named():
     with pytest.raises(KeyError, match="li_content"):
         plotting.plot_maps(_maps(), targets=["li_content"])
+
+
+def test_phase_map_is_categorical_with_named_phases(tmp_path):
+    from mmspec_widgets.learn.fusion import phase_map
+
+    maps = _maps()
+    rng = np.random.default_rng(2)
+    probs = {t: rng.uniform(0, 0.6, (4, 6)).ravel() for t in ("li_rich", "rock_salt", "spinel")}
+    probs["spinel"][0] = np.nan  # one pixel without phase
+    for name, (v, attrs) in phase_map(probs).items():
+        maps[name] = (("y", "x"), v.reshape(4, 6), attrs)
+    truth = maps[["phase"]].copy()
+    fig = plotting.plot_maps(maps, truth, targets=["phase"], path=tmp_path / "phase.png")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Phase: truth" in titles and "Phase: most probable" in titles
+    assert any(t.startswith("Phase: probability") for t in titles)
+    ticks = [[t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes]
+    assert ["layered", "li-rich", "rock-salt", "spinel"] in ticks
+    img = next(ax for ax in fig.axes if ax.get_title() == "Phase: most probable").images[0]
+    a = np.ma.filled(img.get_array().astype(float), np.nan)
+    assert np.isnan(a[0, 0]) and np.isfinite(a).sum() == 23  # unknown is blank
+    assert (tmp_path / "phase.png").stat().st_size > 5000
+    # by default the phase row is drawn, its probability not as a row of its own
+    fig = plotting.plot_maps(maps)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Phase: most probable" in titles
+    assert not any(t.startswith("Phase probability") or "phase_probability" in t for t in titles)

@@ -239,7 +239,7 @@ def test_rekey_structures_moves_spectra_to_new_keys(tmp_path):
     assert res["unchanged"] == len(old["sites"]["Ni_L23"])
     now = json.loads((tmp_path / "structures" / f"{SPEC.key}.json").read_text())
     for e in ("O_K", "Ni_K"):
-        for k, (r0, r1) in enumerate(zip(old["sites"][e], now["sites"][e])):
+        for k, (r0, r1) in enumerate(zip(old["sites"][e], now["sites"][e], strict=True)):
             assert r1["key"] == manifest["sites"][e][k]["key"] != r0["key"]
             sp = store.get(r1["key"])
             assert sp["meta"]["rekeyed_from"] == r0["key"]

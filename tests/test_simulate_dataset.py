@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from mmspec_widgets.edges import EDGE_ORDER, get_edge
 from mmspec_widgets.errors import MMSpecError
@@ -193,6 +194,8 @@ def test_cli_assemble_renders_trends(tmp_path, capsys):
                      "--trends", str(png)]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["samples"] >= 120 and path.exists()
+    assert out["structures"] >= 240 and out["phases"]["layered"] >= 240  # set_summary
+    assert set(out["spans"]) == {"li_content", "ni_oxidation", "mn_oxidation", "co_oxidation"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ni = next(r for r in out["trends"] if r["descriptor"] == "Ni_L3_centroid"
               and r["label"] == "ni_oxidation")
@@ -222,3 +225,32 @@ def test_assembled_set_has_a_phase_for_every_sample(ds):
     assert "phase" in again.coords
     assert set(np.unique(again["phase"].values)) <= {"layered", "li_rich", "rock_salt", "spinel"}
     assert (again["phase"].values == "layered").sum() >= 240
+    # one 0/1 label per phase other than layered, equal to the phase coordinate
+    for ph in ("li_rich", "rock_salt", "spinel"):
+        np.testing.assert_array_equal(again[ph].values, again["phase"].values == ph)
+
+
+def test_set_summary_counts_phases_and_spans():
+    from mmspec_widgets.simulate.dataset import set_summary
+
+    n = 8
+    toy = xr.Dataset(
+        {"mn_fraction": ("sample", [0.3, 0.7, 0.5, 0.9, 0.2, 0.2, 0.3, 0.3]),
+         "li_content": ("sample", np.linspace(0.2, 1.2, n)),
+         "mn_oxidation": ("sample", [4, 4, 3.5, 3, 2, np.nan, 4, 4]),
+         "co_oxidation": ("sample", [3, 3, 3, np.nan, 2, 2.5, 3, 3.5]),
+         "ni_oxidation": ("sample", np.full(n, np.nan))},
+        coords={"structure_id": ("sample", ["a", "b", "c", "d", "e", "f", "g", "g"]),
+                "phase": ("sample", ["layered", "li_rich", "li_rich", "li_rich", "rock_salt",
+                                     "spinel", "layered", "layered"])})
+    s = set_summary(toy)
+    assert s["structures"] == 7
+    assert s["phases"] == {"layered": 2, "li_rich": 3, "rock_salt": 1, "spinel": 1}
+    assert s["li_rich_mn_rich"] == 2  # Mn 0.7 and 0.9 of the TMs, not 0.5
+    assert s["reduced_surface"] == 2
+    assert s["spans"]["mn_oxidation"] == [2.0, 4.0]
+    assert s["spans"]["co_oxidation"] == [2.0, 3.5]
+    assert s["spans"]["ni_oxidation"] is None
+    # a set that records no phases: every structure layered
+    s = set_summary(toy.drop_vars("phase"))
+    assert s["phases"] == {"layered": 7} and s["reduced_surface"] == 0

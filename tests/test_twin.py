@@ -41,7 +41,9 @@ def test_layout_and_truth(twin):
     assert twin.si.dims == ("y", "x", "energy") and twin.si.shape == (6, 16, 2048)
     assert twin.zlp.shape[:2] == (6, 16)
     region = twin.truth["region"].values
-    assert set(np.unique(region)) == set(REGIONS)
+    # a set without phases: no reduced surface, no Li-rich patch
+    assert set(np.unique(region)) == {0, 1, 2, 3, 4}
+    assert "phase" not in twin.truth and "rock_salt" not in twin.truth
     vac = region == 0
     assert np.isnan(twin.truth["li_content"].values[vac]).all()
     assert np.isfinite(twin.truth["li_content"].values[~vac]).all()
@@ -50,6 +52,41 @@ def test_layout_and_truth(twin):
     # vacuum has ~1 % of the bulk counts
     tot = twin.si.sum("energy").values
     assert tot[vac].mean() < 0.02 * tot[region == 2].mean()
+
+
+def _toy_set_with_phases():
+    ds = _toy_set()
+    extra = _toy_set(n=12, seed=1).isel(sample=slice(0, 4))
+    extra["mn_fraction"] = ("sample", np.array([0.5, 0.4, 0.7, 0.9]))
+    extra = extra.assign_coords(structure_id=("sample", [f"p{i}" for i in range(4)]))
+    ds = ds.assign_coords(phase=("sample", ["layered"] * 12))
+    extra = extra.assign_coords(phase=("sample", ["rock_salt", "spinel", "li_rich", "li_rich"]))
+    ds = xr.concat([ds, extra], dim="sample")
+    for ph in ("li_rich", "rock_salt", "spinel"):
+        ds[ph] = ("sample", (ds["phase"].values == ph).astype(np.int64))
+    return ds
+
+
+def test_phases_add_a_reduced_surface_and_a_li_rich_patch():
+    ds = _toy_set_with_phases()
+    tw = build_digital_twin(ds, shape=(8, 24), seed=1)
+    region = tw.truth["region"].values
+    assert set(np.unique(region)) == set(REGIONS)
+    phase = tw.truth["phase"].values
+    names = tw.truth["phase"].attrs["flag_meanings"].split()
+    assert names[0] == "unknown"
+    named = np.array(names)[phase + 1]
+    assert set(named[region == 5]) <= {"rock_salt", "spinel"}
+    assert set(named[region == 6]) == {"li_rich"}
+    assert (tw.truth["mn_fraction"].values[region == 6] >= 0.6).all()
+    assert set(named[np.isin(region, (1, 2, 3, 4))]) == {"layered"}
+    assert (named[region == 0] == "unknown").all()
+    # the reduced layer lies between the vacuum and the delithiated layer
+    cols = {k: np.flatnonzero((region == k).any(axis=0)) for k in (0, 5, 1)}
+    assert cols[0].max() < cols[5].min() and cols[5].max() < cols[1].min()
+    assert tw.truth["rock_salt"].values[region == 5].sum() >= 1 or \
+        tw.truth["spinel"].values[region == 5].sum() >= 1
+    assert set(tw.provenance["regions"]) == {str(k) for k in REGIONS}
 
 
 def test_zero_loss_records_the_axis_error(twin):

@@ -32,7 +32,20 @@ def _step(e, c, w):
     return 0.5 + np.arctan((e - c) / w) / np.pi
 
 
+#: toy signatures of the phases: an extra peak (edge, eV, weight) per phase
+_PHASE_PEAKS = {"li_rich": ("O_K", 531.8, 0.25), "rock_salt": ("O_K", 532.6, 0.3),
+                "spinel": ("Mn_L23", 639.2, 0.4)}
+
+
 def _spectrum(edge: str, e: np.ndarray, s: dict) -> np.ndarray:
+    out = _base_spectrum(edge, e, s)
+    ph = _PHASE_PEAKS.get(s.get("phase", "layered"))
+    if ph is not None and ph[0] == edge:
+        out = out + ph[2] * _lor(e, ph[1], 1.0)
+    return out
+
+
+def _base_spectrum(edge: str, e: np.ndarray, s: dict) -> np.ndarray:
     ni, mn, co = s["ni_fraction"], s["mn_fraction"], s["co_fraction"]
     nio, mno, coo = s["ni_oxidation"], s["mn_oxidation"], s["co_oxidation"]
     li, vac, anti = s["li_content"], s["o_vacancy"], s["antisite"]
@@ -65,7 +78,7 @@ def _spectrum(edge: str, e: np.ndarray, s: dict) -> np.ndarray:
 def make_synthetic_training_set(n_structures: int = 24, sites: int = 8,
                                 edges: Sequence[str] = EDGE_ORDER, *, missing: float = 0.05,
                                 noise: float = 0.01, test_fraction: float = 0.25,
-                                seed: int = 0) -> xr.Dataset:
+                                seed: int = 0, phases: bool = False) -> xr.Dataset:
     """A toy Dataset laid out like the simulated training set.
 
     Parameters
@@ -84,6 +97,10 @@ def make_synthetic_training_set(n_structures: int = 24, sites: int = 8,
         Fraction of structures whose samples have ``split == "test"``.
     seed : int
         Random seed.
+    phases : bool
+        Give half of the structures a phase other than layered (Li-rich,
+        rock-salt, spinel, with toy spectral signatures): a ``phase``
+        coordinate and the 0/1 variables ``li_rich``, ``rock_salt``, ``spinel``.
 
     Returns
     -------
@@ -108,12 +125,16 @@ def make_synthetic_training_set(n_structures: int = 24, sites: int = 8,
     labels = {"li_content": li, "ni_fraction": comp[:, 0], "mn_fraction": comp[:, 1],
               "co_fraction": comp[:, 2], "ni_oxidation": nio, "mn_oxidation": mno,
               "co_oxidation": coo, "o_vacancy": vac.astype(float), "antisite": anti.astype(float)}
+    kinds = ("layered", "layered", "layered", "li_rich", "rock_salt", "spinel")
+    phase = (np.array(kinds)[rng.integers(0, len(kinds), n_structures)][struct] if phases
+             else np.full(n, "layered"))
     data = {}
     for edge in edges:
         e = edge_grid(edge)
         spec = np.empty((n, e.size))
         for i in range(n):
-            spec[i] = _spectrum(edge, e, {k: v[i] for k, v in labels.items()})
+            spec[i] = _spectrum(edge, e, {**{k: v[i] for k, v in labels.items()},
+                                          "phase": phase[i]})
         spec += rng.normal(0, noise, spec.shape) * spec.max(axis=1, keepdims=True)
         spec[rng.random(n) < missing] = np.nan
         data[edge] = xr.DataArray(spec, dims=("sample", f"energy_{edge}"),
@@ -122,7 +143,12 @@ def make_synthetic_training_set(n_structures: int = 24, sites: int = 8,
         data[k] = xr.DataArray(v, dims=("sample",))
     test_structs = rng.permutation(n_structures)[:max(1, int(round(test_fraction * n_structures)))]
     split = np.where(np.isin(struct, test_structs), "test", "train")
-    ds = xr.Dataset(data, coords={"structure_id": ("sample", [f"toy-{s:04d}" for s in struct]),
-                                  "split": ("sample", split)})
+    coords = {"structure_id": ("sample", [f"toy-{s:04d}" for s in struct]),
+              "split": ("sample", split)}
+    if phases:
+        coords["phase"] = ("sample", phase)
+        for ph in ("li_rich", "rock_salt", "spinel"):
+            data[ph] = xr.DataArray((phase == ph).astype(np.int64), dims=("sample",))
+    ds = xr.Dataset(data, coords=coords)
     ds.attrs["source"] = "synthetic toy spectra (mmspec_widgets.learn._synthetic), not simulated"
     return ds

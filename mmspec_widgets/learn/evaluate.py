@@ -22,7 +22,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from ..edges import EDGE_ORDER, edge_set_key, get_edge
 from ..errors import DataError
-from .fusion import CLASSIFICATION_TARGETS, dataset_to_matrix
+from .fusion import CLASSIFICATION_TARGETS, dataset_to_matrix, label_values
 from .uncertainty import interval_coverage
 
 __all__ = ["default_edge_sets", "evaluate_model", "cross_validate", "compare_configs",
@@ -181,7 +181,7 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
         pred = preds[key]
         cov = {}
         for t in model.targets_:
-            y = np.asarray(ds[t].values, float)[rows]
+            y = label_values(ds, t)[rows]
             result[t]["by_edges"][key] = target_score(t, y, pred[t], min_samples)
             if t not in CLASSIFICATION_TARGETS:
                 cov[t] = interval_coverage(y, pred[t], pred[f"{t}_std"], model.q90(t))
@@ -190,7 +190,7 @@ def evaluate_model(model, ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | N
     if details:
         info["fused_vs_single"] = {
             t: _fused_vs_single(t, result[t]["by_edges"], preds, rows_of,
-                                np.asarray(ds[t].values, float), min_samples)
+                                label_values(ds, t), min_samples)
             for t in model.targets_}
         out["details"] = info
     return out
@@ -333,7 +333,7 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
         key = edge_set_key(s)
         for t in targets:
             p = oof.get(key, {}).get(t)
-            y = np.asarray(ds[t].values, float)
+            y = label_values(ds, t)
             result[t]["by_edges"][key] = None if p is None else target_score(t, y, p, min_samples)
         n[key] = int(np.isfinite(oof[key][targets[0]]).sum()) if key in oof else 0
     # fused against the best single edge on the out-of-fold predictions, with
@@ -341,7 +341,7 @@ def cross_validate(ds: xr.Dataset, edge_sets: Iterable[Sequence[str]] | None = N
     rows_of = {k: np.isfinite(p[targets[0]]) for k, p in oof.items()}
     preds = {k: {t: p[t][rows_of[k]] for t in targets} for k, p in oof.items()}
     vs = {t: _fused_vs_single(t, result[t]["by_edges"], preds, rows_of,
-                              np.asarray(ds[t].values, float), min_samples)
+                              label_values(ds, t), min_samples)
           for t in targets}
     return {"targets": result, "details": {"n_test": n, "require": require,
                                            "fused_vs_single": vs}}

@@ -23,7 +23,7 @@ import xarray as xr
 from ..edges import get_edge
 from ..errors import DataError
 from .evaluate import target_score
-from .fusion import dataset_to_matrix
+from .fusion import dataset_to_matrix, label_values
 
 __all__ = ["edge_importance", "energy_importance"]
 
@@ -35,7 +35,7 @@ def _prepare(model, ds, split, targets):
             ds = ds.isel(sample=np.flatnonzero(sel))
     X, layout = dataset_to_matrix(ds, model.edges_)
     targets = list(targets) if targets is not None else list(model.targets_)
-    Y = {t: np.asarray(ds[t].values, float).ravel() for t in targets}
+    Y = {t: label_values(ds, t).ravel() for t in targets}
     blocks = np.cumsum([0] + [get_edge(e).n_points for e in model.edges_])
     slices = {e: slice(blocks[j], blocks[j + 1]) for j, e in enumerate(model.edges_)}
     return X, Y, targets, slices, layout

@@ -51,6 +51,7 @@ from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
 from ..kernels import shift_resample
 from ..reasons import DETECTION_Z, reason_attrs
+from ..simulate.labels import PHASE_LABELS, PHASES
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
@@ -66,8 +67,11 @@ __all__ = [
     "TARGETS",
     "REGRESSION_TARGETS",
     "CLASSIFICATION_TARGETS",
+    "PHASE_TARGETS",
+    "phase_map",
     "dataset_to_matrix",
     "target_matrix",
+    "label_values",
     "make_estimator",
     "MultimodalModel",
     "DEFAULT_KINDS",
@@ -76,15 +80,20 @@ __all__ = [
 
 REGRESSION_TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction",
                       "ni_oxidation", "mn_oxidation", "co_oxidation")
+#: probability that the region is of that phase rather than layered NMC (0/1
+#: labels of the set, :data:`mmspec_widgets.simulate.labels.PHASE_LABELS`);
+#: together they give the ``phase`` map (:func:`phase_map`)
+PHASE_TARGETS = tuple(PHASE_LABELS)
 #: classified as count > 0; the model gives the probability of at least one
-CLASSIFICATION_TARGETS = ("o_vacancy", "antisite")
+#: (defects), or of the phase
+CLASSIFICATION_TARGETS = ("o_vacancy", "antisite") + PHASE_TARGETS
 TARGETS = REGRESSION_TARGETS + CLASSIFICATION_TARGETS
 
 _UNITS = {"li_content": "Li per formula unit", "ni_fraction": "fraction of TM",
           "mn_fraction": "fraction of TM", "co_fraction": "fraction of TM",
           "ni_oxidation": "oxidation state", "mn_oxidation": "oxidation state",
           "co_oxidation": "oxidation state", "o_vacancy": "probability",
-          "antisite": "probability"}
+          "antisite": "probability", **{t: "probability" for t in PHASE_TARGETS}}
 
 #: featurizers of the default model: shape (CDF, piecewise cubics, peaks) and
 #: the noise level, so noisy pixels get wider uncertainty than clean simulations
@@ -250,8 +259,26 @@ def _layout(ds: xr.Dataset, edges: Sequence[str], use: Sequence[str] | None) -> 
     coords = {}
     for name, c in ds.coords.items():
         if set(c.dims) and set(c.dims) <= set(lead_dims):
-            coords[name] = c.variable
+            # the input's own phase labels (a simulated set) stay beside the
+            # predicted ``phase`` map under another name
+            coords["phase_label" if name == "phase" else name] = c.variable
     return {"dims": lead_dims, "shape": shape, "coords": coords, "edges": use}
+
+
+def label_values(ds: xr.Dataset, target: str) -> np.ndarray:
+    """The labels of ``target`` in ``ds`` as floats (counts as counts); NaN for
+    a phase target of a set that records no phases.
+
+    Raises
+    ------
+    DataError
+        If another target's variable is missing from ``ds``.
+    """
+    if target in PHASE_TARGETS and target not in ds:
+        return np.full(ds.sizes["sample"], np.nan)
+    if target not in ds:
+        raise DataError(f"training set has no label variable {target!r}")
+    return np.asarray(ds[target].values, dtype=float).ravel()
 
 
 def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
@@ -264,9 +291,9 @@ def target_matrix(ds: xr.Dataset, targets: Sequence[str]) -> np.ndarray:
     """
     cols = []
     for t in targets:
-        if t not in ds:
-            raise DataError(f"training set has no label variable {t!r}")
-        v = np.asarray(ds[t].values, dtype=float).ravel()
+        # a set assembled before structures had phases leaves them unlabelled:
+        # those targets are not learnt (NaN maps that say why)
+        v = label_values(ds, t)
         if t in CLASSIFICATION_TARGETS:
             v = np.where(np.isfinite(v), (v > 0).astype(float), np.nan)
         cols.append(v)
@@ -538,6 +565,47 @@ def charge_balance(out: Mapping[str, np.ndarray], ds: xr.Dataset, dims: Sequence
     return {"charge_balance": (val, attrs),
             "charge_balance_std": (np.sqrt(var), {"long_name": "standard deviation of "
                                                   "charge_balance", "units": "e per TM"})}
+
+
+def phase_map(out: Mapping[str, np.ndarray]) -> dict:
+    """The most probable phase of each pixel, from the phase probabilities.
+
+    The model gives, for each phase other than layered NMC, the probability
+    that the region is of that phase (:data:`PHASE_TARGETS`, one classifier
+    each); layered NMC takes what they leave, ``max(0, 1 - sum)``. The four are
+    normalised and the largest wins.
+
+    Parameters
+    ----------
+    out : mapping
+        Flat per-pixel predictions, with every one of :data:`PHASE_TARGETS`.
+
+    Returns
+    -------
+    dict
+        ``{"phase": (codes, attrs), "phase_probability": (values, attrs)}``:
+        ``phase`` is an index into :data:`~mmspec_widgets.simulate.labels.PHASES`
+        (int8, CF ``flag_values`` / ``flag_meanings``), -1 where a phase
+        probability is NaN (not learnt, or no usable edge); empty when ``out``
+        lacks a phase target.
+    """
+    if not all(t in out for t in PHASE_TARGETS):
+        return {}
+    p = np.stack([np.asarray(out[t], float) for t in PHASE_TARGETS], axis=1)
+    known = np.isfinite(p).all(axis=1)
+    p = np.clip(np.where(known[:, None], p, 0.0), 0.0, 1.0)
+    full = np.concatenate([np.clip(1.0 - p.sum(axis=1, keepdims=True), 0.0, 1.0), p], axis=1)
+    full /= np.maximum(full.sum(axis=1, keepdims=True), 1e-12)
+    code = np.where(known, np.argmax(full, axis=1), -1).astype(np.int8)
+    prob = np.where(known, full.max(axis=1), np.nan)
+    return {
+        "phase": (code, {"long_name": "most probable phase of the region",
+                         "flag_values": np.arange(-1, len(PHASES), dtype=np.int8),
+                         "flag_meanings": " ".join(("unknown",) + tuple(PHASES))}),
+        "phase_probability": (prob, {"long_name": "probability of the most probable phase "
+                                                  "(phase probabilities normalised)",
+                                     "units": "probability"}),
+    }
 
 
 #: a label varies in the training set when at least MIN_VARIED of its labelled
@@ -967,6 +1035,17 @@ class MultimodalModel(BaseEstimator):
                     where.append((rows, j * len(self.targets_) + k))
         for (rows, c), p in zip(where, _predict_many(jobs, F), strict=True):
             P[rows, c] = p[rows]  # all rows were predicted at once; the edge's rows kept
+        return self._fill_modelless(P)
+
+    def _fill_modelless(self, P: np.ndarray) -> np.ndarray:
+        """Level-1 columns of (edge, target) pairs without a per-edge model (an
+        unlabelled target, e.g. phases in a set without them) are 0, not NaN: a
+        column NaN in every training row is no input a tree can split on."""
+        nt = len(self.targets_)
+        for j, e in enumerate(self.edges_):
+            for k, t in enumerate(self.targets_):
+                if f"{e}/{t}" not in self.edge_models_:
+                    P[:, j * nt + k] = 0.0
         return P
 
     # ---------------------------------------------------------------- fit
@@ -1108,7 +1187,9 @@ class MultimodalModel(BaseEstimator):
             ok = np.isfinite(yt)
             n_labelled = int(np.isfinite(Y[:, k_t]).sum())
             why = None
-            if n_labelled < 2 * int(self.n_folds):
+            if t in PHASE_TARGETS and t not in ds:
+                why = "the training set records no structure phases"
+            elif n_labelled < 2 * int(self.n_folds):
                 why = f"{n_labelled} labelled samples in the training set"
             else:
                 why = unvaried_reason(t, Y[:, k_t])
@@ -1227,7 +1308,7 @@ class MultimodalModel(BaseEstimator):
                     # floor: a perfect specialist must not take an infinite weight
                     mse = max(float(np.nanmean(r ** 2)), 1e-6 * float(np.nanvar(y[ok])) + 1e-12)
                     self.edge_weights_[j, k_t] = 1.0 / mse
-        return oof
+        return self._fill_modelless(oof)
 
     @staticmethod
     def _cv_scores(t, y, oof, ok, full) -> dict:
@@ -1587,6 +1668,7 @@ class MultimodalModel(BaseEstimator):
                 out[f"{t}_std"] = np.minimum(out[f"{t}_std"], 0.5)
         extra = self._refuse(out, used_mask, ds, used, dims, detected, drop_ood_edges)
         extra.update(charge_balance(out, ds, dims))
+        extra.update(phase_map(out))
         for e, c in cover.items():
             g = edge_grid(e)
             extra[f"coverage_{e}"] = (c["fraction"], {

@@ -652,7 +652,7 @@ def _same_sites(a: dict, b: dict) -> bool:
     for e in a:
         if len(a[e]) != len(b[e]):
             return False
-        for ra, rb in zip(a[e], b[e]):
+        for ra, rb in zip(a[e], b[e], strict=True):
             if any(ra.get(k) != rb.get(k) for k in ("site", "element", "coordination")):
                 return False
             if not np.allclose([ra.get("oxidation", np.nan), ra.get("mean_bond", np.nan)],
@@ -700,7 +700,7 @@ def rekey_structures(root: str | os.PathLike, progress: bool = False) -> dict:
             continue
         out["structures"] += 1
         for e in edges:
-            for old_rec, rec in zip(m["sites"][e], new["sites"][e]):
+            for old_rec, rec in zip(m["sites"][e], new["sites"][e], strict=True):
                 old_key, key = old_rec["key"], rec["key"]
                 if old_key == key or store.has(key):
                     out["unchanged"] += 1

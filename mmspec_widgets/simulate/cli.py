@@ -168,11 +168,11 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
 
     try:
         if args.assemble:
-            from .dataset import assemble_training_set
+            from .dataset import assemble_training_set, set_summary
 
             path = args.dataset or str(Path(args.out) / "training_set.nc")
             ds = assemble_training_set(args.out, path=path)
-            out = {"path": path, "samples": int(ds.sizes["sample"])}
+            out = {"path": path, "samples": int(ds.sizes["sample"]), **set_summary(ds)}
             if args.trends:
                 out["trends"] = _trends(ds, args.trends)
             print(json.dumps(out), file=stdout)
@@ -196,12 +196,13 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
         summary.pop("failures", None)
         if not args.no_assemble:
             from ..errors import DataError
-            from .dataset import assemble_training_set
+            from .dataset import assemble_training_set, set_summary
 
             path = args.dataset or str(Path(args.out) / "training_set.nc")
             try:
                 ds = assemble_training_set(args.out, path=path)
-                summary["dataset"] = {"path": path, "samples": int(ds.sizes["sample"])}
+                summary["dataset"] = {"path": path, "samples": int(ds.sizes["sample"]),
+                                      **set_summary(ds)}
             except DataError as exc:
                 print(f"mmspec simulate: data set not assembled: {exc}", file=stderr)
         if log_path is not None:

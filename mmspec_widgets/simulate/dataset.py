@@ -44,7 +44,7 @@ import xarray as xr
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
 from ..paths import data_dir
-from .labels import LABELS
+from .labels import LABELS, LI_RICH_MN, PHASE_LABELS, PHASES
 from .structures import COMPOSITIONS, StructureSpec
 
 __all__ = [
@@ -57,7 +57,11 @@ __all__ = [
     "assemble_training_set",
     "load_training_set",
     "assign_split",
+    "set_summary",
 ]
+
+#: labels whose range :func:`set_summary` reports
+SPAN_LABELS = ("li_content", "ni_oxidation", "mn_oxidation", "co_oxidation")
 
 #: Structure whose spectra fix the per-edge energy shifts.
 REFERENCE_SPEC = StructureSpec(composition=COMPOSITIONS["NMC622"], li=1.0, seed=0,
@@ -363,6 +367,15 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
             data_vars[lab] = xr.Variable("sample", vals.astype(np.int64), {"units": "count"})
         else:
             data_vars[lab] = xr.Variable("sample", vals)
+    phase = np.array([structure_phase(m) for m, _ in rows])
+    unknown = sorted(set(phase) - set(PHASES))
+    if unknown:
+        raise DataError(f"{store.root}: structures of unknown phase {unknown}; expected "
+                        f"one of {', '.join(PHASES)}")
+    for ph in PHASE_LABELS:
+        data_vars[ph] = xr.Variable("sample", (phase == ph).astype(np.int64),
+                                    {"long_name": f"1 where the region's structure is {ph}",
+                                     "units": "1"})
     # relative amounts: atoms of each L2,3 element per O atom, what k-factor-scaled
     # edge-jump ratios to O K measure (``mmspec_widgets.quantify``): an EELS edge's
     # intensity is proportional to its atoms. A pixel integrates a column, not the
@@ -403,7 +416,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         "structure_id": ("sample", np.array([m["structure_id"] for m, _ in rows])),
         "split": ("sample", np.array([split[m["structure_id"]] for m, _ in rows])),
         "defect": ("sample", np.array([m["defect"] for m, _ in rows])),
-        "phase": ("sample", np.array([structure_phase(m) for m, _ in rows])),
+        "phase": ("sample", phase),
         "composition": ("sample", np.array([m["spec"].get("name") or "custom" for m, _ in rows])),
     })
     first = rows[0][0]
@@ -436,6 +449,44 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
         ds.to_netcdf(tmp, engine="h5netcdf")
         tmp.replace(path)
     return ds
+
+
+def set_summary(ds: xr.Dataset) -> dict:
+    """What chemistry a training set holds: structures per phase, Li-rich Mn-rich
+    and reduced-surface structures, and the span of each oxidation label.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Training set (:func:`assemble_training_set`).
+
+    Returns
+    -------
+    dict
+        ``structures`` (distinct ``structure_id``), ``phases`` (structures per
+        phase; all layered for a set that records none), ``li_rich_mn_rich``
+        (Li-rich structures with a region of Mn >= :data:`LI_RICH_MN` of the
+        TMs), ``reduced_surface`` (rock-salt- or spinel-like structures) and
+        ``spans`` (``[min, max]`` of each of :data:`SPAN_LABELS` over the
+        regions where it is defined, None where it is nowhere).
+    """
+    sid = np.asarray(ds["structure_id"].values).astype(str)
+    phase = (np.asarray(ds["phase"].values).astype(str) if "phase" in ds.variables
+             else np.full(sid.size, "layered"))
+    mn = np.nan_to_num(np.asarray(ds["mn_fraction"].values, float))
+    phases = {p: len(set(sid[phase == p])) for p in PHASES if (phase == p).any()}
+    spans = {}
+    for lab in SPAN_LABELS:
+        v = np.asarray(ds[lab].values, float) if lab in ds else np.array([])
+        v = v[np.isfinite(v)]
+        spans[lab] = [round(float(v.min()), 4), round(float(v.max()), 4)] if v.size else None
+    return {
+        "structures": len(set(sid)),
+        "phases": phases,
+        "li_rich_mn_rich": len(set(sid[(phase == "li_rich") & (mn >= LI_RICH_MN)])),
+        "reduced_surface": len(set(sid[np.isin(phase, ("rock_salt", "spinel"))])),
+        "spans": spans,
+    }
 
 
 def load_training_set(path: str | Path | None = None) -> xr.Dataset:

@@ -17,6 +17,9 @@ from ..errors import MMSpecError
 
 __all__ = [
     "LABELS",
+    "PHASES",
+    "PHASE_LABELS",
+    "LI_RICH_MN",
     "region_sites",
     "site_environment",
     "region_labels",
@@ -39,6 +42,18 @@ LABELS = (
     "ni_oxidation", "mn_oxidation", "co_oxidation",
     "o_vacancy", "antisite", "coordination",
 )
+
+#: Kinds of structure a region belongs to (``phase`` coordinate of the set):
+#: layered NMC, Li-rich Mn-rich layered (Li excess in the TM layer), and the
+#: reduced surface phases, rock-salt-like and spinel-like.
+PHASES = ("layered", "li_rich", "rock_salt", "spinel")
+
+#: 0/1 label variables of the set, one per phase other than layered NMC: the
+#: model's phase targets (probability that a region is of that phase).
+PHASE_LABELS = PHASES[1:]
+
+#: Mn fraction of the TMs from which a Li-rich region counts as Li-rich Mn-rich
+LI_RICH_MN = 0.6
 
 _TM = ("Ni", "Mn", "Co")
 
