@@ -39,6 +39,7 @@ __all__ = [
     "edges_used_label",
     "plot_maps",
     "PHASE_COLOURS",
+    "phase_names",
 ]
 
 #: The uncertainty convention of every figure, table and widget.
@@ -236,7 +237,8 @@ def _truth_image(truth: xr.Dataset, name: str) -> np.ndarray:
     return t
 
 
-def _phase_names(da: xr.DataArray) -> list[str]:
+def phase_names(da: xr.DataArray) -> list[str]:
+    """Names of the codes of a ``phase`` map, from -1 (``"unknown"``) up."""
     return str(da.attrs.get("flag_meanings", "unknown layered li_rich rock_salt spinel")).split()
 
 
@@ -244,7 +246,7 @@ def _phase_row(fig, row, maps, truth, show) -> None:
     """The categorical ``phase`` map (truth left when given) and its probability."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    names = _phase_names(maps["phase"])[1:]  # after "unknown" (-1, shown blank)
+    names = phase_names(maps["phase"])[1:]  # after "unknown" (-1, shown blank)
     cmap = ListedColormap(list(PHASE_COLOURS[:len(names)]))
     norm = BoundaryNorm(np.arange(-0.5, len(names)), len(names))
 
@@ -354,7 +356,7 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
             title += f" (median {np.nanmedian(pred):.2f})"
         not_learnt = (maps.attrs.get("not_learnt") or {}) if hasattr(maps, "attrs") else {}
         if name in not_learnt:  # say why the panel is blank
-            title += "\nnot learnt: the training set does not vary it"
+            title += "\nnot learnt: " + str(not_learnt[name]).split(":")[0]
         im = show(row[col], pred, title, info.unit, norm=norm, cmap=cmap)
         cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9)
         cb.set_label(info.unit, fontsize=8)

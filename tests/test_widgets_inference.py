@@ -233,3 +233,20 @@ def test_pixel_table_says_why_a_value_is_missing(w):
     w.grid_source.selected.indices = [1 * 6 + 2]
     assert "not learnt" in w.pixel_table.value
     assert "2 of 142 differ" in w.pixel_table.value
+
+
+def test_pixel_table_names_the_most_probable_phase(w):
+    res = w.result.copy()
+    ny, nx = res.sizes["y"], res.sizes["x"]
+    dims = res["ood"].transpose("y", "x").dims
+    code = np.full((ny, nx), 2, np.int8)  # rock_salt
+    code[0, 0] = -1
+    res["phase"] = (dims, code, {"flag_meanings": "unknown layered li_rich rock_salt spinel"})
+    res["phase_probability"] = (dims, np.full((ny, nx), 0.74))
+    w.result = res
+    w.grid_source.selected.indices = [1 * nx + 2]
+    assert "rock-salt (p 0.74)" in w.pixel_table.value
+    # the model of this widget was trained on a set without phases: says so
+    w.grid_source.selected.indices = [0]
+    if "spinel" in res:
+        assert "not learnt" in w.pixel_table.value

@@ -25,7 +25,7 @@ __all__ = ["Inference", "TARGET_LABELS"]
 #: Human-readable names of the model targets (:data:`mmspec_widgets.plotting.TARGETS`).
 TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
 _OOD_TITLE = "OOD score"
-_PROBABILITY = ("o_vacancy", "antisite")
+_PROBABILITY = tuple(name for name, info in PL.TARGETS.items() if info.probability)
 _ENERGY_LABEL = "Energy loss (eV)"
 
 
@@ -579,6 +579,16 @@ class Inference(WidgetBase):
                         f"<span style='color:#777;font-size:11px;font-weight:normal'>{units}"
                         f"</span></td><td style='text-align:right;white-space:nowrap;"
                         f"padding:1px 0 1px 6px'>{txt}</td></tr>")
+        if "phase" in self.result:  # the most probable phase and its probability
+            names = PL.phase_names(self.result["phase"])
+            code = int(self.result["phase"].transpose("y", "x").values[r, c])
+            p = float(self.result["phase_probability"].transpose("y", "x").values[r, c]) \
+                if "phase_probability" in self.result else np.nan
+            txt = (f"{names[code + 1].replace('_', '-')} (p {p:.2f})" if code >= 0
+                   else self._why_nan("spinel", r, c) if "spinel" in self.result else "n/a")
+            rows.append("<tr><td style='padding:1px 6px 1px 0'>Phase<br><span style='color:"
+                        "#777;font-size:11px'>most probable</span></td><td style='text-align:"
+                        f"right;white-space:nowrap;padding:1px 0 1px 6px'>{txt}</td></tr>")
         ood = bool(self.result["ood"].isel(y=r, x=c))
         score = float(self.result["ood_score"].isel(y=r, x=c))
         flag = ("<span style='color:#b2182b'><b>out of distribution</b></span>" if ood
@@ -596,8 +606,9 @@ class Inference(WidgetBase):
         reason as a tooltip (HTML)."""
         why = self.result[target].attrs.get("not_learnt")
         if why:
+            short = str(why).split(":")[0]
             return (f"<span title='{html.escape(str(why), quote=True)}'>not learnt "
-                    "(the training set does not vary it)</span>")
+                    f"({html.escape(short)})</span>")
         if "nan_reason" not in self.result:
             return "—"
         code = int(self.result["nan_reason"].transpose("y", "x").values[r, c])
