@@ -287,8 +287,10 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         left of the prediction, on the same colour scale. Defect targets are
         shown as present (1) / absent (0).
     targets : sequence of str, optional
-        Targets to show; default every target in ``maps`` (and in ``truth``,
-        when given).
+        Targets to show; default every map of ``maps`` (and of ``truth``,
+        when given) but the bookkeeping: ``used_<edge>``, ``edges_used``,
+        ``nan_reason``, ``coverage_<edge>`` (``n_edges`` and the OOD score
+        have the last row).
     min_fraction : float
         Oxidation states are blank where the element's predicted fraction is
         below this.
@@ -304,8 +306,12 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
     from matplotlib.colors import BoundaryNorm, Normalize, TwoSlopeNorm
 
     if targets is None:
+        # bookkeeping (edges used, reasons, coverage) is drawn in the last row
+        # or read from the pixel table, not as maps of its own
         targets = [n for n in maps.data_vars if not str(n).endswith("_std")
-                   and n not in ("ood", "ood_score", "n_edges", "phase_probability")
+                   and n not in ("ood", "ood_score", "n_edges", "phase_probability",
+                                 "edges_used", "nan_reason")
+                   and not str(n).startswith(("used_", "coverage_"))
                    and (truth is None or n in truth)]
     targets = [str(t) for t in targets]
     missing = [t for t in targets if t not in maps]

@@ -146,3 +146,14 @@ def test_phase_map_is_categorical_with_named_phases(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert "Phase: most probable" in titles
     assert not any(t.startswith("Phase probability") or "phase_probability" in t for t in titles)
+
+
+def test_bookkeeping_variables_are_not_drawn_as_maps():
+    maps = _maps()
+    for name in ("used_O_K", "edges_used", "nan_reason", "coverage_Ni_K"):
+        maps[name] = (("y", "x"), np.ones((4, 6)))
+    fig = plotting.plot_maps(maps)
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    for name in ("used_O_K", "edges_used", "nan_reason", "coverage_Ni_K", "Edges used (bit"):
+        assert name not in titles
+    assert "Ni fraction: predicted" in titles

@@ -308,3 +308,27 @@ def test_twin_removing_an_edge_widens_or_refuses_what_it_informs(model):
     err = np.abs(full["ni_oxidation"].values - twin.truth["ni_oxidation"].values)
     ok = np.isfinite(err)
     assert np.mean(err[ok] <= 2 * full["ni_oxidation_std"].values[ok]) > 0.9
+
+
+def test_real_si_report_counts_the_particle(tm_si_path, zlp_si_path, tmp_path, capsys):
+    """benchmarks/real_si.py: the share of particle pixels in distribution, the
+    edges they use and the phase map, the numbers README quotes."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "real_si", Path(__file__).parents[1] / "benchmarks" / "real_si.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    png = tmp_path / "maps.png"
+    assert bench.main(["--json", "--png", str(png)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["particle_pixels"] >= 38
+    assert 0.0 <= res["in_distribution"] <= 1.0 and res["median_ood_score"] > 0
+    assert res["pixels_using"]["O_K"] == res["particle_pixels"]
+    assert 0.0 < res["all_four_edges"] <= 1.0
+    assert 0.6 <= res["targets"]["mn_fraction"]["mean"] <= 0.8  # Mn-rich, as quantified
+    for t in res["not_learnt"]:
+        assert res["targets"].get(t) is None  # not learnt: no value anywhere
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,102 @@
+"""A model on the real NMC spectrum image: how much of the particle it knows.
+
+Runs the README chain (``TM/`` SI with its ``ZLP/`` SI, default calibration
+references, spikes, the four EELS edges, composition from the edge jumps by
+hydrogenic cross-sections) and predicts with a model bundle. Reports, over the
+particle pixels (O K used):
+
+- the share in distribution (``ood`` false) and the median OOD score;
+- the share using all four edges, and how many use each edge;
+- the mean of every target over the particle, with the median std;
+- the phase map: pixels per most probable phase (models that learnt phases).
+
+With ``--png`` it also draws every map (``plot_maps``) to look at.
+
+    MMSPEC_DATA_MIRROR=../shared/data python benchmarks/real_si.py \
+        [--model data/models/default.skops] [--png maps.png] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+
+import numpy as np
+
+import mmspec_widgets as mm
+from mmspec_widgets import datasets
+from mmspec_widgets.plotting import phase_names
+
+EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
+
+
+def real_si_maps(model_path=None):
+    """The README chain on the real ``TM/`` SI; returns the maps."""
+    tm, zl = datasets.nmc_eels_si("TM"), datasets.nmc_eels_si("ZLP")
+    si, zlp = mm.load(tm["si"]), mm.load(zl["si"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = mm.calibrate(si, zlp=zlp, references=mm.DEFAULT_REFERENCES)
+        edges = mm.quantify(mm.extract_edges(mm.remove_spikes(cal), edges=list(EDGES)))
+        return mm.load_model(model_path).predict(edges)
+
+
+def summarise(maps) -> dict:
+    """Numbers over the particle pixels (O K used)."""
+    particle = np.asarray(maps["used_O_K"].values, bool)
+    n = int(particle.sum())
+    used = {e: int(np.asarray(maps[f"used_{e}"].values, bool)[particle].sum())
+            for e in EDGES if f"used_{e}" in maps}
+    all_four = np.all([np.asarray(maps[f"used_{e}"].values, bool) for e in EDGES], axis=0)
+    ood = np.asarray(maps["ood"].values, bool)
+    score = np.asarray(maps["ood_score"].values, float)
+    out = {
+        "model_id": str(maps.attrs.get("model_id", "")),
+        "particle_pixels": n,
+        "in_distribution": round(float(np.mean(~ood[particle])), 3) if n else None,
+        "median_ood_score": round(float(np.median(score[particle])), 2) if n else None,
+        "all_four_edges": round(float(np.mean(all_four[particle])), 3) if n else None,
+        "pixels_using": used,
+        "not_learnt": sorted((maps.attrs.get("not_learnt") or {}).keys()),
+        "targets": {},
+    }
+    for t in mm.learn.TARGETS:
+        if t not in maps:
+            continue
+        v = np.asarray(maps[t].values, float)[particle]
+        s = np.asarray(maps[f"{t}_std"].values, float)[particle]
+        ok = np.isfinite(v)
+        out["targets"][t] = ({"mean": round(float(v[ok].mean()), 3),
+                              "median_std": round(float(np.median(s[ok & np.isfinite(s)])), 3)
+                              if (ok & np.isfinite(s)).any() else None,
+                              "pixels": int(ok.sum())} if ok.any() else None)
+    if "phase" in maps:
+        names = phase_names(maps["phase"])
+        code = np.asarray(maps["phase"].values)[particle]
+        out["phase_pixels"] = {names[k + 1]: int((code == k).sum())
+                               for k in range(-1, len(names) - 1) if (code == k).any()}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model bundle (default: the shipped one)")
+    ap.add_argument("--png", default=None, help="also draw the maps to this PNG")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    maps = real_si_maps(args.model)
+    res = summarise(maps)
+    if args.png:
+        mm.plot_maps(maps, path=args.png)
+        res["png"] = args.png
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
