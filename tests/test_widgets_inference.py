@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from mmspec_widgets.errors import DataError, MMSpecError
+from mmspec_widgets.plotting import PHASE_COLOURS
 from mmspec_widgets.widgets import Inference
 
 EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
@@ -250,3 +251,26 @@ def test_pixel_table_names_the_most_probable_phase(w):
     w.grid_source.selected.indices = [0]
     if "spinel" in res:
         assert "not learnt" in w.pixel_table.value
+
+
+def test_phase_map_is_a_choice_with_one_colour_per_phase(w):
+    assert ("Phase (most probable)", "phase") in list(w.target_select.options)
+    res = w.result.copy()
+    ny, nx = res.sizes["y"], res.sizes["x"]
+    dims = res["ood"].transpose("y", "x").dims
+    code = np.tile(np.arange(-1, 4, dtype=np.int8), ny * nx)[:ny * nx].reshape(ny, nx)
+    res["phase"] = (dims, code, {"flag_meanings": "unknown layered li_rich rock_salt spinel"})
+    res["phase_probability"] = (dims, np.where(code >= 0, 0.6, np.nan))
+    w.result = res
+    w.target = "phase"
+    w._show_maps()
+    shown = np.asarray(w.pred_source.data["image"][0], float)
+    assert np.isnan(shown[code < 0]).all()
+    np.testing.assert_array_equal(shown[code >= 0], code[code >= 0])
+    assert (w.pred_mapper.low, w.pred_mapper.high) == (-0.5, 3.5)
+    assert list(w.pred_mapper.palette) == list(PHASE_COLOURS)
+    assert "rock-salt" in w.pred_fig.title.text
+    assert "Probability of the shown phase" in w.std_fig.title.text
+    with pytest.raises(MMSpecError, match="explain one of them"):
+        w.explain()
+    w.target = "li_content"

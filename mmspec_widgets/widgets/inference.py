@@ -17,6 +17,7 @@ from .. import plotting as PL
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
 from ..reasons import TARGET_REASONS, explain_reasons
+from ..simulate.labels import PHASE_LABELS as PHASE_TARGETS
 from . import plots as P
 from .base import WidgetBase
 
@@ -27,6 +28,15 @@ TARGET_LABELS = {name: info.title for name, info in PL.TARGETS.items()}
 _OOD_TITLE = "OOD score"
 _PROBABILITY = tuple(name for name, info in PL.TARGETS.items() if info.probability)
 _ENERGY_LABEL = "Energy loss (eV)"
+
+
+def _map_choices(model) -> list[tuple[str, str]]:
+    """The Map dropdown: every target, then the phase map when the model has
+    the phase targets."""
+    opts = [(TARGET_LABELS.get(t, t), t) for t in model.targets_]
+    if all(t in model.targets_ for t in PHASE_TARGETS):
+        opts.append(("Phase (most probable)", "phase"))
+    return opts
 
 
 def _edge_label(name: str) -> str:
@@ -258,8 +268,7 @@ class Inference(WidgetBase):
         self.single_select = ipw.Dropdown(options=[], description="Edge:",
                                           layout=ipw.Layout(width="170px"),
                                           style={"description_width": "40px"})
-        self.target_select = ipw.Dropdown(options=[(TARGET_LABELS.get(t, t), t)
-                                                   for t in self.model.targets_],
+        self.target_select = ipw.Dropdown(options=_map_choices(self.model),
                                           description="Map:", layout=ipw.Layout(width="330px"),
                                           style={"description_width": "40px"})
         self.explain_box = ipw.Checkbox(value=False, indent=False,
@@ -330,8 +339,9 @@ class Inference(WidgetBase):
     @tl.validate("target")
     def _valid_target(self, proposal):
         t = proposal["value"]
-        if t not in self.model.targets_:
-            raise MMSpecError(f"target={t!r}: expected one of {', '.join(self.model.targets_)}")
+        names = [v for _, v in _map_choices(self.model)]
+        if t not in names:
+            raise MMSpecError(f"target={t!r}: expected one of {', '.join(names)}")
         return t
 
     @tl.validate("pixel")
@@ -360,9 +370,9 @@ class Inference(WidgetBase):
             return
         self.model_select.value = change["new"]
         self._reset_edge_choice()
-        opts = [(TARGET_LABELS.get(t, t), t) for t in self.model.targets_]
+        opts = _map_choices(self.model)
         self.target_select.options = opts
-        if self.target not in self.model.targets_:
+        if self.target not in [v for _, v in opts]:
             self.target = self.model.targets_[0]
         self._predict()
 
@@ -461,6 +471,9 @@ class Inference(WidgetBase):
         """
         from ..learn import energy_importance
 
+        if self.target == "phase":
+            raise MMSpecError("the phase map joins three targets; explain one of them: "
+                              f"choose {', '.join(TARGET_LABELS[t] for t in PHASE_TARGETS)}")
         active = tuple(self.active_edges())
         key = (self.model_name, self.target, active, self.explain_window)
         if key not in self._explain_cache:
@@ -484,10 +497,19 @@ class Inference(WidgetBase):
             return
         t = self.target
         maps = self.result.transpose("y", "x", ...)
-        # as every figure shows them: blank where the target does not apply,
-        # std capped at half the physical range (beyond it, no information)
-        value = PL.display_values(maps, t)
-        std, cap, n_capped = PL.display_std(maps, t)
+        if t == "phase":
+            # categorical: one colour per phase, blank where unknown; beside it
+            # the probability of the shown phase
+            code = self._image("phase")
+            value = np.where(code >= 0, code, np.nan)
+            std = (self._image("phase_probability") if "phase_probability" in self.result
+                   else np.full_like(value, np.nan))
+            cap, n_capped = 1.0, 0
+        else:
+            # as every figure shows them: blank where the target does not apply,
+            # std capped at half the physical range (beyond it, no information)
+            value = PL.display_values(maps, t)
+            std, cap, n_capped = PL.display_std(maps, t)
         ood_score, ood = self._image("ood_score"), self._image("ood") > 0.5
         ood_score = np.where(np.isfinite(ood_score), ood_score, np.nan)
         self.pred_source.data = dict(self.pred_source.data, image=[value])
@@ -502,23 +524,35 @@ class Inference(WidgetBase):
         o_lo, o_hi = PL.ood_limits(ood_score)  # the colour bar spans the scores present
         self.ood_mapper.low, self.ood_mapper.high = o_lo, o_hi
         self.ood_mapper.palette = PL.ood_palette(o_lo, o_hi)
-        info = PL.target_info(t, self.result)
-        units = info.unit
-        if t in _PROBABILITY:
-            self.pred_mapper.palette = "Inferno256"
-            lo, hi = 0.0, 1.0
+        if t == "phase":
+            names = PL.phase_names(self.result["phase"])[1:]
+            self.pred_mapper.palette = list(PL.PHASE_COLOURS[:len(names)])
+            self.pred_mapper.low, self.pred_mapper.high = -0.5, len(names) - 0.5
+            self.std_mapper.low, self.std_mapper.high = 0.0, 1.0
+            label = "Phase: " + ", ".join(f"{k} {n.replace('_', '-')}"
+                                          for k, n in enumerate(names))
+            self.pred_fig.title.text = f"{label} (hatched: OOD)"
+            self.std_fig.title.text = "Probability of the shown phase"
+            self.pred_fig.right[0].title = "phase"
+            self.std_fig.right[0].title = "probability"
         else:
-            self.pred_mapper.palette = "Viridis256"
-            lo, hi = self._limits(value)
-        self.pred_mapper.low, self.pred_mapper.high = lo, hi
-        s_lo, s_hi = self._limits(std)
-        self.std_mapper.low, self.std_mapper.high = 0.0, max(s_hi, 1e-6)
-        label = TARGET_LABELS.get(t, t)
-        self.pred_fig.title.text = f"{label} (hatched: out of distribution)"
-        capped = f"; {n_capped} px capped at {cap:g}" if n_capped else ""
-        self.std_fig.title.text = f"Uncertainty of {label} ({PL.UNCERTAINTY}{capped})"
-        self.pred_fig.right[0].title = units
-        self.std_fig.right[0].title = f"1 std ({units})"
+            info = PL.target_info(t, self.result)
+            units = info.unit
+            if t in _PROBABILITY:
+                self.pred_mapper.palette = "Inferno256"
+                lo, hi = 0.0, 1.0
+            else:
+                self.pred_mapper.palette = "Viridis256"
+                lo, hi = self._limits(value)
+            self.pred_mapper.low, self.pred_mapper.high = lo, hi
+            s_lo, s_hi = self._limits(std)
+            self.std_mapper.low, self.std_mapper.high = 0.0, max(s_hi, 1e-6)
+            label = TARGET_LABELS.get(t, t)
+            self.pred_fig.title.text = f"{label} (hatched: out of distribution)"
+            capped = f"; {n_capped} px capped at {cap:g}" if n_capped else ""
+            self.std_fig.title.text = f"Uncertainty of {label} ({PL.UNCERTAINTY}{capped})"
+            self.pred_fig.right[0].title = units
+            self.std_fig.right[0].title = f"1 std ({units})"
         self.grid_source.data = dict(self.grid_source.data, value=value.ravel())
         g = self.grid_source.data
         sel = ood.ravel()
