@@ -82,16 +82,29 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
     """Compare predicted maps with ground truth, pixel by pixel.
 
     For amounts: mean absolute error and the fraction of pixels whose truth lies
-    within 2 stated standard deviations; for ``o_vacancy`` / ``antisite``: the
-    accuracy of ``probability > 0.5`` against ``count > 0``, the balanced
-    accuracy (mean of the hit rates on defect and defect-free pixels: 0.5 for a
-    map that says "no defect" everywhere) and the ROC AUC of the probability.
+    within 2 stated standard deviations; for ``o_vacancy`` / ``antisite`` and
+    the phase probabilities: the accuracy of ``probability > 0.5`` against
+    ``count > 0``, the balanced accuracy (mean of the hit rates on positive and
+    negative pixels: 0.5 for a map that says "no defect" everywhere) and the
+    ROC AUC of the probability; for the ``phase`` map: the share of pixels whose
+    most probable phase is the true one (``unknown`` counted as wrong).
     """
     from sklearn.metrics import roc_auc_score
 
+    from .simulate.labels import PHASE_LABELS
+
     out = {}
     valid = np.isfinite(truth["li_content"].values)
+    if "phase" in maps and "phase" in truth:
+        pred = np.asarray(maps["phase"].values)
+        true = np.asarray(truth["phase"].values)
+        m = valid & (true >= 0)
+        if m.any():
+            out["phase"] = {"metric": "accuracy", "value": float(np.mean(pred[m] == true[m])),
+                            "n_pixels": int(m.sum()), "n_unknown": int((pred[m] < 0).sum())}
     for name in maps.data_vars:
+        if name == "phase":
+            continue
         if name.endswith("_std") or name == "ood" or name not in truth:
             continue
         pred = np.asarray(maps[name].values, float)
@@ -99,7 +112,7 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
         m = valid & np.isfinite(pred) & np.isfinite(true)
         if not m.any():
             continue
-        if name in ("o_vacancy", "antisite"):
+        if name in ("o_vacancy", "antisite", *PHASE_LABELS):
             hit, pos = pred[m] > 0.5, true[m] > 0
             acc = float(np.mean(hit == pos))
             entry = {"metric": "accuracy", "value": acc, "n_pixels": int(m.sum()),

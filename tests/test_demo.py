@@ -154,3 +154,22 @@ def test_demo_figure_reads_at_a_glance(demo_dir):
     mn_ox = plotting.display_values(maps, "mn_oxidation")
     absent = maps["mn_fraction"].values < plotting.MIN_FRACTION
     assert np.isnan(mn_ox[absent]).all()
+
+
+def test_score_maps_scores_the_phase_map_and_probabilities():
+    from mmspec_widgets.demo import score_maps
+
+    li = np.array([[np.nan, 0.5, 0.6, 0.7]])
+    truth = xr.Dataset({"li_content": (("y", "x"), li),
+                        "phase": (("y", "x"), np.array([[-1, 0, 2, 3]], np.int8)),
+                        "rock_salt": (("y", "x"), np.array([[np.nan, 0, 1, 0]]))})
+    maps = xr.Dataset({"li_content": (("y", "x"), li),
+                       "phase": (("y", "x"), np.array([[0, 0, 2, -1]], np.int8)),
+                       "rock_salt": (("y", "x"), np.array([[0.9, 0.2, 0.8, 0.6]]))})
+    s = score_maps(maps, truth)
+    # the vacuum pixel is not scored; the unknown one counts as wrong
+    assert s["phase"] == {"metric": "accuracy", "value": pytest.approx(2 / 3), "n_pixels": 3,
+                          "n_unknown": 1}
+    assert s["rock_salt"]["metric"] == "accuracy"
+    assert s["rock_salt"]["value"] == pytest.approx(2 / 3)
+    assert s["rock_salt"]["balanced_accuracy"] == pytest.approx(0.75)
