@@ -239,7 +239,9 @@ def _truth_image(truth: xr.Dataset, name: str) -> np.ndarray:
 
 def phase_names(da: xr.DataArray) -> list[str]:
     """Names of the codes of a ``phase`` map, from -1 (``"unknown"``) up."""
-    return str(da.attrs.get("flag_meanings", "unknown layered li_rich rock_salt spinel")).split()
+    from .simulate.labels import phase_flags
+
+    return str(da.attrs.get("flag_meanings", phase_flags()["flag_meanings"])).split()
 
 
 def _phase_row(fig, row, maps, truth, show) -> None:

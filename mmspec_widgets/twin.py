@@ -46,7 +46,7 @@ import xarray as xr
 from .edges import get_edge
 from .errors import DataError, MMSpecError
 from .paths import data_dir
-from .simulate.labels import LI_RICH_MN, PHASES
+from .simulate.labels import LI_RICH_MN, PHASES, phase_flags
 
 __all__ = [
     "DigitalTwin",
@@ -400,9 +400,7 @@ def build_digital_twin(
         ph = np.asarray(ts["phase"].values).astype(str)
         truth["phase"] = (("y", "x"), np.where(
             valid, [[code[ph[max(s, 0)]] for s in row] for row in sample], -1).astype(np.int8),
-            {"long_name": "phase of the region", "flag_values": np.arange(-1, len(PHASES),
-                                                                          dtype=np.int8),
-             "flag_meanings": " ".join(("unknown",) + tuple(PHASES))})
+            {"long_name": "phase of the region", **phase_flags()})
     regions = {k: v for k, v in REGIONS.items() if (region == k).any() or k <= 4}
     truth["region"] = (("y", "x"), region, {"codes": json.dumps(regions)})
     truth["sample_index"] = (("y", "x"), sample)

@@ -51,7 +51,7 @@ from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
 from ..kernels import shift_resample
 from ..reasons import DETECTION_Z, reason_attrs
-from ..simulate.labels import PHASE_LABELS, PHASES
+from ..simulate.labels import PHASE_LABELS, phase_flags
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
@@ -599,9 +599,7 @@ def phase_map(out: Mapping[str, np.ndarray]) -> dict:
     code = np.where(known, np.argmax(full, axis=1), -1).astype(np.int8)
     prob = np.where(known, full.max(axis=1), np.nan)
     return {
-        "phase": (code, {"long_name": "most probable phase of the region",
-                         "flag_values": np.arange(-1, len(PHASES), dtype=np.int8),
-                         "flag_meanings": " ".join(("unknown",) + tuple(PHASES))}),
+        "phase": (code, {"long_name": "most probable phase of the region", **phase_flags()}),
         "phase_probability": (prob, {"long_name": "probability of the most probable phase "
                                                   "(phase probabilities normalised)",
                                      "units": "probability"}),

@@ -20,6 +20,7 @@ __all__ = [
     "PHASES",
     "PHASE_LABELS",
     "LI_RICH_MN",
+    "phase_flags",
     "region_sites",
     "site_environment",
     "region_labels",
@@ -54,6 +55,13 @@ PHASE_LABELS = PHASES[1:]
 
 #: Mn fraction of the TMs from which a Li-rich region counts as Li-rich Mn-rich
 LI_RICH_MN = 0.6
+
+
+def phase_flags() -> dict:
+    """CF attributes of a map of phase codes: -1 ``unknown``, then the index
+    into :data:`PHASES`."""
+    return {"flag_values": np.arange(-1, len(PHASES), dtype=np.int8),
+            "flag_meanings": " ".join(("unknown",) + tuple(PHASES))}
 
 _TM = ("Ni", "Mn", "Co")
 
