@@ -20,6 +20,8 @@ One place for how a map of :meth:`MultimodalModel.predict` is shown, used by
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,6 +239,21 @@ def _truth_image(truth: xr.Dataset, name: str) -> np.ndarray:
     return t
 
 
+def _not_learnt(maps: xr.Dataset, name: str) -> str | None:
+    """Why the model did not learn ``name`` (its variable's ``not_learnt``
+    attribute, else the maps' table, a dict or its JSON text from a file)."""
+    why = maps[name].attrs.get("not_learnt") if name in maps else None
+    if why:
+        return str(why)
+    table = maps.attrs.get("not_learnt") or {}
+    if isinstance(table, str):
+        try:
+            table = json.loads(table)
+        except ValueError:
+            return None
+    return str(table[name]) if isinstance(table, dict) and name in table else None
+
+
 def phase_names(da: xr.DataArray) -> list[str]:
     """Names of the codes of a ``phase`` map, from -1 (``"unknown"``) up."""
     from .simulate.labels import phase_flags
@@ -362,9 +379,9 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         title = f"{info.title}: predicted"
         if not info.probability and np.isfinite(pred).any():
             title += f" (median {np.nanmedian(pred):.2f})"
-        not_learnt = (maps.attrs.get("not_learnt") or {}) if hasattr(maps, "attrs") else {}
-        if name in not_learnt:  # say why the panel is blank
-            title += "\nnot learnt: " + str(not_learnt[name]).split(":")[0]
+        why = _not_learnt(maps, name)
+        if why:  # say why the panel is blank
+            title += "\nnot learnt: " + why.split(":")[0]
         im = show(row[col], pred, title, info.unit, norm=norm, cmap=cmap)
         cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9)
         cb.set_label(info.unit, fontsize=8)

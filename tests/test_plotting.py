@@ -157,3 +157,17 @@ def test_bookkeeping_variables_are_not_drawn_as_maps():
     for name in ("used_O_K", "edges_used", "nan_reason", "coverage_Ni_K", "Edges used (bit"):
         assert name not in titles
     assert "Ni fraction: predicted" in titles
+
+
+def test_not_learnt_reason_read_from_a_saved_file(tmp_path):
+    """Maps read back from netCDF carry the not-learnt table as JSON text."""
+    import json
+
+    maps = _maps()
+    maps["o_vacancy"][:] = np.nan
+    maps.attrs["not_learnt"] = json.dumps({"o_vacancy": "the training set does not vary it: "
+                                                        "3 of 200 labelled samples positive"})
+    fig = plotting.plot_maps(maps, targets=["o_vacancy", "ni_fraction"])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("not learnt: the training set does not vary it" in t for t in titles)
+    assert not any("not learnt" in t and "Ni fraction" in t for t in titles)
