@@ -8,12 +8,15 @@ particle pixels (O K used):
 - the share in distribution (``ood`` false) and the median OOD score;
 - the share using all four edges, and how many use each edge;
 - the mean of every target over the particle, with the median std;
-- the phase map: pixels per most probable phase (models that learnt phases).
+- the phase map: pixels per most probable phase (models that learnt phases);
+- each EELS edge's median OOD ratio (distance / threshold, > 1: unlike the
+  training spectra), and with ``--shifts`` the same after moving that edge's
+  measured spectra by -3 ... +3 eV: whether a position or a shape sets it apart.
 
 With ``--png`` it also draws every map (``plot_maps``) to look at.
 
     MMSPEC_DATA_MIRROR=../shared/data python benchmarks/real_si.py \
-        [--model data/models/default.skops] [--png maps.png] [--json]
+        [--model data/models/default.skops] [--png maps.png] [--shifts] [--json]
 """
 
 from __future__ import annotations
@@ -26,20 +29,54 @@ import numpy as np
 
 import mmspec_widgets as mm
 from mmspec_widgets import datasets
+from mmspec_widgets.edges import get_edge
 from mmspec_widgets.plotting import phase_names
 
 EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
 
 
-def real_si_maps(model_path=None):
-    """The README chain on the real ``TM/`` SI; returns the maps."""
+def real_si_edges():
+    """The README chain on the real ``TM/`` SI up to the quantified edges."""
     tm, zl = datasets.nmc_eels_si("TM"), datasets.nmc_eels_si("ZLP")
     si, zlp = mm.load(tm["si"]), mm.load(zl["si"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = mm.calibrate(si, zlp=zlp, references=mm.DEFAULT_REFERENCES)
-        edges = mm.quantify(mm.extract_edges(mm.remove_spikes(cal), edges=list(EDGES)))
-        return mm.load_model(model_path).predict(edges)
+        return mm.quantify(mm.extract_edges(mm.remove_spikes(cal), edges=list(EDGES)))
+
+
+def real_si_maps(model_path=None):
+    """The README chain on the real ``TM/`` SI; returns the maps."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mm.load_model(model_path).predict(real_si_edges())
+
+
+def edge_ood(model, edges, shifts=(0.0,)) -> dict:
+    """Median OOD ratio of each EELS edge over the particle pixels (O K
+    present), with that edge's spectra moved up by each of ``shifts`` (eV)."""
+    from mmspec_widgets.learn.fusion import dataset_to_matrix
+
+    X, _ = dataset_to_matrix(edges, model.edges_)
+    X = X[np.isfinite(X[:, :get_edge("O_K").n_points]).all(axis=1)]
+    start = np.cumsum([0] + [get_edge(e).n_points for e in model.edges_])
+    names = model.ood_edges
+    out = {}
+    for e in EDGES:
+        if e not in model.edges_ or e not in names:
+            continue
+        j, g = model.edges_.index(e), get_edge(e).energy
+        cols = slice(start[j], start[j + 1])
+        row = {}
+        for s in shifts:
+            Xs = X.copy()
+            if s:
+                Xs[:, cols] = np.array([np.interp(g - s, g, y) for y in X[:, cols]])
+            r = model.edge_ood_ratios(Xs)[:, names.index(e)]
+            r = r[np.isfinite(r)]
+            row[f"{s:+.1f}"] = round(float(np.median(r)), 2) if r.size else None
+        out[e] = row
+    return out
 
 
 def summarise(maps) -> dict:
@@ -84,9 +121,17 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="model bundle (default: the shipped one)")
     ap.add_argument("--png", default=None, help="also draw the maps to this PNG")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--shifts", action="store_true",
+                    help="also each edge's OOD ratio with its spectra moved by -3 ... +3 eV")
     args = ap.parse_args(argv)
-    maps = real_si_maps(args.model)
+    model = mm.load_model(args.model)
+    edges = real_si_edges()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maps = model.predict(edges)
     res = summarise(maps)
+    shifts = tuple(np.arange(-3.0, 3.01, 0.5)) if args.shifts else (0.0,)
+    res["edge_ood_ratio"] = edge_ood(model, edges, shifts)
     if args.png:
         mm.plot_maps(maps, path=args.png)
         res["png"] = args.png

@@ -12,7 +12,7 @@ import xarray as xr
 from sklearn.base import clone
 from sklearn.metrics import r2_score
 
-from mmspec_widgets.edges import edge_grid
+from mmspec_widgets.edges import edge_grid, get_edge
 from mmspec_widgets.errors import DataError, MMSpecError
 from mmspec_widgets.learn._synthetic import make_synthetic_training_set
 from mmspec_widgets.learn.fusion import (
@@ -444,3 +444,27 @@ def test_phases_are_learnt_and_mapped():
     assert set(truth) == {"layered", "li_rich", "rock_salt", "spinel"}
     assert np.all((maps["phase_probability"].values > 0.25)
                   & (maps["phase_probability"].values <= 1.0))
+
+
+def test_edge_ood_ratios_name_the_unlike_edge(model, split):
+    te = split[1]
+    X, _ = dataset_to_matrix(te, model.edges_)
+    r = model.edge_ood_ratios(X)
+    names = model.ood_edges
+    assert r.shape == (X.shape[0], len(names))
+    fin = np.isfinite(X[:, :get_edge("O_K").n_points]).all(axis=1)
+    assert np.median(r[fin, names.index("O_K")]) < 1.0  # held-out, like training
+    bad = X.copy()
+    o = slice(0, get_edge("O_K").n_points)
+    bad[:, o] = bad[:, o][:, ::-1]  # O K reversed: unlike any O K
+    rb = model.edge_ood_ratios(bad)
+    assert np.all(rb[fin, names.index("O_K")] > 1.0)
+    others = [j for j, e in enumerate(names) if e != "O_K"]
+    np.testing.assert_allclose(rb[:, others], r[:, others], equal_nan=True)
+    # the same judgement as predict's: those rows are flagged
+    rev = te.copy()
+    rev["O_K"] = (te["O_K"].dims, te["O_K"].values[:, ::-1])
+    assert model.predict(rev)["ood"].values[fin].all()
+    missing = np.isnan(X[:, o]).all(axis=1)
+    if missing.any():
+        assert np.isnan(r[missing, names.index("O_K")]).all()

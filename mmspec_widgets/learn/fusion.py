@@ -1396,6 +1396,41 @@ class MultimodalModel(BaseEstimator):
         """Edges of the OOD detector, in its order (those of its featurizer)."""
         return list(dict.fromkeys(self.ood_featurizer_.feature_edges_))
 
+    def edge_ood_ratios(self, X: np.ndarray) -> np.ndarray:
+        """Each edge's OOD distance over its threshold, as :meth:`predict` judges it.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            Rows of joined edge spectra on the model's grids (the layout of
+            :func:`dataset_to_matrix` with :attr:`edges_`).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(rows, len(ood_edges))``: > 1 where that edge is unlike the
+            training spectra; NaN where the row lacks the edge; inf where it is
+            noisier than any spectrum the thresholds were learnt on.
+        """
+        check_is_fitted(self, "ood_")
+        X = np.asarray(X, dtype=float)
+        F, Fo = fused_transform([self.featurizer_, self.ood_featurizer_], X)
+        return self._ood(X, F, Fo)[1]
+
+    def _ood(self, X: np.ndarray, F: np.ndarray, Fo: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """OOD score and per-edge ratios of rows ``X`` with features ``F``, ``Fo``."""
+        noise = self._row_noise(X, F) if getattr(self.ood_, "noise_law_", None) else None
+        score, ratios = self.ood_.score_and_ratios(Fo, noise)
+        if noise is not None and self.ood_noise is not None:
+            # noisier than any spectrum the thresholds were learnt on: mostly
+            # noise, cannot be judged (ratio inf: flagged, and dropped by predict)
+            too_noisy = noise > float(self.ood_noise[1])
+            if too_noisy.any():
+                ratios = np.where(too_noisy, np.inf, ratios)
+                score = np.where(too_noisy.any(axis=1), np.inf, score)
+        return score, ratios
+
     def _predict_arrays(self, X: np.ndarray, drop_ood_edges: float | None,
                         amounts: np.ndarray | None = None,
                         li_amount: np.ndarray | None = None,
@@ -1404,15 +1439,7 @@ class MultimodalModel(BaseEstimator):
         with stage("features"):
             F, Fo = fused_transform([self.featurizer_, self.ood_featurizer_], X)
         with stage("ood"):  # distances computed once for the score and the ratios
-            noise = self._row_noise(X, F) if getattr(self.ood_, "noise_law_", None) else None
-            score, ratios = self.ood_.score_and_ratios(Fo, noise)
-            if noise is not None and self.ood_noise is not None:
-                # noisier than any spectrum the thresholds were learnt on: mostly
-                # noise, cannot be judged (ratio inf: flagged, and dropped below)
-                too_noisy = noise > float(self.ood_noise[1])
-                if too_noisy.any():
-                    ratios = np.where(too_noisy, np.inf, ratios)
-                    score = np.where(too_noisy.any(axis=1), np.inf, score)
+            score, ratios = self._ood(X, F, Fo)
         if drop_ood_edges is not None:
             for j, e in enumerate(self.ood_.edges_):
                 bad = ratios[:, j] > float(drop_ood_edges)
