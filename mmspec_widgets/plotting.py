@@ -21,7 +21,6 @@ One place for how a map of :meth:`MultimodalModel.predict` is shown, used by
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 
