@@ -332,8 +332,8 @@ def test_real_si_report_counts_the_particle(tm_si_path, zlp_si_path, tmp_path, c
     for t in res["not_learnt"]:
         assert res["targets"].get(t) is None  # not learnt: no value anywhere
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # each edge's median OOD ratio, unshifted (the calibration's Co L3 reference
-    # edge lies among the training spectra, others need not)
+    # each edge's median OOD ratio, unshifted (Co L2,3 among the training
+    # spectra; README quotes the others)
     ratio = res["edge_ood_ratio"]
     assert set(ratio) == {"O_K", "Mn_L23", "Co_L23", "Ni_L23"}
     assert all(set(r) == {"+0.0"} and r["+0.0"] > 0 for r in ratio.values())
