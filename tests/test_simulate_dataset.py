@@ -258,3 +258,30 @@ def test_set_summary_counts_phases_and_spans():
     # a set that records no phases: every structure layered
     s = set_summary(toy.drop_vars("phase"))
     assert s["phases"] == {"layered": 7} and s["reduced_surface"] == 0
+
+
+def test_l3_to_step_rescales_the_white_lines_only(tmp_path, capsys):
+    from mmspec_widgets import cli
+
+    align = (STORE / "alignment.json").read_text()
+    edges = ["Mn_L23", "Co_L23"]
+    base = assemble_training_set(STORE, edges=edges)
+    low = assemble_training_set(STORE, edges=edges, l3_to_step={"Mn_L23": 3.9})
+    assert (STORE / "alignment.json").read_text() == align  # the store's file untouched
+    np.testing.assert_array_equal(low["Co_L23"].values, base["Co_L23"].values)
+    ok = np.isfinite(base["Mn_L23"].values).all(axis=1)
+    peak_b = np.nanmax(base["Mn_L23"].values[ok], axis=1)
+    peak_l = np.nanmax(low["Mn_L23"].values[ok], axis=1)
+    # white lines scaled by (3.9 - step) / (6 - step) at the L3 maximum (step ~2/3);
+    # the post-edge step stays 1
+    ratio = np.median((peak_l - 0.67) / (peak_b - 0.67))
+    assert 0.5 < ratio < 0.7
+    np.testing.assert_allclose(low["Mn_L23"].values[ok][:, -5:],
+                               base["Mn_L23"].values[ok][:, -5:], atol=0.05)
+    assert json.loads(low.attrs["alignment"])["l3_to_step"] == {"Mn_L23": 3.9}
+    for bad, msg in (({"O_K": 3.0}, "not an L2,3 edge"), ({"Mn_L23": 0.5}, "above 1")):
+        with pytest.raises(MMSpecError, match=msg):
+            assemble_training_set(STORE, edges=edges, l3_to_step=bad)
+    assert cli.main(["simulate", "--assemble", "--out", str(STORE), "--dataset",
+                     str(tmp_path / "x.nc"), "--l3-to-step", "Mn_L23=abc"]) == 2
+    assert "--l3-to-step" in capsys.readouterr().err

@@ -71,6 +71,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data set file to write (default: <out>/training_set.nc)")
     p.add_argument("--no-assemble", action="store_true",
                    help="do not assemble the data set after simulating")
+    p.add_argument("--l3-to-step", default=None, metavar="RATIO",
+                   help="with --assemble: L3 maximum over edge step of the L2,3 spectra, one "
+                        "number or EDGE=RATIO,... (e.g. Mn_L23=3.9,Co_L23=4.8); default: "
+                        "the store's alignment (6)")
     p.add_argument("--trends", default=None, metavar="PNG",
                    help="with --assemble: also render the trends figure of the set to PNG "
                         "and print the rank correlation of each descriptor with its label")
@@ -171,7 +175,8 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
             from .dataset import assemble_training_set, set_summary
 
             path = args.dataset or str(Path(args.out) / "training_set.nc")
-            ds = assemble_training_set(args.out, path=path)
+            ds = assemble_training_set(args.out, path=path,
+                                       l3_to_step=_l3_to_step(args.l3_to_step))
             out = {"path": path, "samples": int(ds.sizes["sample"]), **set_summary(ds)}
             if args.trends:
                 out["trends"] = _trends(ds, args.trends)
@@ -179,6 +184,8 @@ def _main(args, stdout, stderr, log_path: Path | None = None) -> int:
             return 0
         if not args.structures:
             raise MMSpecError("--structures N is required (or --assemble)")
+        if args.l3_to_step is not None:
+            raise MMSpecError("--l3-to-step applies to --assemble only")
         from .campaign import run_campaign
 
         edges = [e.strip() for e in args.edges.split(",")] if args.edges else None
@@ -235,6 +242,22 @@ def _kinds(text):
     if any("=" in p for p in parts):
         raise MMSpecError(f"--kinds {text!r}: give every kind a count, or none")
     return parts
+
+
+def _l3_to_step(text):
+    """``--l3-to-step`` -> None, one number or ``{edge: number}``."""
+    from ..errors import MMSpecError
+
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        if len(parts) == 1 and "=" not in parts[0]:
+            return float(parts[0])
+        return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
+    except ValueError:
+        raise MMSpecError(f"--l3-to-step {text!r}: expected a number or EDGE=NUMBER,..., "
+                          "e.g. Mn_L23=3.9,Co_L23=4.8") from None
 
 
 def _trends(ds, png: str) -> list[dict]:

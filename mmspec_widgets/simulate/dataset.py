@@ -52,6 +52,7 @@ __all__ = [
     "FWHM",
     "gaussian_broaden",
     "L3_TO_STEP",
+    "l3_to_step_of",
     "region_spectrum",
     "calibrate_alignment",
     "assemble_training_set",
@@ -175,7 +176,37 @@ def _main_feature(edge: str, x: np.ndarray, y: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------
 # alignment
-def calibrate_alignment(store, manifest: dict | None = None) -> dict:
+def l3_to_step_of(edge: str, l3_to_step=None) -> float:
+    """The L3 maximum over edge step of ``edge`` (:data:`L3_TO_STEP`, or a
+    number for all L2,3 edges, or ``{edge: number}`` overriding it)."""
+    if l3_to_step is None:
+        return float(L3_TO_STEP)
+    if isinstance(l3_to_step, dict):
+        return float(l3_to_step.get(edge, L3_TO_STEP))
+    return float(l3_to_step)
+
+
+def _check_l3_to_step(l3_to_step) -> None:
+    if l3_to_step is None:
+        return
+    items = l3_to_step.items() if isinstance(l3_to_step, dict) else [("every L2,3 edge",
+                                                                      l3_to_step)]
+    for edge, v in items:
+        if isinstance(l3_to_step, dict) and (edge not in EDGE_ORDER
+                                             or get_edge(edge).shell != "L23"):
+            raise MMSpecError(f"l3_to_step: {edge!r} is not an L2,3 edge; expected some of "
+                              f"{', '.join(e for e in EDGE_ORDER if get_edge(e).shell == 'L23')}")
+        try:
+            ok = float(v) > 1.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MMSpecError(f"l3_to_step for {edge}: {v!r}; expected a number above 1 "
+                              "(the L3 maximum over the edge step, which is 1)")
+
+
+def calibrate_alignment(store, manifest: dict | None = None, l3_to_step=None,
+                        write: bool = True) -> dict:
     """Per-edge energy shifts and L2,3 intensity scales from the reference.
 
     Parameters
@@ -184,13 +215,19 @@ def calibrate_alignment(store, manifest: dict | None = None) -> dict:
     manifest : dict, optional
         Manifest of the reference structure (default: the store's manifest of
         :data:`REFERENCE_SPEC`).
+    l3_to_step : float or dict, optional
+        L3 maximum over edge step of the reference region's L2,3 spectra:
+        one number, or ``{edge: number}``; default :data:`L3_TO_STEP`.
+    write : bool
+        Write the result to ``<store>/alignment.json`` (the store's alignment).
 
     Returns
     -------
     dict
-        ``{"shift": {edge: eV}, "l23_scale": {edge: factor}, "reference": id}``;
-        written to ``<store>/alignment.json``.
+        ``{"shift": {edge: eV}, "l23_scale": {edge: factor}, "reference": id,
+        "l3_to_step": ...}``.
     """
+    _check_l3_to_step(l3_to_step)
     if manifest is None:
         p = store.root / "structures" / f"{REFERENCE_SPEC.key}.json"
         if not p.exists():
@@ -207,20 +244,22 @@ def calibrate_alignment(store, manifest: dict | None = None) -> dict:
             continue
         scale = 1.0
         if e.shell == "L23":
-            # choose the multiplet scale so that L3 max / step = L3_TO_STEP
+            # choose the multiplet scale so that L3 max / step = l3_to_step
             raw = region_spectrum(store, recs, edge, 0.0, 1.0, grid=_axis(arrays))
             step_only = region_spectrum(store, recs, edge, 0.0, 0.0, grid=_axis(arrays))
             wl = raw - step_only
             i3 = int(np.argmax(wl))
-            scale = (L3_TO_STEP - step_only[i3]) / max(wl[i3], 1e-12)
+            scale = (l3_to_step_of(edge, l3_to_step) - step_only[i3]) / max(wl[i3], 1e-12)
             scales[edge] = float(scale)
         x = _axis(arrays)
         y = region_spectrum(store, recs, edge, 0.0, scale, grid=x)
         shifts[edge] = float(e.reference - _main_feature(edge, x, y))
     out = {"shift": shifts, "l23_scale": scales, "reference": manifest["structure_id"],
-           "reference_spec": manifest["spec"], "fwhm": FWHM, "l3_to_step": L3_TO_STEP,
+           "reference_spec": manifest["spec"], "fwhm": FWHM,
+           "l3_to_step": L3_TO_STEP if l3_to_step is None else l3_to_step,
            "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (store.root / "alignment.json").write_text(json.dumps(out, indent=1))
+    if write:
+        (store.root / "alignment.json").write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -265,9 +304,20 @@ def git_revision() -> str:
         return "unknown"
 
 
-def resolve_alignment(store, alignment=None) -> dict:
+def resolve_alignment(store, alignment=None, l3_to_step=None) -> dict:
     """Alignment to use: given, the store's, calibrated on the store's
-    reference structure, or the project's default (``data/sim``)."""
+    reference structure, or the project's default (``data/sim``). With
+    ``l3_to_step`` (see :func:`calibrate_alignment`): calibrated now on the
+    store's reference with that ratio, the store's own file left as it is."""
+    if l3_to_step is not None:
+        if alignment is not None:
+            raise MMSpecError("give either alignment or l3_to_step, not both (l3_to_step "
+                              "calibrates the alignment on the store's reference)")
+        if not (store.root / "structures" / f"{REFERENCE_SPEC.key}.json").exists():
+            raise DataError(f"{store.root}: l3_to_step needs the reference structure "
+                            "REFERENCE_SPEC simulated into this store")
+        return {**calibrate_alignment(store, l3_to_step=l3_to_step, write=False),
+                "source": "store (calibrated now with l3_to_step)"}
     if isinstance(alignment, dict):
         return {**alignment, "source": alignment.get("source", "argument")}
     if alignment is not None:
@@ -290,7 +340,8 @@ def resolve_alignment(store, alignment=None) -> dict:
 
 
 def assemble_training_set(store, path: str | Path | None = None, edges=None,
-                          min_edges: int = 1, alignment=None) -> xr.Dataset:
+                          min_edges: int = 1, alignment=None,
+                          l3_to_step=None) -> xr.Dataset:
     """Assemble the training set from a campaign store.
 
     Parameters
@@ -307,6 +358,11 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     alignment : dict or path, optional
         Per-edge shifts (``alignment.json``); default: the store's own, else
         calibrated on the store's reference structure, else the project's.
+    l3_to_step : float or dict, optional
+        L3 maximum over edge step of the L2,3 spectra (one number, or
+        ``{edge: number}``): the alignment is calibrated on the store's
+        reference with it (see :func:`calibrate_alignment`); default
+        :data:`L3_TO_STEP` through the store's alignment.
 
     Returns
     -------
@@ -323,7 +379,7 @@ def assemble_training_set(store, path: str | Path | None = None, edges=None,
     if not isinstance(store, CampaignStore):
         store = CampaignStore(store)
     edges = list(edges or EDGE_ORDER)
-    align = resolve_alignment(store, alignment)
+    align = resolve_alignment(store, alignment, l3_to_step)
     manifests = [m for m in store.structures()
                  if m["structure_id"] != align["reference"] and m.get("order", 0) >= 0]
     if not manifests:
