@@ -125,7 +125,10 @@ def test_cli_predict_writes_maps(files, toy, tmp_path, capsys):
     out = tmp_path / "maps.nc"
     assert cli.main(["predict", str(src), "--edges", "O_K", "Ni_L23", "--model", str(bundle),
                      "--out", str(out)]) == 0
-    assert "O_K+Ni_L23" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "O_K+Ni_L23" in text
+    # a model trained without phases: the phase map is unknown everywhere, and says why
+    assert "most probable phase (pixels): unknown 6 (unknown: a phase target not learnt" in text
     maps = xr.load_dataset(out, engine="h5netcdf")
     assert maps["li_content"].dims == ("scan",) and maps.sizes["scan"] == 6
     assert maps.attrs["edge_set"] == "O_K+Ni_L23"

@@ -120,7 +120,7 @@ def _cmd_evaluate(args) -> int:
     targets = result["targets"]
     keys = list(next(iter(targets.values()))["by_edges"])
     width = max(len(k) for k in keys) + 2
-    print(f"model {model.model_id}: held-out scores (R2; ROC-AUC for defects)")
+    print(f"model {model.model_id}: held-out scores (R2; ROC-AUC for defects and phases)")
     print(" " * width + "".join(f"{t[:11]:>12}" for t in targets))
     for k in keys:
         vals = [targets[t]["by_edges"][k] for t in targets]
@@ -371,6 +371,17 @@ def _cmd_predict(args) -> int:
                 print(f"{str(v)[9:]}: {part} spectra cover part of the grid (lowest "
                       f"{100 * float(np.min(c[c > 0])):.0f} %): predicted from what they cover, "
                       "std widened by the measured rule (mmspec_widgets.learn.coverage)")
+    if "phase" in maps:
+        from ..plotting import phase_names
+
+        names = phase_names(maps["phase"])
+        code = np.asarray(maps["phase"].values).ravel()
+        counts = {names[k + 1].replace("_", "-"): int(np.sum(code == k))
+                  for k in range(-1, len(names) - 1)}
+        print("most probable phase (pixels): " + ", ".join(
+            f"{n} {c}" for n, c in counts.items() if c)
+            + (" (unknown: a phase target not learnt, or no usable edge)"
+               if counts.get("unknown") else ""))
     return 0
 
 
