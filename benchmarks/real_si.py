@@ -30,7 +30,7 @@ import numpy as np
 import mmspec_widgets as mm
 from mmspec_widgets import datasets
 from mmspec_widgets.edges import get_edge
-from mmspec_widgets.plotting import phase_names
+from mmspec_widgets.plotting import phase_counts
 
 EDGES = ("O_K", "Mn_L23", "Co_L23", "Ni_L23")
 
@@ -109,10 +109,8 @@ def summarise(maps) -> dict:
                               if (ok & np.isfinite(s)).any() else None,
                               "pixels": int(ok.sum())} if ok.any() else None)
     if "phase" in maps:
-        names = phase_names(maps["phase"])
-        code = np.asarray(maps["phase"].values)[particle]
-        out["phase_pixels"] = {names[k + 1]: int((code == k).sum())
-                               for k in range(-1, len(names) - 1) if (code == k).any()}
+        out["phase_pixels"] = {n: c for n, c in phase_counts(maps["phase"], particle).items()
+                               if c}
     return out
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "plot_maps",
     "PHASE_COLOURS",
     "phase_names",
+    "phase_counts",
 ]
 
 #: The uncertainty convention of every figure, table and widget.
@@ -251,6 +252,16 @@ def _not_learnt(maps: xr.Dataset, name: str) -> str | None:
         except ValueError:
             return None
     return str(table[name]) if isinstance(table, dict) and name in table else None
+
+
+def phase_counts(da: xr.DataArray, where=None) -> dict[str, int]:
+    """Pixels per code of a ``phase`` map (``"unknown"`` first), within the
+    boolean mask ``where`` when given."""
+    names = phase_names(da)
+    code = np.asarray(da.values)
+    if where is not None:
+        code = code[np.asarray(where, bool)]
+    return {names[k + 1]: int(np.sum(code == k)) for k in range(-1, len(names) - 1)}
 
 
 def phase_names(da: xr.DataArray) -> list[str]:

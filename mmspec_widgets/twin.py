@@ -46,7 +46,7 @@ import xarray as xr
 from .edges import get_edge
 from .errors import DataError, MMSpecError
 from .paths import data_dir
-from .simulate.labels import LI_RICH_MN, PHASES, phase_flags
+from .simulate.labels import PHASES, li_rich_mn_rich, phase_flags, reduced_surface
 
 __all__ = [
     "DigitalTwin",
@@ -138,10 +138,9 @@ def _has_phases(ts: xr.Dataset) -> bool:
     if "phase" not in ts.coords and "phase" not in ts:
         return False
     test = np.asarray(ts["split"].values == "test")
-    ph = np.asarray(ts["phase"].values).astype(str)
-    mn = np.nan_to_num(np.asarray(ts["mn_fraction"].values, float))
-    return bool((test & np.isin(ph, ("rock_salt", "spinel"))).any()
-                and (test & (ph == "li_rich") & (mn >= LI_RICH_MN)).any())
+    return bool((test & reduced_surface(ts["phase"].values)).any()
+                and (test & li_rich_mn_rich(ts["phase"].values,
+                                            ts["mn_fraction"].values)).any())
 
 
 def _pools(ts: xr.Dataset, phases: bool = False) -> dict[int, np.ndarray]:
@@ -156,9 +155,7 @@ def _pools(ts: xr.Dataset, phases: bool = False) -> dict[int, np.ndarray]:
     have = np.isfinite(ts["O_K"].values).all(axis=-1)  # every twin pixel needs O K
     clean = (vac == 0) & (anti == 0)
     if phases:
-        ph = np.asarray(ts["phase"].values).astype(str)
-        mn = np.nan_to_num(np.asarray(ts["mn_fraction"].values, float))
-        have_layered = have & (ph == "layered")
+        have_layered = have & (np.asarray(ts["phase"].values).astype(str) == "layered")
     else:
         have_layered = have
     pools = {
@@ -168,8 +165,8 @@ def _pools(ts: xr.Dataset, phases: bool = False) -> dict[int, np.ndarray]:
         4: test & have_layered & (anti > 0) & (vac == 0),
     }
     if phases:
-        pools[5] = test & have & np.isin(ph, ("rock_salt", "spinel"))
-        pools[6] = test & have & (ph == "li_rich") & (mn >= LI_RICH_MN)
+        pools[5] = test & have & reduced_surface(ts["phase"].values)
+        pools[6] = test & have & li_rich_mn_rich(ts["phase"].values, ts["mn_fraction"].values)
     out = {}
     for k, m in pools.items():
         idx = np.flatnonzero(m)

@@ -372,14 +372,11 @@ def _cmd_predict(args) -> int:
                       f"{100 * float(np.min(c[c > 0])):.0f} %): predicted from what they cover, "
                       "std widened by the measured rule (mmspec_widgets.learn.coverage)")
     if "phase" in maps:
-        from ..plotting import phase_names
+        from ..plotting import phase_counts
 
-        names = phase_names(maps["phase"])
-        code = np.asarray(maps["phase"].values).ravel()
-        counts = {names[k + 1].replace("_", "-"): int(np.sum(code == k))
-                  for k in range(-1, len(names) - 1)}
+        counts = phase_counts(maps["phase"])
         print("most probable phase (pixels): " + ", ".join(
-            f"{n} {c}" for n, c in counts.items() if c)
+            f"{n.replace('_', '-')} {c}" for n, c in counts.items() if c)
             + (" (unknown: a phase target not learnt, or no usable edge)"
                if counts.get("unknown") else ""))
     return 0

@@ -44,7 +44,7 @@ import xarray as xr
 from ..edges import EDGE_ORDER, get_edge
 from ..errors import DataError, MMSpecError
 from ..paths import data_dir
-from .labels import LABELS, LI_RICH_MN, PHASE_LABELS, PHASES
+from .labels import LABELS, PHASE_LABELS, PHASES, li_rich_mn_rich, reduced_surface
 from .structures import COMPOSITIONS, StructureSpec
 
 __all__ = [
@@ -521,7 +521,7 @@ def set_summary(ds: xr.Dataset) -> dict:
     dict
         ``structures`` (distinct ``structure_id``), ``phases`` (structures per
         phase; all layered for a set that records none), ``li_rich_mn_rich``
-        (Li-rich structures with a region of Mn >= :data:`LI_RICH_MN` of the
+        (Li-rich structures with a region of Mn >= :data:`~.labels.LI_RICH_MN` of the
         TMs), ``reduced_surface`` (rock-salt- or spinel-like structures) and
         ``spans`` (``[min, max]`` of each of :data:`SPAN_LABELS` over the
         regions where it is defined, None where it is nowhere).
@@ -529,7 +529,6 @@ def set_summary(ds: xr.Dataset) -> dict:
     sid = np.asarray(ds["structure_id"].values).astype(str)
     phase = (np.asarray(ds["phase"].values).astype(str) if "phase" in ds.variables
              else np.full(sid.size, "layered"))
-    mn = np.nan_to_num(np.asarray(ds["mn_fraction"].values, float))
     phases = {p: len(set(sid[phase == p])) for p in PHASES if (phase == p).any()}
     spans = {}
     for lab in SPAN_LABELS:
@@ -539,8 +538,8 @@ def set_summary(ds: xr.Dataset) -> dict:
     return {
         "structures": len(set(sid)),
         "phases": phases,
-        "li_rich_mn_rich": len(set(sid[(phase == "li_rich") & (mn >= LI_RICH_MN)])),
-        "reduced_surface": len(set(sid[np.isin(phase, ("rock_salt", "spinel"))])),
+        "li_rich_mn_rich": len(set(sid[li_rich_mn_rich(phase, ds["mn_fraction"].values)])),
+        "reduced_surface": len(set(sid[reduced_surface(phase)])),
         "spans": spans,
     }
 

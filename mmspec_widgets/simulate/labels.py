@@ -20,6 +20,9 @@ __all__ = [
     "PHASES",
     "PHASE_LABELS",
     "LI_RICH_MN",
+    "REDUCED_PHASES",
+    "li_rich_mn_rich",
+    "reduced_surface",
     "phase_flags",
     "region_sites",
     "site_environment",
@@ -55,6 +58,21 @@ PHASE_LABELS = PHASES[1:]
 
 #: Mn fraction of the TMs from which a Li-rich region counts as Li-rich Mn-rich
 LI_RICH_MN = 0.6
+
+#: the reduced surface phases
+REDUCED_PHASES = ("rock_salt", "spinel")
+
+
+def li_rich_mn_rich(phase, mn_fraction) -> np.ndarray:
+    """Where a region is Li-rich with Mn >= :data:`LI_RICH_MN` of its TMs (NaN
+    Mn fraction: no Mn)."""
+    mn = np.nan_to_num(np.asarray(mn_fraction, float))
+    return (np.asarray(phase).astype(str) == "li_rich") & (mn >= LI_RICH_MN)
+
+
+def reduced_surface(phase) -> np.ndarray:
+    """Where a region is of a reduced surface phase (:data:`REDUCED_PHASES`)."""
+    return np.isin(np.asarray(phase).astype(str), REDUCED_PHASES)
 
 
 def phase_flags() -> dict:
