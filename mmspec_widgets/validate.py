@@ -21,15 +21,12 @@ Three comparisons, each reduced to numbers a test can hold:
 
 Definitions (shared by tests, docs and reports):
 
-* simulated half-step: the energy where the spectrum, scaled so that the mean
-  of its last 10 % is 1, first reaches 0.5 (:func:`half_step`);
+* simulated half-step, O K pre-edge weight, L3 centroid: one definition each,
+  in :mod:`mmspec_widgets.simulate.descriptors` (:func:`half_step`,
+  :func:`preedge_weight`, :func:`centroid`, re-exported here);
 * measured half-step: the same on the scan after subtracting a line fitted
   before the edge and dividing by a line fitted after it
-  (:data:`MEASURED_WINDOWS`, absolute eV);
-* O K pre-edge weight: area 528.9 - 532.0 eV over area 528.9 - 550.0 eV,
-  negative values clipped (:func:`preedge_weight`);
-* L3 centroid: first moment of the clipped spectrum over 853.1 - 862 eV (Ni),
-  635.1 - 648 eV (Mn), 775.1 - 786 eV (Co).
+  (:data:`MEASURED_WINDOWS`, absolute eV).
 """
 
 from __future__ import annotations
@@ -42,6 +39,7 @@ import numpy as np
 
 from .edges import get_edge
 from .errors import DataError, MMSpecError
+from .simulate.descriptors import centroid, half_step, preedge_weight
 
 __all__ = [
     "K_EDGE_COMPOUNDS",
@@ -90,50 +88,6 @@ K_FWHM = 1.0
 
 # --------------------------------------------------------------------------
 # spectral numbers
-def half_step(energy, mu, tail: float = 0.1) -> float:
-    """Energy (eV) where ``mu``, scaled so the mean of its last ``tail`` share
-    of points is 1, first reaches 0.5 (linear interpolation); NaN if never."""
-    e = np.asarray(energy, float)
-    y = np.asarray(mu, float)
-    n = max(1, int(round(tail * y.size)))
-    level = float(np.mean(y[-n:]))
-    if not np.isfinite(level) or level <= 0:
-        return float("nan")
-    y = y / level
-    k = np.flatnonzero(y >= 0.5)
-    if not k.size or k[0] == 0:
-        return float("nan")
-    j = int(k[0])
-    return float(e[j - 1] + (0.5 - y[j - 1]) * (e[j] - e[j - 1]) / ((y[j] - y[j - 1]) or 1.0))
-
-
-def _area(e, y, lo, hi):
-    m = (e >= lo - 1e-6) & (e <= hi + 1e-6)  # grid points on the bounds count
-    yy = np.clip(y[..., m], 0, None)
-    return np.trapezoid(yy, e[m], axis=-1) if hasattr(np, "trapezoid") else np.trapz(yy, e[m], axis=-1)
-
-
-def preedge_weight(energy, mu):
-    """O K pre-edge weight: area 528.9 - 532.0 eV over area 528.9 - 550.0 eV
-    (negative values clipped); works on ``(..., energy)`` arrays."""
-    e = np.asarray(energy, float)
-    y = np.asarray(mu, float)
-    return _area(e, y, 528.9, 532.0) / _area(e, y, 528.9, 550.0)
-
-
-_CENTROID = {"Ni_L23": (853.1, 862.0), "Mn_L23": (635.1, 648.0), "Co_L23": (775.1, 786.0)}
-
-
-def centroid(edge: str, energy, mu):
-    """First moment (eV) of the clipped spectrum over the edge's L3 window."""
-    lo, hi = _CENTROID[edge]
-    e = np.asarray(energy, float)
-    m = (e >= lo - 1e-6) & (e <= hi + 1e-6)
-    y = np.clip(np.asarray(mu, float)[..., m], 0, None)
-    s = y.sum(axis=-1)
-    return (y * e[m]).sum(axis=-1) / np.where(s > 0, s, np.nan)
-
-
 def _gauss(y: np.ndarray, fwhm: float, step: float) -> np.ndarray:
     from .simulate.dataset import gaussian_broaden
 
@@ -561,50 +515,30 @@ def validate_particle(measured: dict | None = None, simulated: dict | None = Non
 
 # --------------------------------------------------------------------------
 # 3. trends
+#: set_trends key -> (descriptor, label) of :func:`~.simulate.descriptors.trend_metrics`
+TREND_KEYS = {
+    "NiK_halfstep_vs_ni_oxidation": ("Ni_K_edge", "ni_oxidation"),
+    "MnK_halfstep_vs_mn_oxidation": ("Mn_K_edge", "mn_oxidation"),
+    "OK_preedge_vs_li_content": ("O_K_preedge", "li_content"),
+    "OK_preedge_vs_o_vacancy": ("O_K_preedge", "o_vacancy"),
+    "NiL3_centroid_vs_ni_oxidation": ("Ni_L3_centroid", "ni_oxidation"),
+    "MnL3_centroid_vs_mn_oxidation": ("Mn_L3_centroid", "mn_oxidation"),
+}
+
+
 def set_trends(ds) -> dict[str, float]:
-    """Spearman rank correlations of spectral numbers with labels over a set.
+    """Spearman rank correlations (ties at their average rank) of spectral
+    numbers with labels over a set, as
+    :func:`~mmspec_widgets.simulate.descriptors.trend_metrics` computes them.
 
-    Keys: ``NiK_halfstep_vs_ni_oxidation``, ``OK_preedge_vs_li_content``,
-    ``NiL3_centroid_vs_ni_oxidation``, ``OK_preedge_vs_o_vacancy``,
-    ``MnL3_centroid_vs_mn_oxidation``, ``MnK_halfstep_vs_mn_oxidation``
-    (NaN where the set lacks the edge or the label does not vary).
+    Keys: those of :data:`TREND_KEYS` whose edge and label the set holds (NaN
+    where the label does not vary), rounded to 0.001.
     """
-    from scipy.stats import spearmanr
+    from .simulate.descriptors import trend_metrics
 
-    def rho(a, b):
-        a = np.asarray(a, float)
-        b = np.asarray(b, float)
-        m = np.isfinite(a) & np.isfinite(b)
-        if m.sum() < 4 or np.ptp(a[m]) == 0 or np.ptp(b[m]) == 0:
-            return float("nan")
-        return round(float(spearmanr(a[m], b[m]).statistic), 3)
-
-    def spectra(edge):
-        return (np.asarray(ds[f"energy_{edge}"].values, float), np.asarray(ds[edge].values, float))
-
-    out = {}
-    if "Ni_K" in ds:
-        e, y = spectra("Ni_K")
-        hs = np.array([half_step(e, r) if np.isfinite(r).all() else np.nan for r in y])
-        out["NiK_halfstep_vs_ni_oxidation"] = rho(hs, ds["ni_oxidation"].values)
-    if "Mn_K" in ds:
-        e, y = spectra("Mn_K")
-        hs = np.array([half_step(e, r) if np.isfinite(r).all() else np.nan for r in y])
-        out["MnK_halfstep_vs_mn_oxidation"] = rho(hs, ds["mn_oxidation"].values)
-    if "O_K" in ds:
-        e, y = spectra("O_K")
-        w = preedge_weight(e, y)
-        out["OK_preedge_vs_li_content"] = rho(w, ds["li_content"].values)
-        out["OK_preedge_vs_o_vacancy"] = rho(w, ds["o_vacancy"].values)
-    if "Ni_L23" in ds:
-        e, y = spectra("Ni_L23")
-        out["NiL3_centroid_vs_ni_oxidation"] = rho(centroid("Ni_L23", e, y),
-                                                   ds["ni_oxidation"].values)
-    if "Mn_L23" in ds:
-        e, y = spectra("Mn_L23")
-        out["MnL3_centroid_vs_mn_oxidation"] = rho(centroid("Mn_L23", e, y),
-                                                   ds["mn_oxidation"].values)
-    return out
+    rows = {(r["descriptor"], r["label"]): r["rho"] for r in trend_metrics(ds)}
+    return {k: (round(rows[pair], 3) if np.isfinite(rows[pair]) else float("nan"))
+            for k, pair in TREND_KEYS.items() if pair in rows}
 
 
 # --------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import pytest  # noqa: E402
 
 from mmspec_widgets.errors import DataError  # noqa: E402
 from mmspec_widgets.simulate.dataset import load_training_set  # noqa: E402
-from mmspec_widgets.simulate.plots import (  # noqa: E402
-    plot_trends,
+from mmspec_widgets.simulate.descriptors import (  # noqa: E402
     spectral_descriptors,
     trend_metrics,
 )
+from mmspec_widgets.simulate.plots import plot_trends  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,11 @@ def test_descriptors_physical_units(ds):
     d = spectral_descriptors(ds)
     c = d["Ni_L3_centroid"]
     ok = np.isfinite(c)
-    assert ok.any() and np.all((c[ok] > 851) & (c[ok] < 860))  # eV, inside the L3 window
+    assert ok.any() and np.all((c[ok] > 853.1) & (c[ok] < 862))  # eV, inside the L3 window
     k = d["Ni_K_edge"][np.isfinite(d["Ni_K_edge"])]
     assert np.all((k > 8325) & (k < 8360))
-    assert np.all(d["O_K_preedge"][np.isfinite(d["O_K_preedge"])] > 0)
+    w = d["O_K_preedge"][np.isfinite(d["O_K_preedge"])]
+    assert np.all((w > 0) & (w < 1))  # a share of the 528.9 - 550 eV area
 
 
 def test_ni_l3_follows_ni_oxidation(ds):
@@ -56,7 +57,8 @@ def test_plot_trends_needs_labels(ds):
 
 
 def test_ties_take_their_average_rank_and_levels_show_the_trend():
-    from mmspec_widgets.simulate.plots import _levels, _spearman
+    from mmspec_widgets.simulate.descriptors import levels as _levels
+    from mmspec_widgets.simulate.descriptors import spearman as _spearman
 
     # 90 regions share one label; the descriptor follows the label exactly
     rng = np.random.default_rng(0)
@@ -82,3 +84,22 @@ def test_oxidation_trends_carry_levels(ds):
     assert r["monotonic"] and r["pearson"] > 0.9
     assert sum(lv[1] for lv in r["levels"]) == r["n"]
     assert "levels" not in rows[("O_K_preedge", "li_content")]
+
+
+def test_one_definition_of_each_trend(ds):
+    """``mmspec validate``'s trends are trend_metrics' rho, the descriptors the
+    validation's functions (one definition each)."""
+    from mmspec_widgets import validate as V
+
+    d = spectral_descriptors(ds)
+    e, y = ds["energy_O_K"].values, ds["O_K"].values
+    np.testing.assert_allclose(d["O_K_preedge"], V.preedge_weight(e, y))
+    e, y = ds["energy_Mn_L23"].values, ds["Mn_L23"].values
+    np.testing.assert_allclose(d["Mn_L3_centroid"], V.centroid("Mn_L23", e, y))
+    e, y = ds["energy_Ni_K"].values, ds["Ni_K"].values
+    i = int(np.flatnonzero(np.isfinite(y).all(axis=1))[0])
+    assert d["Ni_K_edge"][i] == V.half_step(e, y[i])
+    t = V.set_trends(ds)
+    rows = {(r["descriptor"], r["label"]): r["rho"] for r in trend_metrics(ds)}
+    for key, pair in V.TREND_KEYS.items():
+        assert t[key] == pytest.approx(rows[pair], abs=5e-4), key

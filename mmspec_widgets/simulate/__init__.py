@@ -3,7 +3,8 @@
 structures (pymatgen supercells with defects) -> feff (FEFF10 K edges) and
 multiplets (edrixs L2,3) -> labels (local region labels) -> campaign
 (resumable, Dask) -> dataset (aligned, broadened, gridded training set);
-foreign: the same chain on non-NMC Mn oxides (out-of-distribution checks).
+foreign: the same chain on non-NMC Mn oxides (out-of-distribution checks);
+descriptors: the physical numbers read off spectra and their trends.
 
 Public names are imported lazily (FEFF, edrixs and Dask load only when used).
 """
@@ -35,7 +36,8 @@ _LAZY = {
     "foreign_oxide_spectra": "foreign",
     "FOREIGN_OXIDES": "foreign",
     "plot_trends": "plots",
-    "trend_metrics": "plots",
+    "trend_metrics": "descriptors",
+    "spectral_descriptors": "descriptors",
 }
 
 __all__ = sorted(_LAZY)

@@ -266,7 +266,8 @@ def _trends(ds, png: str) -> list[dict]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import plot_trends, trend_metrics
+    from .descriptors import trend_metrics
+    from .plots import plot_trends
 
     fig = plot_trends(ds)
     fig.savefig(png, dpi=110, bbox_inches="tight")
