@@ -19,6 +19,7 @@ import xarray as xr
 from .errors import DataError, MMSpecError
 from .kernels import (
     all_finite,
+    despike,
     k_powerlaw_f32,
     map_row_blocks,
     numba_available,
@@ -119,27 +120,8 @@ def _apply(func, da: xr.DataArray, *, out_energy: bool = True, dtype=None, **kwa
 # spikes
 
 
-def _despike(y: np.ndarray, threshold: float, width: int) -> np.ndarray:
-    from scipy.ndimage import median_filter
-
-    y = np.asarray(y)
-    wd = work_dtype(y.dtype)
-    y = y.astype(wd, copy=False)
-    size = [1] * (y.ndim - 1) + [2 * width + 1]
-    med = median_filter(y, size=size, mode="nearest")
-    resid = y - med
-    # noise: MAD of first differences, per spectrum (robust to the edges and spikes)
-    d = np.diff(y, axis=-1)
-    sigma = 1.4826 * np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)),
-                               axis=-1, keepdims=True) / np.sqrt(2.0)
-    # Poisson-like data: noise grows as sqrt(level); scale the global estimate
-    level = np.clip(med, 0, None)
-    ref = np.median(level, axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(ref > 0, np.sqrt(level / ref), 1.0)
-    sigma = np.maximum(sigma * np.maximum(rel, 0.25), 1e-12)
-    spikes = resid > threshold * sigma
-    return np.where(spikes, med, y)
+def _despiked(y: np.ndarray, threshold: float, width: int) -> np.ndarray:
+    return despike(y, threshold, width)[0]
 
 
 def _positive(x) -> bool:
@@ -177,11 +159,13 @@ def remove_spikes(si: xr.DataArray, threshold: float = 8.0, width: int = 2) -> x
         raise MMSpecError(f"threshold={threshold!r}: expected a positive, finite number")
     if int(width) < 1:
         raise MMSpecError(f"width={width!r}: expected an integer >= 1")
-    out = _apply(_despike, si, threshold=float(threshold), width=int(width),
-                 dtype=work_dtype(si.dtype))
-    n = None
-    if isinstance(out.data, np.ndarray):
-        n = int((out.data != np.asarray(si.data, out.dtype)).sum())
+    if isinstance(si.data, np.ndarray):
+        clean, replaced = despike(si.data, float(threshold), int(width))
+        out, n = si.copy(data=clean), int(replaced.sum())
+    else:  # dask: block by block, the count unknown until computed
+        out = _apply(_despiked, si, threshold=float(threshold), width=int(width),
+                     dtype=work_dtype(si.dtype))
+        n = None
     return append_history(out, "remove_spikes", threshold=threshold, width=width,
                           n_replaced=n)
 

@@ -13,7 +13,7 @@ written once:
 * plain numpy: :func:`work_dtype`, :func:`window_indices`,
   :func:`shift_resample`, :func:`interp_weights`, :func:`jump_std`;
 * compiled (numba, ``k_*``): selection and medians, zero-loss shift, spike
-  removal, the float32 power law (:func:`k_powerlaw_f32`), and the fused
+  removal (:func:`despike` runs it over rows), the float32 power law (:func:`k_powerlaw_f32`), and the fused
   per-row chain (:func:`k_chain_rows`); :func:`numba_available` says whether
   they are compiled.
 """
@@ -437,6 +437,56 @@ def k_despike(a, med, c, buf, cand, win, threshold, width):
         c[i] = med[i] if spike else a[i]
         nrep += spike & (med[i] != a[i])
     return nrep
+
+
+@_jit
+def k_despike_rows(y, threshold, width, out, replaced):
+    """:func:`k_despike` on every row of ``y`` into ``out``; a row with a NaN
+    or inf is copied unchanged (0 replaced)."""
+    m, n = y.shape
+    med = np.empty(n, y.dtype)
+    buf = np.empty(n, y.dtype)
+    cand = np.empty(n + 1, y.dtype)
+    win = np.empty(2 * width + 1, y.dtype)
+    for p in range(m):
+        row = y[p]
+        finite = True
+        for i in range(n):
+            if not np.isfinite(row[i]):
+                finite = False
+                break
+        if not finite or n < 3:
+            for i in range(n):
+                out[p, i] = row[i]
+            replaced[p] = 0
+            continue
+        replaced[p] = k_despike(row, med, out[p], buf, cand, win, threshold, width)
+
+
+def despike(y: np.ndarray, threshold: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosmic-ray spikes of ``(..., energy)`` spectra replaced by the running
+    median of ``2 * width + 1`` channels (the arithmetic of
+    :func:`k_despike`, rows on threads).
+
+    Returns
+    -------
+    clean : ndarray
+        Same shape, in the working dtype (:func:`work_dtype`).
+    replaced : ndarray of int64
+        Channels replaced per spectrum (leading shape).
+    """
+    y = np.asarray(y)
+    wd = work_dtype(y.dtype)
+    lead, n = y.shape[:-1], y.shape[-1]
+    rows = np.ascontiguousarray(y.reshape(-1, n), dtype=wd)
+    out = np.empty_like(rows)
+    replaced = np.zeros(rows.shape[0], np.int64)
+
+    def run(r0, r1):
+        k_despike_rows(rows[r0:r1], float(threshold), int(width), out[r0:r1], replaced[r0:r1])
+
+    map_row_blocks(run, rows.shape[0], max(16, 262144 // max(n, 1)))
+    return out.reshape(*lead, n), replaced.reshape(lead)
 
 
 # float32 exp (Cephes expf: Cody-Waite reduction, degree-7 polynomial, 2^k
