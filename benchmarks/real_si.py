@@ -11,7 +11,11 @@ particle pixels (O K used):
 - the phase map: pixels per most probable phase (models that learnt phases);
 - each EELS edge's median OOD ratio (distance / threshold, > 1: unlike the
   training spectra), and with ``--shifts`` the same after moving that edge's
-  measured spectra by -3 ... +3 eV: whether a position or a shape sets it apart.
+  measured spectra by -3 ... +3 eV: whether a position or a shape sets it apart;
+- the power-law background's shape error measured on the SI (scatter and
+  bias, relative to the background under each edge) and how neighbouring
+  thick pixels' TM fractions differ over their stated std, with and without
+  that error in the jumps' std.
 
 With ``--png`` it also draws every map (``plot_maps``) to look at.
 
@@ -79,6 +83,47 @@ def edge_ood(model, edges, shifts=(0.0,)) -> dict:
     return out
 
 
+def neighbour_z(values, std, where) -> tuple[int, float]:
+    """Pairs of neighbouring pixels (both in ``where``, both finite) and the
+    robust spread (1.4826 MAD) of their difference over its stated std: about
+    1 where the stds describe how pixels scatter (less if the stds hold an
+    error common to all pixels, more if they understate)."""
+    d, sd = [], []
+    for ax in (0, 1):
+        a, b, t = (np.moveaxis(np.asarray(x), ax, 0) for x in (values, std, where))
+        ok = t[1:] & t[:-1] & np.isfinite(a[1:]) & np.isfinite(a[:-1])
+        d.append((a[1:] - a[:-1])[ok])
+        sd.append(np.hypot(b[1:], b[:-1])[ok])
+    z = np.concatenate(d) / np.concatenate(sd)
+    return int(z.size), float(1.4826 * np.median(np.abs(z - np.median(z)))) if z.size else None
+
+
+def background_error(edges) -> dict:
+    """The power law's shape error on this SI (``attrs["background_model_error"]``)
+    and, over the thick particle pixels (O K jump above half its maximum), how
+    neighbouring pixels' TM fractions differ over their stated std, with the
+    shape error in the jumps' std and without it (counting statistics only)."""
+    err = json.loads(edges.attrs.get("background_model_error", "{}"))
+    o = np.asarray(edges["jump_O_K"].values, float)
+    thick = o / np.nanmax(o) > 0.5
+    counting = mm.quantify(edges.drop_vars([v for v in edges.data_vars
+                                            if str(v).endswith("_model_std")]))
+    out = {"scatter": {e: err[e]["scatter"] for e in err},
+           "bias": {e: err[e]["bias"] for e in err}, "neighbour_z": {}}
+    for e in EDGES[1:]:
+        v = f"tm_fraction_{e}"
+        n, with_shape = neighbour_z(edges[v].values, edges[f"{v}_std"].values, thick)
+        _, counting_only = neighbour_z(counting[v].values, counting[f"{v}_std"].values, thick)
+        f = np.asarray(edges[v].values, float)[thick]
+        f = f[np.isfinite(f)]
+        out["neighbour_z"][e] = {
+            "pairs": n, "with_shape_error": round(with_shape, 2),
+            "counting_only": round(counting_only, 2),
+            "median_std": round(float(np.nanmedian(edges[f"{v}_std"].values[thick])), 3),
+            "pixel_spread": round(float(1.4826 * np.median(np.abs(f - np.median(f)))), 3)}
+    return out
+
+
 def summarise(maps) -> dict:
     """Numbers over the particle pixels (O K used)."""
     particle = np.asarray(maps["used_O_K"].values, bool)
@@ -130,6 +175,7 @@ def main(argv=None) -> int:
     res = summarise(maps)
     shifts = tuple(np.arange(-3.0, 3.01, 0.5)) if args.shifts else (0.0,)
     res["edge_ood_ratio"] = edge_ood(model, edges, shifts)
+    res["background_error"] = background_error(edges)
     if args.png:
         mm.plot_maps(maps, path=args.png)
         res["png"] = args.png

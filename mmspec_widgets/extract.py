@@ -9,6 +9,7 @@ training set uses the same layout.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 
@@ -18,13 +19,20 @@ import xarray as xr
 from .background import append_history, check_spectra, mask_low_counts, subtract_background
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
-from .kernels import interp_weights, jump_std
+from .kernels import background_model_error, interp_weights, jump_model_std, jump_std
 from .learn.coverage import check_span, is_partial_edge
 
 __all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window",
-           "normalized_input", "NORMALIZATIONS", "NORMALIZED_MARKS"]
+           "normalized_input", "NORMALIZATIONS", "NORMALIZED_MARKS", "JUMP_STD_NAME",
+           "JUMP_MODEL_STD_NAME"]
 
 NORMALIZATIONS = ("post_edge", "area", "max", None)
+#: long names of the jumps' two errors (the fused chain writes the same)
+JUMP_STD_NAME = ("standard deviation of the {edge} jump from counting statistics (Poisson "
+                 "counts + background extrapolation; the edge is detected above 3 of it)")
+JUMP_MODEL_STD_NAME = ("standard deviation of the {edge} jump from the power-law "
+                       "background's shape error, measured on these data by hold-out "
+                       "extrapolation inside the pre-edge window")
 #: values of ``attrs["normalization"]`` that mark normalised absorption (edge
 #: step 1, pre-edge removed): set by :func:`mmspec_widgets.io.load` for a
 #: ``norm``/``flat`` column and by :func:`~mmspec_widgets.background.normalize_xas`
@@ -250,9 +258,16 @@ def extract_edges(
         edge's background-free level before normalisation (input units, e.g.
         counts; the same mean over the last 10 % of the grid that ``post_edge``
         divides by), whose ratios give the local composition
-        (:func:`mmspec_widgets.quantify.quantify`), with ``jump_<edge>_std``
-        from counting statistics when a background is subtracted; attrs carry the input's
-        history plus this step, and ``edges``.
+        (:func:`mmspec_widgets.quantify.quantify`), with, when a background is
+        subtracted, ``jump_<edge>_std`` from counting statistics (what an edge's
+        detection is judged against) and ``jump_<edge>_model_std`` from the
+        power law's shape error (how far a power law fitted on the first 60 % of
+        the pre-edge window misses the counts of its last 20 %, beyond counting
+        statistics, across the usable pixels, scaled to the jump's lever:
+        :func:`mmspec_widgets.kernels.background_model_error`; per edge in
+        ``attrs["background_model_error"]``, JSON, with its ``bias`` common to
+        all pixels); attrs carry the input's history plus this step, and
+        ``edges``.
 
     Raises
     ------
@@ -313,6 +328,7 @@ def extract_edges(
     si = _check_finite(si, m)
     e_all = np.asarray(si["energy"].values, float)
     out = xr.Dataset()
+    model_error: dict = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
         for name in names:
@@ -348,9 +364,18 @@ def extract_edges(
             jstd = None
             if background is not None:
                 tail = grid[n - max(3, n // 10):]
+                counts = np.asarray(part.values)
+                usable = counts if m is None else counts[np.asarray(m.values, bool)]
+                err = background_model_error(usable, part["energy"].values, win,
+                                             (tail[0], tail[-1]))
+                model_error[name] = {k: (round(v, 5) if isinstance(v, float) else v)
+                                     for k, v in err.items()}
                 jstd = xr.DataArray(
-                    jump_std(np.asarray(part.values), part["energy"].values, win,
-                             (tail[0], tail[-1]), jump.values),
+                    jump_std(counts, part["energy"].values, win, (tail[0], tail[-1]),
+                             jump.values), dims=jump.dims, coords=jump.coords)
+                jmod = xr.DataArray(
+                    jump_model_std(counts, part["energy"].values, (tail[0], tail[-1]),
+                                   jump.values, err["scatter"]),
                     dims=jump.dims, coords=jump.coords)
             da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
@@ -358,6 +383,7 @@ def extract_edges(
                 jump = jump.where(m)
                 if jstd is not None:
                     jstd = jstd.where(m)
+                    jmod = jmod.where(m)
             da.attrs = {"edge": name,
                         "units": "normalised" if normalize or why else "counts",
                         "normalization": "edge_step (input)" if why else str(normalize),
@@ -374,13 +400,18 @@ def extract_edges(
                           "units": str(si.attrs.get("units", "counts"))}
             out[f"jump_{name}"] = jump.astype(np.float64)
             if jstd is not None:
-                jstd.attrs = {"long_name": f"standard deviation of the {name} jump "
-                                           "(Poisson counts + background extrapolation)",
+                jstd.attrs = {"long_name": JUMP_STD_NAME.format(edge=name),
                               "units": jump.attrs["units"]}
                 out[f"jump_{name}_std"] = jstd.astype(np.float64)
+                jmod.attrs = {"long_name": JUMP_MODEL_STD_NAME.format(edge=name),
+                              "units": jump.attrs["units"],
+                              "background_model_rel_std": model_error[name]["scatter"]}
+                out[f"jump_{name}_model_std"] = jmod.astype(np.float64)
     out.attrs = {k: v for k, v in si.attrs.items() if k != "history"}
     out.attrs["history"] = list(si.attrs.get("history", []))
     out.attrs["edges"] = list(names)
+    if model_error:
+        out.attrs["background_model_error"] = json.dumps(model_error)
     return append_history(out, "extract_edges", edges=names, normalize=normalize,
                           background=background, windows=windows,
                           **({"normalized": why} if why else {}))

@@ -11,7 +11,8 @@ written once:
 
 * threads: :func:`n_threads`, :func:`map_row_blocks`;
 * plain numpy: :func:`work_dtype`, :func:`window_indices`,
-  :func:`shift_resample`, :func:`interp_weights`, :func:`jump_std`;
+  :func:`shift_resample`, :func:`interp_weights`, :func:`jump_std`,
+  :func:`background_model_error`, :func:`jump_model_std`;
 * compiled (numba, ``k_*``): selection and medians, zero-loss shift, spike
   removal (:func:`despike` runs it over rows), the float32 power law (:func:`k_powerlaw_f32`), and the fused
   per-row chain (:func:`k_chain_rows`); :func:`numba_available` says whether
@@ -134,8 +135,10 @@ def jump_std(y: np.ndarray, energy: np.ndarray, window, post: tuple[float, float
     ``ln B(E)`` from the fit's covariance, fully correlated over the window).
     The background level over the post-edge window is the counts' mean there
     less the ``jump``.  Meaningful for raw counts (EELS); an approximation for
-    the other background models.  Used by :func:`mmspec_widgets.extract.extract_edges` and the
-    compiled chain (:mod:`mmspec_widgets.pipeline`).
+    the other background models.  Whether an edge is detected is judged
+    against it; the power law's shape error is :func:`jump_model_std`.  Used
+    by :func:`mmspec_widgets.extract.extract_edges` and the compiled chain
+    (:mod:`mmspec_widgets.pipeline`).
     """
     e = np.asarray(energy, float)
     lead = y.shape[:-1]
@@ -159,6 +162,109 @@ def jump_std(y: np.ndarray, energy: np.ndarray, window, post: tuple[float, float
         b = raw - jump
         out = np.sqrt(b * b * var_ln_b + np.clip(raw, 0.0, None) / p.size)
     return np.where(np.isfinite(out) & np.isfinite(jump), out, np.nan).reshape(lead)
+
+
+def jump_model_std(y: np.ndarray, energy: np.ndarray, post: tuple[float, float],
+                   jump: np.ndarray, rel: float) -> np.ndarray:
+    """Error of edge jumps from the power law's shape: ``rel`` (the
+    ``scatter`` of :func:`background_model_error`) times each row's background
+    level over the post-edge window ``post`` (the counts' mean there less the
+    ``jump``); NaN where the jump is."""
+    e = np.asarray(energy, float)
+    lead = y.shape[:-1]
+    p = np.flatnonzero((e >= post[0]) & (e <= post[1]))
+    jump = np.asarray(jump, np.float64).reshape(-1)
+    if p.size < 1:
+        return np.full(lead, np.nan)
+    y = y.reshape(-1, e.size)
+    dt = y.dtype if y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    with np.errstate(invalid="ignore"):
+        raw = (y[:, p[0]:p[-1] + 1] @ np.full(p.size, 1.0 / p.size, dt)).astype(np.float64)
+        out = abs(float(rel)) * np.abs(raw - jump)
+    return np.where(np.isfinite(out) & np.isfinite(jump), out, np.nan).reshape(lead)
+
+
+#: share of the pre-edge window the hold-out fit uses, and the gap before the
+#: part it is tested on (:func:`background_model_error`)
+HOLDOUT_FIT, HOLDOUT_GAP = 0.6, 0.2
+#: rows :func:`background_model_error` reads at most (evenly spread)
+HOLDOUT_ROWS = 4096
+
+
+def background_model_error(y: np.ndarray, energy: np.ndarray, window,
+                           post: tuple[float, float]) -> dict:
+    """How far a power law fitted in the pre-edge ``window`` misses the
+    background beyond counting statistics, measured on the data themselves.
+
+    Each usable row of raw counts ``y`` (finite, every window channel above
+    zero, window counts at least 5 % of the rows' 90th percentile; at most
+    :data:`HOLDOUT_ROWS`, evenly spread) gets the power law of
+    :func:`jump_std` fitted on the first :data:`HOLDOUT_FIT` of the window and
+    extrapolated over its last ``1 - HOLDOUT_FIT - HOLDOUT_GAP``, where the
+    counts are known background: ``m`` = counts there / extrapolation - 1.
+    What counting statistics cannot explain is the shape error: the spread
+    of ``m`` over the rows beyond its Poisson variance (``scatter``; robust,
+    1.4826 median absolute deviation, against the median Poisson variance;
+    for fewer than 8 rows, the root mean square of ``m`` beyond its mean
+    Poisson variance), and its median over the rows (``bias``, common to
+    every row; the mean for fewer than 8). Both are scaled from the
+    hold-out's lever (log-energy distance from the fitted part to the tested
+    part) to the jump's (from the window to ``post``), linearly, as a slope
+    error of ``ln B`` grows.
+
+    Returns
+    -------
+    dict
+        ``scatter`` and ``bias`` (relative to the background level over
+        ``post``), ``rows`` used, ``lever`` (the jump's lever over the
+        hold-out's); ``scatter`` 0.0 and ``rows`` 0 when no row is usable or
+        the window has fewer than 10 channels.
+    """
+    e = np.asarray(energy, float)
+    y = np.asarray(y).reshape(-1, e.size)
+    lo, hi = float(window[0]), float(window[1])
+    w = np.flatnonzero((e >= lo) & (e <= hi))
+    p = np.flatnonzero((e >= post[0]) & (e <= post[1]))
+    none = {"scatter": 0.0, "bias": float("nan"), "rows": 0, "lever": float("nan")}
+    if w.size < 10 or p.size < 1:
+        return none
+    fit = w[e[w] <= lo + HOLDOUT_FIT * (hi - lo)]
+    test = w[e[w] >= lo + (HOLDOUT_FIT + HOLDOUT_GAP) * (hi - lo)]
+    if fit.size < 3 or test.size < 2:
+        return none
+    yw = np.asarray(y[:, w[0]:w[-1] + 1], np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(yw).all(axis=1) & (yw > 0).all(axis=1)
+    if not ok.any():
+        return none
+    tot = yw[ok].sum(axis=1)
+    rows = np.flatnonzero(ok)[tot >= 0.05 * np.percentile(tot, 90)]
+    if rows.size > HOLDOUT_ROWS:
+        rows = rows[np.linspace(0, rows.size - 1, HOLDOUT_ROWS).round().astype(np.int64)]
+    yf = np.asarray(y[rows][:, fit], np.float64)
+    ln = np.log(e[fit])
+    mu = ln.mean()
+    x = ln - mu
+    s0, s1, s2 = yf.sum(1), yf @ x, yf @ (x * x)
+    ly = np.log(yf)
+    t0, t1 = (yf * ly).sum(1), (yf * ly) @ x
+    det = s0 * s2 - s1 * s1
+    slope = (s0 * t1 - s1 * t0) / det
+    icpt = (t0 - slope * s1) / s0
+    xt = np.log(e[test]).mean() - mu
+    counts = np.asarray(y[rows][:, test], np.float64)
+    m = counts.mean(1) / np.exp(icpt + slope * xt) - 1.0
+    poisson = (s2 - 2 * s1 * xt + s0 * xt * xt) / det + 1.0 / counts.sum(1)
+    if m.size >= 8:  # robust: a stray pixel does not widen every other's std
+        centre = float(np.median(m))
+        spread2 = (1.4826 * np.median(np.abs(m - centre))) ** 2
+        excess = spread2 - float(np.median(poisson))
+    else:
+        centre = float(np.mean(m))
+        excess = float(np.mean(m * m) - np.mean(poisson))
+    lever = (np.log(e[p]).mean() - np.log(e[w]).mean()) / xt
+    return {"scatter": float(np.sqrt(max(excess, 0.0)) * lever),
+            "bias": float(centre * lever), "rows": int(rows.size), "lever": float(lever)}
 
 
 # --------------------------------------------------------------------------

@@ -44,8 +44,13 @@ import xarray as xr
 from .background import append_history, check_spectra
 from .edges import DEFAULT_REFERENCES, EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
+from .extract import JUMP_MODEL_STD_NAME, JUMP_STD_NAME
 from .kernels import (
+    HOLDOUT_ROWS,
+    background_model_error,
+    despike,
     interp_weights,
+    jump_model_std,
     jump_std,
     k_align_rows,
     k_align_rows_grouped,
@@ -120,6 +125,9 @@ class ChainPlan:
     k_factors : dict or None
         Edge -> k-factor (:func:`mmspec_widgets.quantify.fit_k_factors`): the
         model also reads each pixel's composition from the edge jumps.
+    background_error : dict
+        Edge -> :func:`~mmspec_widgets.kernels.background_model_error` of the
+        sampled pixels (its ``scatter`` enters every jump's std).
     """
 
     shape: tuple
@@ -137,6 +145,7 @@ class ChainPlan:
     mask_threshold: float | None = None
     sample_pixels: int = 0
     k_factors: dict | None = None
+    background_error: dict = field(default_factory=dict)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -394,7 +403,35 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                                                     [spectrum(a) for a in acc_g], references)
         bar.close()
     _edge_tables(plan, wd)  # raise now if a window or grid lies outside the data
+    plan.background_error = _background_error(si, plan, sample, wd, shift)
     return plan, positions
+
+
+def _background_error(si, plan: ChainPlan, sample, wd, shift: np.ndarray) -> dict:
+    """:func:`~mmspec_widgets.kernels.background_model_error` of each edge on
+    the zero-loss aligned, despiked rows of sampled blocks (evenly spread,
+    about twice HOLDOUT_ROWS pixels) on the plan's calibrated axis, as the
+    plain chain reads the calibrated SI (unaligned rows would count each
+    pixel's energy drift, spikes a cosmic ray, as a background shape error)."""
+    sizes = [(b[2].stop - b[2].start) * (b[3].stop - b[3].start) for b in sample]
+    n_blocks = min(len(sample), max(1, int(np.ceil(2 * HOLDOUT_ROWS / max(np.mean(sizes), 1)))))
+    pick = np.unique(np.linspace(0, len(sample) - 1, n_blocks).round().astype(int))
+    rows = []
+    for i in pick:
+        ys, xs = sample[i][2], sample[i][3]
+        y = _load_block(si, ys, xs, wd).reshape(-1, len(plan.energy))
+        if plan.zlp_median_eV is not None:
+            y = shift_resample(y, shift[ys, xs].ravel())
+        rows.append(despike(y, plan.spike_threshold, plan.spike_width)[0])
+    y = np.concatenate(rows)
+    out = {}
+    for name in plan.edges:
+        grid = get_edge(name).energy
+        tail = grid[grid.size - max(3, grid.size // 10):]
+        err = background_model_error(y, plan.calibrated_energy, plan.windows[name],
+                                     (tail[0], tail[-1]))
+        out[name] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in err.items()}
+    return out
 
 
 def _threshold(totals: np.ndarray) -> float | None:
@@ -621,29 +658,36 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
     else:
         shift = np.zeros(y2.shape[0])
     out, totals, replaced, jumps = _run_rows(y2, shift, plan, engine, threads)
-    stds = _jump_stds(y2, plan, jumps)
+    stds, model_stds = _jump_stds(y2, plan, jumps)
     edges, off = {}, 0
     for k, name in enumerate(plan.edges):
         g = get_edge(name).n_points
         edges[name] = out[:, off:off + g].reshape(lead + (g,))
         edges[f"jump_{name}"] = np.ascontiguousarray(jumps[:, k]).reshape(lead)
         edges[f"jump_{name}_std"] = np.ascontiguousarray(stds[:, k]).reshape(lead)
+        edges[f"jump_{name}_model_std"] = np.ascontiguousarray(model_stds[:, k]).reshape(lead)
         off += g
     return edges, totals.reshape(lead), int(replaced.sum())
 
 
-def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray) -> np.ndarray:
-    """Counting-statistics std of each edge jump
-    (:func:`mmspec_widgets.extract.jump_std`) from the raw rows on the plan's
-    calibrated axis (before the sub-channel zero-loss shift and spike removal,
-    which change these sums negligibly)."""
+def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Counting-statistics std (:func:`mmspec_widgets.kernels.jump_std`) and
+    background-shape std (:func:`mmspec_widgets.kernels.jump_model_std`, with
+    the plan's ``background_error``) of each edge jump, from the raw rows on
+    the plan's calibrated axis (before the sub-channel zero-loss shift and
+    spike removal, which change these sums negligibly)."""
     out = np.full((y.shape[0], len(plan.edges)), np.nan)
+    model = np.full_like(out, np.nan)
+    e = plan.calibrated_energy
     for k, name in enumerate(plan.edges):
         grid = get_edge(name).energy
-        tail = grid[grid.size - max(3, grid.size // 10):]
+        post = (grid[grid.size - max(3, grid.size // 10)], grid[-1])
         win = plan.windows.get(name, list(get_edge(name).pre_edge))
-        out[:, k] = jump_std(y, plan.calibrated_energy, win, (tail[0], tail[-1]), jumps[:, k])
-    return out
+        out[:, k] = jump_std(y, e, win, post, jumps[:, k])
+        rel = plan.background_error.get(name, {}).get("scatter", 0.0)
+        model[:, k] = jump_model_std(y, e, post, jumps[:, k], rel)
+    return out, model
 
 
 def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict,
@@ -666,20 +710,25 @@ def _edges_dataset(edges: dict, plan: ChainPlan, dims, coords: dict, attrs: dict
         for var, long_name in (
                 (f"jump_{name}", f"{name} edge jump (background-free level over the last "
                                  "10 % of its grid)"),
-                (f"jump_{name}_std", f"standard deviation of the {name} jump (Poisson "
-                                     "counts + background extrapolation)")):
+                (f"jump_{name}_std", JUMP_STD_NAME.format(edge=name)),
+                (f"jump_{name}_model_std", JUMP_MODEL_STD_NAME.format(edge=name))):
             v = edges.get(var)
             if v is None:
                 continue
             v = np.asarray(v, np.float64)
             if mask is not None:
                 v = np.where(mask, v, np.nan)
-            ds[var] = xr.DataArray(v, dims=tuple(dims),
-                                   attrs={"long_name": long_name, "units": units})
+            at = {"long_name": long_name, "units": units}
+            if var.endswith("_model_std"):
+                at["background_model_rel_std"] = plan.background_error.get(name, {}).get(
+                    "scatter", 0.0)
+            ds[var] = xr.DataArray(v, dims=tuple(dims), attrs=at)
     ds = ds.assign_coords(coords)
     ds.attrs = {k: v for k, v in attrs.items() if k != "history"}
     ds.attrs["history"] = list(attrs.get("history", []))
     ds.attrs["edges"] = list(plan.edges)
+    if plan.background_error:
+        ds.attrs["background_model_error"] = json.dumps(plan.background_error)
     return ds
 
 
@@ -763,7 +812,7 @@ def _predict_rows(model, edges: dict, plan: ChainPlan, rows: np.ndarray,
         from .quantify import quantify
 
         for name in plan.edges:
-            for var in (f"jump_{name}", f"jump_{name}_std"):
+            for var in (f"jump_{name}", f"jump_{name}_std", f"jump_{name}_model_std"):
                 if var in edges:
                     ds[var] = xr.DataArray(np.asarray(edges[var]).reshape(n)[idx],
                                            dims=("pixel",))

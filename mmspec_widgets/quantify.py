@@ -223,6 +223,17 @@ def cross_section_k_factors(edges, *, beam_energy_keV: float, collection_mrad: f
     return out
 
 
+def _jump_error(edges: xr.Dataset, e: str) -> xr.DataArray | None:
+    """Std of ``jump_<e>``: counting statistics (``jump_<e>_std``) and, where
+    the data carry it, the background's shape error (``jump_<e>_model_std``),
+    in quadrature; None without ``jump_<e>_std``."""
+    s = edges.get(f"jump_{e}_std")
+    m = edges.get(f"jump_{e}_model_std")
+    if s is None or m is None:
+        return s
+    return np.sqrt(s ** 2 + m.fillna(0.0) ** 2)
+
+
 def edge_detection(edges: xr.Dataset, z: float = DETECTION_Z) -> dict[str, xr.DataArray]:
     """Whether each edge's jump stands above its noise, per pixel.
 
@@ -336,13 +347,13 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
     reason = reason | xr.where(np.isfinite(j_o) & (j_o <= 0), 2, 0)
     denom = j_o.where(ok_o)
     out = edges.copy()
-    std_o = edges.get(f"jump_{REFERENCE_EDGE}_std")
+    std_o = _jump_error(edges, REFERENCE_EDGE)
     # per edge: x = k * J (proportional to atoms) and its variance
     x, var_x = {}, {}
     for e in names:
         j = _jump(edges, e)
         x[e] = k[e] * j
-        std_e = edges.get(f"jump_{e}_std")
+        std_e = _jump_error(edges, e)
         var_x[e] = None if std_e is None else (k[e] * std_e) ** 2 + (x[e] * rel[e]) ** 2
         a = (x[e] / denom).clip(min=0.0)
         if e == "Li_K" and e in det:
@@ -359,11 +370,13 @@ def quantify(edges: xr.Dataset, k_factors: Mapping[str, float] | None = None, *,
             if e == "Li_K" and e in det:
                 s = s.where(det[e])
             if mode == "k_factors":
-                what = "counting statistics of the two jumps; k-factor error not included"
+                what = ("counting statistics and background shape error of the two jumps; "
+                        "k-factor error not included")
             else:
-                what = ("counting statistics and background extrapolation of the two jumps, "
-                        f"and the cross-sections' systematic error ({rel[e]:.0%} for {e}, "
-                        f"{rel[REFERENCE_EDGE]:.0%} for {REFERENCE_EDGE})")
+                what = ("counting statistics, background extrapolation and background shape "
+                        "error of the two jumps, and the cross-sections' systematic error "
+                        f"({rel[e]:.0%} for {e}, {rel[REFERENCE_EDGE]:.0%} for "
+                        f"{REFERENCE_EDGE})")
             s.attrs = {"long_name": f"standard deviation of amount_{e} ({what})",
                        "units": "atoms per O"}
             out[f"amount_{e}_std"] = s
@@ -435,8 +448,11 @@ def summed_composition(q: xr.Dataset, mask: xr.DataArray | None = None) -> dict:
     -------
     dict
         ``{"fractions": {element: (value, std)}, "per_o": {element: (value, std)},
-        "n_pixels": int}``; std from counting (summed) and the cross-section
-        systematic recorded in ``q.attrs`` (0 with k-factors).
+        "n_pixels": int}``; std from counting and the background's shape
+        scatter (``jump_<edge>_model_std``, summed over the pixels as
+        independent; the shape error's ``bias``, common to every pixel, in
+        ``q.attrs["background_model_error"]``, is not included) and the
+        cross-section systematic recorded in ``q.attrs`` (0 with k-factors).
     """
     from .crosssections import SYSTEMATIC
 
@@ -462,7 +478,8 @@ def summed_composition(q: xr.Dataset, mask: xr.DataArray | None = None) -> dict:
     for e in [REFERENCE_EDGE, *names]:
         kf = 1.0 if e == REFERENCE_EDGE else float(q[f"amount_{e}"].attrs["k_factor"])
         j = float(q[f"jump_{e}"].where(sel).sum())
-        v = float((q[f"jump_{e}_std"] ** 2).where(sel).sum()) if f"jump_{e}_std" in q else 0.0
+        err = _jump_error(q, e)
+        v = float((err ** 2).where(sel).sum()) if err is not None else 0.0
         x[e] = kf * j
         var[e] = kf * kf * v + (x[e] * sys_rel.get(get_edge(e).shell, 0.0)) ** 2
     per_o = {}

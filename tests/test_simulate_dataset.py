@@ -286,21 +286,3 @@ def test_l3_to_step_rescales_the_white_lines_only(tmp_path, capsys):
                      str(tmp_path / "x.nc"), "--l3-to-step", "Mn_L23=abc"]) == 2
     assert "--l3-to-step" in capsys.readouterr().err
 
-
-def test_committed_set_holds_the_chemistry_of_real_cathodes(ds):
-    """The committed set holds Li-rich Mn-rich layers and reduced surfaces, and
-    its Mn and Co oxidation labels span what those phases put there."""
-    from mmspec_widgets.simulate.dataset import set_summary
-
-    s = set_summary(ds)
-    assert s["structures"] >= 300, s
-    assert s["li_rich_mn_rich"] >= 40, s
-    assert s["reduced_surface"] >= 40, s
-    lo, hi = s["spans"]["mn_oxidation"]
-    assert lo <= 2.5 and hi >= 4.0, s["spans"]
-    lo, hi = s["spans"]["co_oxidation"]
-    assert lo <= 2.0 and hi >= 3.5, s["spans"]
-    # each new phase reaches both the training and the held-out split
-    for ph in ("li_rich", "rock_salt", "spinel"):
-        split = set(np.asarray(ds["split"].values[ds["phase"].values == ph]).astype(str))
-        assert split >= {"train", "test"}, (ph, split)
