@@ -286,3 +286,22 @@ def test_l3_to_step_rescales_the_white_lines_only(tmp_path, capsys):
                      str(tmp_path / "x.nc"), "--l3-to-step", "Mn_L23=abc"]) == 2
     assert "--l3-to-step" in capsys.readouterr().err
 
+
+
+def test_committed_set_holds_the_chemistry_of_real_cathodes(ds):
+    """The committed set: Li-rich Mn-rich layers and reduced surfaces next to layered
+    NMC, oxidation states of Mn and Co across the range those phases reach, and every
+    new phase present in both the training and the held-out split."""
+    from mmspec_widgets.simulate.dataset import set_summary
+
+    s = set_summary(ds)
+    assert s["structures"] >= 300
+    assert s["li_rich_mn_rich"] >= 40  # Li-rich with a region of Mn >= 0.6 of the TMs
+    assert s["reduced_surface"] >= 40  # rock-salt- or spinel-like
+    lo, hi = s["spans"]["mn_oxidation"]
+    assert lo <= 2.5 and hi >= 4.0
+    lo, hi = s["spans"]["co_oxidation"]
+    assert lo <= 2.0 and hi >= 3.5
+    for ph in ("li_rich", "rock_salt", "spinel"):
+        split = set(ds["split"].values[ds["phase"].values == ph].tolist())
+        assert split == {"train", "test"}, ph
