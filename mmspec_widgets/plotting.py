@@ -292,6 +292,7 @@ def _phase_row(fig, row, maps, truth, show) -> None:
     im = show(row[col], img(maps), "Phase: most probable", "", cmap=cmap, norm=norm)
     cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9, ticks=np.arange(len(names)))
     cb.ax.set_yticklabels([n.replace("_", "-") for n in names], fontsize=7)
+    cb.set_label("phase", fontsize=8)
     ax_p = row[col + 1]
     if "phase_probability" in maps:
         ip = show(ax_p, _image(maps, "phase_probability"), "Phase: probability of the shown "

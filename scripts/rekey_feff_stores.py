@@ -1,12 +1,13 @@
 """Move stored FEFF spectra to the keys of the canonical ``feff.inp`` text.
 
-FEFF job keys hash the input text. The text used to list atoms at equal
-distance in an order set by the last bits of their coordinates, and could
-write ``-0.00000``; both are canonical now (``simulate.feff._cluster``,
-``simulate.feff._coordinate``), and the sites a structure is simulated at no
-longer depend on float rounding (``simulate.labels.region_sites``). This
-script moves the spectra computed before to their new keys, without running
-FEFF again:
+FEFF job keys hash the input text. Coordinates and distances are written
+rounded to 5 decimals, and equidistant atoms are ordered by values rounded
+to 4; a value exactly half-way between two such decimals (a / 2 of a lattice
+constant given to 5 decimals) used to round either way with its last bit,
+which differs between numerical libraries and CPUs, so a structure could get
+other keys on another machine. Values are now snapped to 1e-8 before
+rounding (``simulate.feff._snap``). This script moves the spectra computed
+before to their new keys, without running FEFF again:
 
 * the campaign store (``data/sim``): every structure is re-planned with the
   sites and settings of its manifest, checked against the manifest's labels
@@ -14,8 +15,10 @@ FEFF again:
   (:func:`mmspec_widgets.simulate.campaign.rekey_structures`);
 * the validation store (``data/validation``): every FEFF job of
   ``mmspec validate``, ``benchmarks/feff_scf.py`` and the foreign oxides is
-  written twice, the old way and the canonical way, and the spectrum stored
-  under the old text's key is moved to the new one.
+  written twice, the old way and the snapped way, and the spectrum stored
+  under the old text's key is moved to the new one. A spectrum stored under
+  a key that neither way gives on this machine (its half-way values rounded
+  the other way where it was computed) is not moved: run that job again.
 
 Each moved spectrum records ``rekeyed_from`` (its old key) in its metadata.
 
@@ -45,14 +48,13 @@ _canonical_input = F.feff_input
 
 @contextlib.contextmanager
 def _old_text():
-    """feff.inp written as before: atoms by (distance, site index), raw rounding."""
-    keep = F._canonical, F._coordinate
-    F._canonical = lambda a: (a[4], a[5])
-    F._coordinate = lambda v: v
+    """feff.inp written as before: values rounded without snapping."""
+    keep = F._snap
+    F._snap = round
     try:
         yield
     finally:
-        F._canonical, F._coordinate = keep
+        F._snap = keep
 
 
 def _moving_input(store: CampaignStore, moved: dict):

@@ -47,8 +47,12 @@ def test_chain_maps_equal_the_reference(now):
             a, b = ds[v].values, ref[f"{kind}/{v}"]
             assert a.shape == b.shape, v
             if a.dtype.kind == "f":
-                # equal up to the last bits a freshly compiled or cached kernel may differ by
-                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True,
+                # equal up to the last bits a freshly compiled or cached kernel may
+                # differ by; the jumps' counting stds are float32 sums whose order
+                # the compiler picks per CPU (1.5e-7 of the value between two
+                # machines of this project's kind)
+                rtol = 1e-6 if v.startswith("jump_") and v.endswith("_std") else 1e-9
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12, equal_nan=True,
                                            err_msg=f"{kind}/{v}")
             else:
                 np.testing.assert_array_equal(a, b, err_msg=f"{kind}/{v}")

@@ -278,3 +278,21 @@ def test_stored_campaign_keys_reproduce():
         for e in edges:
             assert [r["key"] for r in new["sites"][e]] == [r["key"] for r in m["sites"][e]]
     assert checked >= 20
+
+
+def test_feff_input_text_does_not_depend_on_half_way_rounding():
+    """Campaign structure 0 (a = 2.85367 A): a / 2 lies exactly half-way between
+    two 5-decimal coordinates, so a plain round goes either way with the last
+    bit; the snapped text is the same for every jiggle of the last bits."""
+    from mmspec_widgets.simulate import feff as F
+    from mmspec_widgets.simulate.labels import region_sites
+
+    nmc = make_specs(1, seed=1)[0].build()
+    site = next(i for i, _d in region_sites(nmc) if nmc.structure[i].specie.symbol == "Ni")
+    text = F.feff_input(nmc, site, FeffParams())
+    assert " 1.42684 " in text and " -1.42684 " in text and "1.42683" not in text
+    for seed in range(4):
+        assert F.feff_input(_jiggled(nmc, seed=seed, scale=1e-12), site, FeffParams()) == text
+    # and the plain round that keyed spectra before does depend on those bits
+    assert F._snap(1.4268349999999998, 5) == F._snap(1.4268350000000002, 5) == 1.42684
+    assert round(1.4268349999999998, 5) != round(1.4268350000000002, 5)

@@ -113,12 +113,24 @@ def _canonical(atom) -> tuple:
     """Sort key of a cluster atom (see :func:`_cluster`)."""
     sym, x, y, z, r, _idx = atom
     rank = _POT_ORDER.index(sym) if sym in _POT_ORDER else len(_POT_ORDER)
-    return (round(r, 4), rank, sym, round(x, 4), round(y, 4), round(z, 4))
+    return (_snap(r, 4), rank, sym, _snap(x, 4), _snap(y, 4), _snap(z, 4))
+
+
+def _snap(v: float, ndigits: int) -> float:
+    """``v`` rounded to ``ndigits`` decimals after snapping it to 1e-8.
+
+    Coordinates of symmetric cells often sit exactly half-way between two
+    5-decimal values (a / 2 with a given to 5 decimals); a direct round then
+    goes either way with the last bit of the float, which differs between
+    numerical libraries and CPUs. Snapping first makes the result depend on
+    the geometry only, to 1e-8 Angstrom.
+    """
+    return round(round(v, 8), ndigits)
 
 
 def _coordinate(v: float) -> float:
     """A coordinate as written in ``feff.inp``: 5 decimals, never ``-0.00000``."""
-    return round(v, 5) + 0.0
+    return _snap(v, 5) + 0.0
 
 
 def _cluster(nmc, site: int, radius: float):
