@@ -44,7 +44,7 @@ _LAZY = {
 
 _SUBMODULES = {"edges", "errors", "io", "calibrate", "background", "extract",
                "datasets", "simulate", "learn", "widgets", "cli", "paths", "accessor", "pipeline", "bench", "twin",
-               "demo", "quantify", "interop", "plotting", "kernels", "reasons", "utils"}
+               "chain", "demo", "quantify", "interop", "plotting", "kernels", "reasons", "utils"}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 

@@ -80,7 +80,7 @@ def _twin_for(size: tuple[int, int, int]):
 
 
 def _synthetic(size: tuple[int, int, int], seed: int = 0):
-    from .pipeline import synthetic_si
+    from .chain.synthetic import synthetic_si
 
     return synthetic_si(size[:2], twin=_twin_for(size), seed=seed)
 
@@ -224,8 +224,8 @@ def bench_chain(size=DEFAULT_SIZE, *, model=None, model_path=None, engine: str =
     """
     import resource
 
+    from .chain.inmemory import run_chain_fast
     from .learn import load_model
-    from .pipeline import run_chain_fast
     from .twin import load_digital_twin
 
     model = load_model(model_path) if model is None else model
@@ -352,8 +352,8 @@ def run_bench(size=DEFAULT_SIZE, *, window=DEFAULT_WINDOW, repeat: int = 3,
     n = size[0] * size[1]
     # bytes the chain must move per spectrum: read the core-loss spectrum, the
     # zero-loss window, write the edge grids and the maps
+    from .chain.plan import DEFAULT_EDGES
     from .edges import get_edge
-    from .pipeline import DEFAULT_EDGES
 
     itemsize = 4
     n_grid = sum(get_edge(e).n_points for e in DEFAULT_EDGES)

@@ -1,0 +1,260 @@
+"""The per-pixel part of the chain on rows of spectra.
+
+Row drivers over the compiled kernels of :mod:`mmspec_widgets.kernels`
+(zero-loss shift, spike removal, per-edge background, resampling onto the
+edge grids and normalisation, fused into one pass per spectrum, threads over
+pixels) and their reference engine on the plain functions;
+:func:`extract_block` runs them on any block of pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+
+import numpy as np
+import xarray as xr
+
+from ..edges import get_edge
+from ..errors import DataError, MMSpecError
+from ..kernels import (
+    interp_weights,
+    jump_model_std,
+    jump_std,
+    k_align_rows,
+    k_align_rows_grouped,
+    k_chain_rows,
+    map_row_blocks,
+    shift_resample,
+    window_indices,
+)
+from .plan import ChainPlan, check_engine
+
+
+def _row_chunk(n_energy: int) -> int:
+    return max(16, 262144 // max(n_energy, 1))
+
+
+def aligned_totals(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str):
+    """Total counts of every zero-loss aligned row of ``y``."""
+    align = plan.zlp_median_eV is not None
+    if engine == "numpy":
+        a = shift_resample(y, shift) if align else y
+        return a.sum(-1, dtype=np.float64)
+    tot = np.empty(y.shape[0])
+    flags = np.zeros(y.shape[0], np.bool_)
+    acc = np.zeros(y.shape[1], y.dtype)
+
+    def run(r0, r1):
+        k_align_rows(y[r0:r1], shift[r0:r1], align, flags[r0:r1], acc, tot[r0:r1])
+
+    map_row_blocks(run, y.shape[0], _row_chunk(y.shape[1]))
+    return tot
+
+
+def accumulate_aligned(acc: np.ndarray, y: np.ndarray, shift: np.ndarray, plan: ChainPlan,
+                        use: np.ndarray, engine: str, group: np.ndarray | None = None,
+                        acc_group: np.ndarray | None = None) -> None:
+    """``acc += aligned row`` for the rows where ``use``, one after the other in
+    the working dtype: the order and precision of ``SI.where(mask).sum()``;
+    with ``group``, also ``acc_group[group[row]] += aligned row`` where
+    ``group[row] >= 0`` (the pixel groups of the calibration's location errors)."""
+    align = plan.zlp_median_eV is not None
+    has_groups = group is not None and acc_group is not None and acc_group.shape[0] > 0
+    if engine == "numpy":
+        a = shift_resample(y, shift) if align else y
+        for row in a[np.asarray(use, bool)]:
+            acc += row
+        if has_groups:
+            for k in range(acc_group.shape[0]):
+                for row in a[np.asarray(group) == k]:
+                    acc_group[k] += row
+        return
+    tot = np.empty(y.shape[0])
+    if has_groups:
+        k_align_rows_grouped(y, shift, align, np.asarray(use, np.bool_),
+                             np.asarray(group, np.int64), acc, acc_group, tot)
+    else:
+        k_align_rows(y, shift, align, np.asarray(use, np.bool_), acc, tot)
+
+
+def despiked_totals(y, shift, plan, engine) -> np.ndarray:
+    empty = ChainPlan(**{**asdict(plan), "edges": []})
+    return _run_rows(y, shift, empty, engine)[1]
+
+
+def edge_tables(plan: ChainPlan, wd) -> dict:
+    ec = plan.calibrated_energy
+    j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw = ([] for _ in range(11))
+    off = 0
+    for name in plan.edges:
+        edge = get_edge(name)
+        win = plan.windows.get(name, list(edge.pre_edge))
+        try:
+            i1, i2 = window_indices(ec, win)
+        except DataError as err:
+            raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
+        a, d = i1, i2 - 1
+        if (d - a) % 2:
+            d -= 1
+        c = (a + d) // 2
+        grid = edge.energy
+        if grid[0] < ec[0] - 1e-6 or grid[-1] > ec[-1] + 1e-6:
+            raise DataError(f"energy_{name}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV "
+                            f"is not covered by the data ({ec[0]:.1f} - {ec[-1]:.1f} eV)")
+        i0, w = interp_weights(ec, grid)
+        j1.append(a)
+        j3.append(c)
+        j4.append(d)
+        xw.append([ec[a], ec[c], ec[c], ec[d]])
+        bk0.append(int(i0.min()))
+        bk1.append(int(i0.max()) + 2)
+        goff.append(off)
+        gsize.append(grid.size)
+        gtail.append(max(3, grid.size // 10))
+        gi0.append(i0)
+        gw.append(w)
+        off += grid.size
+    ww = np.concatenate(gw).astype(wd) if gw else np.zeros(0, wd)
+    return {
+        "j1": np.asarray(j1, np.int64), "j3": np.asarray(j3, np.int64),
+        "j4": np.asarray(j4, np.int64), "xw": np.asarray(xw, float).reshape(-1, 4),
+        "bk0": np.asarray(bk0, np.int64), "bk1": np.asarray(bk1, np.int64),
+        "goff": np.asarray(goff, np.int64), "gsize": np.asarray(gsize, np.int64),
+        "gtail": np.asarray(gtail, np.int64),
+        "gi0": np.concatenate(gi0).astype(np.int64) if gi0 else np.zeros(0, np.int64),
+        "gw": ww, "gomw": (1 - ww).astype(wd),
+        "loge": np.log(ec), "grad": np.gradient(ec), "n_grid": off,
+    }
+
+
+def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
+              threads: int | None = None):
+    """Edges (rows, sum of grid sizes), despiked totals, spikes replaced and
+    edge jumps (rows, edges)."""
+    wd = np.dtype(plan.dtype)
+    y = np.ascontiguousarray(y, dtype=wd)
+    if engine == "numpy":
+        return _run_rows_numpy(y, shift, plan)
+    t = edge_tables(plan, wd)
+    m = y.shape[0]
+    out = np.empty((m, t["n_grid"]), wd)
+    totals = np.empty(m)
+    replaced = np.empty(m, np.int64)
+    jumps = np.empty((m, len(plan.edges)))
+    align = plan.zlp_median_eV is not None
+    sh = np.ascontiguousarray(shift, dtype=np.float64)
+
+    def run(r0, r1):
+        k_chain_rows(y[r0:r1], sh[r0:r1], align, float(plan.spike_threshold),
+                     int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
+                     t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
+                     t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
+                     replaced[r0:r1], jumps[r0:r1])
+
+    map_row_blocks(run, m, _row_chunk(y.shape[1]), threads)
+    return out, totals, replaced, jumps
+
+
+def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
+    """The same step with the plain functions (reference engine)."""
+    from ..background import remove_spikes
+    from ..extract import extract_edges
+
+    a = shift_resample(y, shift) if plan.zlp_median_eV is not None else y
+    da = xr.DataArray(a, dims=("pixel", "energy"),
+                      coords={"energy": ("energy", plan.calibrated_energy)})
+    clean = remove_spikes(da, threshold=plan.spike_threshold, width=plan.spike_width)
+    totals = clean.sum("energy").values.astype(float)
+    replaced = (clean.values != a).sum(-1)
+    if not plan.edges:
+        return np.zeros((y.shape[0], 0), y.dtype), totals, replaced, np.zeros((y.shape[0], 0))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
+        ds = extract_edges(clean, edges=plan.edges, mask=False,
+                           windows={k: tuple(v) for k, v in plan.windows.items()})
+    out = np.concatenate([ds[n].values for n in plan.edges], axis=1)
+    jumps = np.stack([ds[f"jump_{n}"].values for n in plan.edges], axis=1)
+    return out, totals, replaced, jumps
+
+
+def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
+                  engine: str = "auto", threads: int | None = None,
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Run the per-pixel part of the chain on a block of pixels.
+
+    Parameters
+    ----------
+    si_block : array-like, shape (..., n_energy)
+        Raw counts of some pixels of the SI the plan was fitted on.
+    positions : array-like, shape (...), optional
+        Their zero-loss positions (eV); required when the plan aligns.
+    plan : ChainPlan
+        From :func:`fit_plan`.
+    engine : {"auto", "numba", "numpy"}
+        Compiled fused kernel, or the plain functions (same numbers).
+    threads : int, optional
+        Threads over pixels (default: all CPUs of this process, see
+        :func:`mmspec_widgets.kernels.n_threads`).
+
+    Returns
+    -------
+    (edges, totals, n_replaced)
+        ``edges``: edge name -> array ``(..., n_grid)`` on the edge's standard
+        grid, background-free and post-edge normalised (not yet masked), and
+        ``"jump_<edge>"`` -> array ``(...)``: the edge's background-free level
+        before normalisation (input units; as
+        :func:`mmspec_widgets.extract.extract_edges`);
+        ``totals``: despiked total counts per pixel (for the low-count mask);
+        ``n_replaced``: number of channels replaced as spikes.
+    """
+    if plan is None:
+        raise MMSpecError("extract_block: give the plan from fit_plan(si, zlp)")
+    engine = check_engine(engine)
+    y = np.asarray(si_block)
+    n_e = len(plan.energy)
+    if y.shape[-1] != n_e:
+        raise DataError(f"si_block: expected {n_e} energy channels (the plan's), got {y.shape[-1]}")
+    lead = y.shape[:-1]
+    y2 = y.reshape(-1, n_e)
+    if plan.zlp_median_eV is not None:
+        if positions is None:
+            raise DataError("positions: the plan aligns the zero loss; give the block's "
+                            "zero-loss positions (eV)")
+        pos = np.asarray(positions, float).reshape(-1)
+        if pos.size != y2.shape[0]:
+            raise DataError(f"positions: expected {y2.shape[0]} values, got {pos.size}")
+        shift = (pos - plan.zlp_median_eV) / plan.channel_step
+    else:
+        shift = np.zeros(y2.shape[0])
+    out, totals, replaced, jumps = _run_rows(y2, shift, plan, engine, threads)
+    stds, model_stds = _jump_stds(y2, plan, jumps)
+    edges, off = {}, 0
+    for k, name in enumerate(plan.edges):
+        g = get_edge(name).n_points
+        edges[name] = out[:, off:off + g].reshape(lead + (g,))
+        edges[f"jump_{name}"] = np.ascontiguousarray(jumps[:, k]).reshape(lead)
+        edges[f"jump_{name}_std"] = np.ascontiguousarray(stds[:, k]).reshape(lead)
+        edges[f"jump_{name}_model_std"] = np.ascontiguousarray(model_stds[:, k]).reshape(lead)
+        off += g
+    return edges, totals.reshape(lead), int(replaced.sum())
+
+
+def _jump_stds(y: np.ndarray, plan: ChainPlan, jumps: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Counting-statistics std (:func:`mmspec_widgets.kernels.jump_std`) and
+    background-shape std (:func:`mmspec_widgets.kernels.jump_model_std`, with
+    the plan's ``background_error``) of each edge jump, from the raw rows on
+    the plan's calibrated axis (before the sub-channel zero-loss shift and
+    spike removal, which change these sums negligibly)."""
+    out = np.full((y.shape[0], len(plan.edges)), np.nan)
+    model = np.full_like(out, np.nan)
+    e = plan.calibrated_energy
+    for k, name in enumerate(plan.edges):
+        grid = get_edge(name).energy
+        post = (grid[grid.size - max(3, grid.size // 10)], grid[-1])
+        win = plan.windows.get(name, list(get_edge(name).pre_edge))
+        out[:, k] = jump_std(y, e, win, post, jumps[:, k])
+        rel = plan.background_error.get(name, {}).get("scatter", 0.0)
+        model[:, k] = jump_model_std(y, e, post, jumps[:, k], rel)
+    return out, model
