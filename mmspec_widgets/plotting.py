@@ -107,7 +107,8 @@ def target_info(name: str, maps: xr.Dataset | None = None) -> TargetInfo:
     if name in TARGETS:
         return TARGETS[name]
     attrs = maps[name].attrs if maps is not None and name in maps else {}
-    title = str(attrs.get("long_name") or name.replace("_", " ").capitalize())
+    title = str(attrs.get("long_name") or name.replace("_", " ")).split(":")[0]  # short name
+    title = title[:1].upper() + title[1:]
     unit = str(attrs.get("units") or "value")
     return TargetInfo(title, unit, (-np.inf, np.inf), 0.0)
 

@@ -294,7 +294,7 @@ class Inference(WidgetBase):
         row3 = ipw.HBox([self.explain_box, self.ood_box])
         self.pred_fig.name, self.std_fig.name = "inference-prediction", "inference-std"
         self.ood_fig.name = "inference-ood"
-        self.pixel_table.layout = ipw.Layout(min_width="300px", max_width="330px")
+        self.pixel_table.layout = ipw.Layout(min_width="270px", max_width="280px")
         self.ui = ipw.VBox([row1, row2, row3, self.status, self.maps_plot,
                             ipw.HTML("<b>Spectra of the selected pixel</b> (shaded: energies "
                                      "the model relies on for the map shown, when "
@@ -650,7 +650,10 @@ class Inference(WidgetBase):
         for b in bits:
             if code & b:
                 text = html.escape(explain_reasons(b)[0], quote=True)
-                return f"<span title='{text}'>— ({text})</span>"
+                # wrapped in a narrow grey block, so a long reason never pushes
+                # the value column out of the panel
+                return (f"<span title='{text}' style='display:inline-block;max-width:105px;"
+                        f"white-space:normal;font-size:11px;color:#777'>— ({text})</span>")
         return "—"
 
     def _show_explanation(self) -> None:
