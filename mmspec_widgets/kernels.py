@@ -98,10 +98,33 @@ def window_indices(energy: np.ndarray, window, name: str = "window") -> tuple[in
 
 
 def shift_resample(y: np.ndarray, shift_ch: np.ndarray) -> np.ndarray:
-    """y_out[..., i] = y[..., i + shift] by linear interpolation (vectorised).
+    """y_out[..., i] = y[..., i + shift] by linear interpolation.
 
-    Channels that would need data beyond the ends take the end value.
+    Channels that would need data beyond the ends take the end value. Float
+    rows with finite shifts run through the compiled row kernel
+    (:func:`k_align`, the one the chain's fused pass uses) on all cores, with
+    no temporaries of the data's size; anything else, or without numba, the
+    same arithmetic in numpy: the two give the same bits.
     """
+    n = y.shape[-1]
+    shift_ch = np.asarray(shift_ch, dtype=np.float64)
+    if (_numba is not None and n >= 2 and y.dtype in (np.float32, np.float64)
+            and np.all(np.isfinite(shift_ch))):
+        rows = np.ascontiguousarray(y).reshape(-1, n)
+        s = np.ascontiguousarray(np.broadcast_to(shift_ch, y.shape[:-1])).reshape(-1)
+        out = np.empty_like(rows)
+
+        def run(r0, r1):
+            k_shift_rows(rows[r0:r1], s[r0:r1], out[r0:r1])
+
+        map_row_blocks(run, rows.shape[0], max(16, 262144 // n))
+        return out.reshape(y.shape)
+    return shift_resample_numpy(y, shift_ch)
+
+
+def shift_resample_numpy(y: np.ndarray, shift_ch: np.ndarray) -> np.ndarray:
+    """:func:`shift_resample` in plain numpy (vectorised; temporaries of the
+    data's size)."""
     n = y.shape[-1]
     idx = np.arange(n, dtype=np.float64) + shift_ch[..., None]
     idx = np.clip(idx, 0.0, n - 1.0)
@@ -484,6 +507,16 @@ def k_align(row, s, do_align, a, i0s, ws):
         i0 = i0s[i]
         y0 = row[i0]
         a[i] = y0 + row.dtype.type(ws[i]) * (row[i0 + 1] - y0)
+
+
+@_jit
+def k_shift_rows(y, shift, out):
+    # shift_resample of every row: out[r] = y[r] moved by shift[r] channels
+    n = y.shape[1]
+    i0s = np.empty(n, np.int64)
+    ws = np.empty(n, np.float64)
+    for r in range(y.shape[0]):
+        k_align(y[r], shift[r], True, out[r], i0s, ws)
 
 
 @_jit
