@@ -468,3 +468,36 @@ def test_edge_ood_ratios_name_the_unlike_edge(model, split):
     missing = np.isnan(X[:, o]).all(axis=1)
     if missing.any():
         assert np.isnan(r[missing, names.index("O_K")]).all()
+
+
+def test_std_scale_per_edge_count_covers_each_group():
+    """Rows read from one edge and from all of them err differently: one scale
+    per group covers each at 68 % / 90 %, where one pooled scale over-covers
+    the many single-edge rows and under-covers the all-edge ones."""
+    from mmspec_widgets.learn.uncertainty import (
+        ONE_SIGMA,
+        Z90,
+        calibrate_by_edge_count,
+        calibrate_scale,
+        edge_count_group,
+    )
+
+    rng = np.random.default_rng(3)
+    n_edges = np.concatenate([np.ones(3000, int), rng.integers(2, 4, 800),
+                              rng.integers(4, 9, 400)])
+    sigma = np.ones(n_edges.size)
+    true_sd = np.where(n_edges == 1, 0.5, np.where(n_edges < 4, 1.0, 3.0))
+    r = np.abs(rng.normal(0.0, true_sd))
+    c1, scales, q90 = calibrate_by_edge_count(r, sigma, n_edges)
+    assert c1 == calibrate_scale(r, sigma)[0]
+    assert scales[0] < scales[1] < scales[2]
+    grp = edge_count_group(n_edges)
+    for g in range(3):
+        z = r[grp == g] / scales[g]
+        assert np.mean(z <= 1.0) >= ONE_SIGMA - 0.02 and np.mean(z <= Z90) >= 0.88
+    # the pooled scale leaves the all-edge rows under-covered
+    assert np.mean(r[grp == 2] / c1 <= Z90) < 0.8
+    assert q90 <= Z90
+    # too few rows in a group: the pooled scale
+    _, few, _ = calibrate_by_edge_count(r[:3010], sigma[:3010], n_edges[:3010])
+    assert few[1] == few[2] == calibrate_scale(r[:3010], sigma[:3010])[0]

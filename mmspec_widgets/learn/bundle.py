@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import FileFormatError, MMSpecError
 from ..paths import data_dir
+from .uncertainty import EDGE_COUNT_GROUPS
 
 __all__ = ["TRUSTED_TYPES", "default_model_path", "save_model", "load_model", "bundle_info"]
 
@@ -72,7 +73,11 @@ def bundle_info(model) -> dict:
         "params": {k: (list(v) if isinstance(v, tuple) else v)
                    for k, v in model.get_params().items()},
         "cv": model.cv_report_,
-        "calibration": {t: {"std_scale": c[0], "q90_in_std": c[1]}
+        "calibration": {t: {"std_scale": c[0], "q90_in_std": c[1],
+                            **({"std_scale_by_edge_count": {
+                                (f"{lo}" if lo == hi else f"{lo}-{hi}" if hi < 100 else f"{lo}+"):
+                                v for (lo, hi), v in zip(EDGE_COUNT_GROUPS, c[3], strict=True)}}
+                               if len(c) > 3 else {})}
                         for t, c in model.calibration_.items()},
         "not_learnt": dict(getattr(model, "not_learnt_", {}) or {}),
         "metadata": model.metadata_,

@@ -431,8 +431,10 @@ def _model_description(model) -> list[str]:
             + _augment_text(model) + ". "
             + _amounts_text(model) + _baseline_text(model) +
             "Standard deviations of amounts come from a residual model fitted to grouped "
-            "out-of-fold residuals and scaled on held-out residuals (so that 1 std covers "
-            "68 % and 1.645 std 90 % of them); a defect probability p carries the std of "
+            "out-of-fold residuals and scaled, on those residuals and its own cross-fitted "
+            "predictions of them, separately "
+            "for rows read from 1, 2 - 3 and 4 or more edges (so that in each 1 std "
+            "covers 68 % and 1.645 std 90 % of them); a defect probability p carries the std of "
             "its 0/1 event, sqrt(p (1 - p)), with the spread of the grouped-CV fold models. "
             "The OOD flag compares each edge's features with the training set (Mahalanobis "
             "distance in PCA space, 99 % threshold"

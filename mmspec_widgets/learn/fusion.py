@@ -61,7 +61,13 @@ from .features import (
     relative_noise,
 )
 from .trees import compact, single_threaded, stage
-from .uncertainty import DROP_OOD_EDGES, Z90, OODDetector, calibrate_scale
+from .uncertainty import (
+    DROP_OOD_EDGES,
+    Z90,
+    OODDetector,
+    calibrate_by_edge_count,
+    edge_count_group,
+)
 
 __all__ = [
     "TARGETS",
@@ -1253,10 +1259,12 @@ class MultimodalModel(BaseEstimator):
                         s_cv[te] = make_estimator("hgb", "regression", sig_params,
                                                   self.random_state).fit(D[tr], r[tr]).predict(D[te])
                 use = okr & np.isfinite(s_cv)
-                c1, q90 = calibrate_scale(r[use], np.maximum(s_cv[use], floor))
+                # one scale per number of edges a row is read from
+                c1, by_edges, q90 = calibrate_by_edge_count(
+                    r[use], np.maximum(s_cv[use], floor), mask.sum(axis=1)[use])
                 self.sigma_models_[t] = make_estimator("hgb", "regression", sig_params,
                                                        self.random_state).fit(D[okr], r[okr])
-                self.calibration_[t] = (c1, q90, floor)
+                self.calibration_[t] = (c1, q90, floor, by_edges)
         # prediction-only compact trees: small bundles, identical predictions
         self.models_ = {t: [compact(m) for m in ms] for t, ms in self.models_.items()}
         self.sigma_models_ = {t: compact(m) for t, m in self.sigma_models_.items()}
@@ -1478,7 +1486,10 @@ class MultimodalModel(BaseEstimator):
                 corr = np.where(has_base[:, k_t], scale[t] * corr, corr)
             mean = corr + B[:, k_t]
             if task == "regression":
-                c1, _, floor = self.calibration_[t]
+                cal = self.calibration_[t]
+                c1, floor = cal[0], cal[2]
+                if len(cal) > 3:  # a scale per number of edges the row is read from
+                    c1 = np.asarray(cal[3])[edge_count_group(present.sum(axis=1))]
                 std = np.maximum(c1 * done[id(self.sigma_models_[t])], floor)
             else:  # the 0/1 outcome's std at probability p, with the folds' spread
                 std = np.sqrt(np.clip(mean * (1 - mean), 0.0, None) + preds.var(axis=0))

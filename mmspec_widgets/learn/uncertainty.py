@@ -29,7 +29,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import MMSpecError
 
-__all__ = ["OODDetector", "calibrate_scale", "interval_coverage"]
+__all__ = ["OODDetector", "calibrate_scale", "calibrate_by_edge_count", "edge_count_group",
+           "EDGE_COUNT_GROUPS", "interval_coverage"]
 
 #: fraction of a standard normal within +-1 sigma
 ONE_SIGMA = 0.6826894921370859
@@ -71,6 +72,53 @@ def calibrate_scale(abs_residual: np.ndarray, sigma: np.ndarray) -> tuple[float,
     c90 = float(np.quantile(z, 0.90))
     c1 = max(c68, c90 / Z90, 1e-12)
     return c1, c90 / c1
+
+
+#: groups of rows by the number of edges they are read from, each with its own
+#: std scale: a model reads one edge and all of them with different errors,
+#: and one scale for both covers the first too widely and the second too
+#: narrowly (lower and upper bound of each group)
+EDGE_COUNT_GROUPS = ((1, 1), (2, 3), (4, 1_000_000))
+#: fewest residuals a group needs for a scale of its own (else the pooled one)
+MIN_GROUP_ROWS = 50
+
+
+def edge_count_group(n_edges: np.ndarray) -> np.ndarray:
+    """Index into :data:`EDGE_COUNT_GROUPS` of each row's number of edges
+    (rows without an edge go with the single-edge group)."""
+    n = np.asarray(n_edges)
+    out = np.zeros(n.shape, dtype=np.intp)
+    for g, (lo, _hi) in enumerate(EDGE_COUNT_GROUPS):
+        out[n >= lo] = g
+    return out
+
+
+def calibrate_by_edge_count(abs_residual: np.ndarray, sigma: np.ndarray, n_edges: np.ndarray,
+                            min_rows: int = MIN_GROUP_ROWS) -> tuple[float, tuple, float]:
+    """:func:`calibrate_scale` in each group of :data:`EDGE_COUNT_GROUPS`.
+
+    Returns
+    -------
+    (c1, scales, q90) : (float, tuple of float, float)
+        The pooled scale; one scale per group (the pooled one for a group of
+        fewer than ``min_rows`` usable residuals), so that the residuals of
+        each group are covered at 68.3 % within 1 std and 90 % within 1.645
+        std; and the 90 % half-width, in calibrated std, of all residuals
+        together (at most 1.645).
+    """
+    r = np.asarray(abs_residual, float)
+    sig = np.asarray(sigma, float)
+    grp = edge_count_group(n_edges)
+    c1, _ = calibrate_scale(r, sig)
+    scales = []
+    for g in range(len(EDGE_COUNT_GROUPS)):
+        m = grp == g
+        ok = m & np.isfinite(r / sig)
+        scales.append(calibrate_scale(r[m], sig[m])[0] if ok.sum() >= min_rows else c1)
+    z = r / (sig * np.asarray(scales)[grp])
+    z = z[np.isfinite(z)]
+    q90 = float(min(Z90, np.quantile(z, 0.90)))
+    return c1, tuple(float(v) for v in scales), q90
 
 
 def interval_coverage(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray,
