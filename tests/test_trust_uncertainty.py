@@ -158,11 +158,8 @@ TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction", "ni_oxidat
            "mn_oxidation", "co_oxidation", "o_vacancy", "antisite")
 
 
-#: known shortfalls of the 2-std coverage on the twin (nominal 0.95), measured:
-#: Mn oxidation 0.78 - the layered Mn4+ pixels get a std of about 0.05 (one
-#: global calibration scale for a target that is Mn4+ in most of the set)
-#: while their errors reach 0.1 - 0.2; README says so
-COVERAGE_FLOOR = {"mn_oxidation": 0.75}
+#: known shortfalls of the 2-std coverage on the twin (nominal 0.95), if any
+COVERAGE_FLOOR: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
