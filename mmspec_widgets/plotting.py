@@ -272,7 +272,7 @@ def phase_names(da: xr.DataArray) -> list[str]:
     return str(da.attrs.get("flag_meanings", phase_flags()["flag_meanings"])).split()
 
 
-def _phase_row(fig, row, maps, truth, show) -> None:
+def _phase_row(fig, row, maps, truth, show, hatch=None) -> None:
     """The categorical ``phase`` map (truth left when given) and its probability."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
@@ -290,7 +290,13 @@ def _phase_row(fig, row, maps, truth, show) -> None:
                                                                   np.nan),
              "Phase: truth", "", cmap=cmap, norm=norm)
         col = 1
-    im = show(row[col], img(maps), "Phase: most probable", "", cmap=cmap, norm=norm)
+    title = "Phase: most probable"
+    if hatch is not None and "ood" in maps and (
+            (_image(maps, "ood") > 0) & np.isfinite(img(maps))).any():
+        title += "\nhatched: out of distribution"
+    im = show(row[col], img(maps), title, "", cmap=cmap, norm=norm)
+    if hatch is not None:
+        hatch(row[col], img(maps))
     cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9, ticks=np.arange(len(names)))
     cb.ax.set_yticklabels([n.replace("_", "-") for n in names], fontsize=7)
     cb.set_label("phase", fontsize=8)
@@ -305,7 +311,7 @@ def _phase_row(fig, row, maps, truth, show) -> None:
 
 def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None,
               min_fraction: float = MIN_FRACTION, path: str | Path | None = None,
-              dpi: int = 110):
+              dpi: int = 110, hatch_ood: bool = True):
     """One figure of every target's map, its uncertainty, the OOD score and the edges used.
 
     Parameters
@@ -327,6 +333,11 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         below this.
     path : str or pathlib.Path, optional
         Also save the figure there (PNG, ``dpi``) and close it.
+    hatch_ood : bool
+        Hatch the pixels flagged out of distribution (``maps["ood"]``) on
+        every predicted map, as the inference widget does: their values come
+        from spectra unlike the training set's (their stds are widened by the
+        OOD score), and the figure says so where the eye reads them.
 
     Returns
     -------
@@ -369,9 +380,22 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         ax.set_title(title, fontsize=9)
         return im
 
+    ood = _image(maps, "ood") > 0 if (hatch_ood and "ood" in maps) else None
+    xe = np.concatenate([xs - dx / 2, xs[-1:] + dx / 2])
+    ye = np.concatenate([ys - dy / 2, ys[-1:] + dy / 2])
+
+    def hatch(ax, img) -> None:
+        """Hatch the out-of-distribution pixels that show a value."""
+        if ood is None:
+            return
+        m = ood & np.isfinite(img)
+        if m.any():
+            ax.pcolor(xe, ye, np.ma.masked_where(~m, np.ones(m.shape)), hatch="////",
+                      facecolor="none", edgecolor="0.35", linewidth=0.0)
+
     for row, name in zip(axes[:-1], targets, strict=True):
         if name == "phase":
-            _phase_row(fig, row, maps, truth, show)
+            _phase_row(fig, row, maps, truth, show, hatch)
             continue
         info = target_info(name, maps)
         pred = display_values(maps, name, min_fraction=min_fraction)
@@ -394,7 +418,10 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         why = _not_learnt(maps, name)
         if why:  # say why the panel is blank
             title += "\nnot learnt: " + why.split(":")[0]
+        if ood is not None and (ood & np.isfinite(pred)).any():
+            title += "\nhatched: out of distribution"
         im = show(row[col], pred, title, info.unit, norm=norm, cmap=cmap)
+        hatch(row[col], pred)
         cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9)
         cb.set_label(info.unit, fontsize=8)
         ax_s = row[col + 1]

@@ -133,18 +133,20 @@ def test_phase_map_is_categorical_with_named_phases(tmp_path):
     truth = maps[["phase"]].copy()
     fig = plotting.plot_maps(maps, truth, targets=["phase"], path=tmp_path / "phase.png")
     titles = [ax.get_title() for ax in fig.axes]
-    assert "Phase: truth" in titles and "Phase: most probable" in titles
+    assert "Phase: truth" in titles
+    assert "Phase: most probable\nhatched: out of distribution" in titles
     assert any(t.startswith("Phase: probability") for t in titles)
     ticks = [[t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes]
     assert ["layered", "li-rich", "rock-salt", "spinel"] in ticks
-    img = next(ax for ax in fig.axes if ax.get_title() == "Phase: most probable").images[0]
+    img = next(ax for ax in fig.axes
+               if ax.get_title().startswith("Phase: most probable")).images[0]
     a = np.ma.filled(img.get_array().astype(float), np.nan)
     assert np.isnan(a[0, 0]) and np.isfinite(a).sum() == 23  # unknown is blank
     assert (tmp_path / "phase.png").stat().st_size > 5000
     # by default the phase row is drawn, its probability not as a row of its own
     fig = plotting.plot_maps(maps)
     titles = [ax.get_title() for ax in fig.axes]
-    assert "Phase: most probable" in titles
+    assert any(t.startswith("Phase: most probable") for t in titles)
     assert not any(t.startswith("Phase probability") or "phase_probability" in t for t in titles)
 
 
@@ -171,3 +173,33 @@ def test_not_learnt_reason_read_from_a_saved_file(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert any("not learnt: the training set does not vary it" in t for t in titles)
     assert not any("not learnt" in t and "Ni fraction" in t for t in titles)
+
+
+def test_out_of_distribution_pixels_are_hatched_on_predicted_maps():
+    """Each OOD pixel that shows a value is hatched on the predicted map (one
+    hatched cell per such pixel, nothing on in-distribution ones), and the
+    title says so; hatch_ood=False draws none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    maps = _maps()
+    fig = plotting.plot_maps(maps, targets=["ni_fraction"])
+    try:
+        ax = next(a for a in fig.axes if a.get_title().startswith("Ni fraction: predicted"))
+        assert "hatched: out of distribution" in ax.get_title()
+        hatched = [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_hatch()]
+        assert len(hatched) == 1
+        n_ood = int((maps["ood"].values & np.isfinite(maps["ni_fraction"].values)).sum())
+        assert 0 < n_ood < maps["ood"].size
+        assert len(hatched[0].get_paths()) == n_ood
+    finally:
+        plt.close(fig)
+    fig = plotting.plot_maps(maps, targets=["ni_fraction"], hatch_ood=False)
+    try:
+        assert not any(c.get_hatch() for a in fig.axes for c in a.collections
+                       if isinstance(c, PolyCollection))
+    finally:
+        plt.close(fig)
