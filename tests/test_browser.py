@@ -86,15 +86,14 @@ background = BackgroundSubtraction(calibration.result, pixel=(1, 10))
 background
 """),
     ("code", """
-from mmspec_widgets.background import remove_spikes
-from mmspec_widgets.calibrate import calibrate
-from mmspec_widgets.extract import extract_edges
+import mmspec_widgets as mm
 from mmspec_widgets.learn import load_model
 from mmspec_widgets.twin import load_digital_twin
 twin = load_digital_twin()
-twin_edges = extract_edges(
-    remove_spikes(calibrate(twin.si, zlp=twin.zlp, references={"O_K": 530.0, "Ni_L3": 853.5})),
-    edges=["O_K", "Mn_L23", "Co_L23", "Ni_L23"])
+# the README chain: default references, composition from the edge jumps
+twin_edges = mm.quantify(mm.extract_edges(
+    mm.remove_spikes(mm.calibrate(twin.si, zlp=twin.zlp, references=mm.DEFAULT_REFERENCES)),
+    edges=["O_K", "Mn_L23", "Co_L23", "Ni_L23"]))
 inference = Inference(twin_edges, load_model(), target="o_vacancy", pixel=(3, 20))
 inference.show_explanation = True
 inference
