@@ -417,6 +417,16 @@ def test_phase_map_from_the_phase_probabilities():
     # ties go to the first phase; the probabilities are normalised
     assert p[4] == pytest.approx(0.4 / 1.2)
     assert phase_map({"li_rich": np.ones(2)}) == {}
+    assert "phase_probability_std" not in res  # no stds given, none made up
+    # with the phases' stds: the shown phase's own (layered: the others' in
+    # quadrature), over the same normalisation, at most 0.5
+    out.update({"li_rich_std": np.array([0.1, 0.1, 0.2, 0.3, 0.5]),
+                "rock_salt_std": np.array([0.05, 0.2, 0.3, 0.1, 0.5]),
+                "spinel_std": np.array([0.0, 0.2, 0.1, 0.1, 0.5])})
+    s = phase_map(out)["phase_probability_std"][0]
+    assert s[0] == pytest.approx(0.1) and s[2] == pytest.approx(0.3 / 1.1)
+    assert s[1] == pytest.approx(np.sqrt(0.1 ** 2 + 0.2 ** 2 + 0.2 ** 2))
+    assert np.isnan(s[3]) and s[4] == pytest.approx(0.5 / 1.2)
 
 
 def test_a_set_without_phases_leaves_them_not_learnt(model, split):

@@ -584,16 +584,20 @@ def phase_map(out: Mapping[str, np.ndarray]) -> dict:
     Parameters
     ----------
     out : mapping
-        Flat per-pixel predictions, with every one of :data:`PHASE_TARGETS`.
+        Flat per-pixel predictions, with every one of :data:`PHASE_TARGETS`
+        (and their ``<target>_std``, for the probability's std).
 
     Returns
     -------
     dict
-        ``{"phase": (codes, attrs), "phase_probability": (values, attrs)}``:
-        ``phase`` is an index into :data:`~mmspec_widgets.simulate.labels.PHASES`
-        (int8, CF ``flag_values`` / ``flag_meanings``), -1 where a phase
-        probability is NaN (not learnt, or no usable edge); empty when ``out``
-        lacks a phase target.
+        ``{"phase": (codes, attrs), "phase_probability": (values, attrs),
+        "phase_probability_std": (values, attrs)}``: ``phase`` is an index into
+        :data:`~mmspec_widgets.simulate.labels.PHASES` (int8, CF ``flag_values`` /
+        ``flag_meanings``), -1 where a phase probability is NaN (not learnt, or no
+        usable edge); the std of the shown phase's probability is that phase's
+        own std (layered: the others' in quadrature), over the same normalisation,
+        at most 0.5, so a pixel out of distribution shows its wide std here too;
+        empty when ``out`` lacks a phase target.
     """
     if not all(t in out for t in PHASE_TARGETS):
         return {}
@@ -601,15 +605,25 @@ def phase_map(out: Mapping[str, np.ndarray]) -> dict:
     known = np.isfinite(p).all(axis=1)
     p = np.clip(np.where(known[:, None], p, 0.0), 0.0, 1.0)
     full = np.concatenate([np.clip(1.0 - p.sum(axis=1, keepdims=True), 0.0, 1.0), p], axis=1)
-    full /= np.maximum(full.sum(axis=1, keepdims=True), 1e-12)
+    total = np.maximum(full.sum(axis=1, keepdims=True), 1e-12)
+    full /= total
     code = np.where(known, np.argmax(full, axis=1), -1).astype(np.int8)
     prob = np.where(known, full.max(axis=1), np.nan)
-    return {
+    res = {
         "phase": (code, {"long_name": "most probable phase of the region", **phase_flags()}),
         "phase_probability": (prob, {"long_name": "probability of the most probable phase "
                                                   "(phase probabilities normalised)",
                                      "units": "probability"}),
     }
+    if all(f"{t}_std" in out for t in PHASE_TARGETS):
+        s = np.stack([np.asarray(out[f"{t}_std"], float) for t in PHASE_TARGETS], axis=1)
+        s_full = np.concatenate([np.sqrt(np.sum(s ** 2, axis=1, keepdims=True)), s], axis=1)
+        s_full = np.minimum(s_full / total, 0.5)
+        pick = np.take_along_axis(s_full, np.maximum(code, 0)[:, None].astype(np.intp), 1)[:, 0]
+        res["phase_probability_std"] = (
+            np.where(known, pick, np.nan),
+            {"long_name": "standard deviation of phase_probability", "units": "probability"})
+    return res
 
 
 #: a label varies in the training set when at least MIN_VARIED of its labelled

@@ -618,7 +618,10 @@ class Inference(WidgetBase):
             code = int(self.result["phase"].transpose("y", "x").values[r, c])
             p = float(self.result["phase_probability"].transpose("y", "x").values[r, c]) \
                 if "phase_probability" in self.result else np.nan
-            txt = (f"{names[code + 1].replace('_', '-')} (p {p:.2f})" if code >= 0
+            ps = float(self.result["phase_probability_std"].transpose("y", "x").values[r, c]) \
+                if "phase_probability_std" in self.result else np.nan
+            pt = f"p {p:.2f}" + (f" ± {ps:.2f}" if np.isfinite(ps) else "")
+            txt = (f"{names[code + 1].replace('_', '-')} ({pt})" if code >= 0
                    else self._why_nan("spinel", r, c) if "spinel" in self.result else "n/a")
             rows.append("<tr><td style='padding:1px 6px 1px 0'>Phase<br><span style='color:"
                         "#777;font-size:11px'>most probable</span></td><td style='text-align:"
