@@ -91,7 +91,7 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
     """
     from sklearn.metrics import roc_auc_score
 
-    from .simulate.labels import PHASE_LABELS
+    from .simulate.labels import CLASSIFICATION_LABELS
 
     out = {}
     valid = np.isfinite(truth["li_content"].values)
@@ -112,7 +112,7 @@ def score_maps(maps: xr.Dataset, truth: xr.Dataset) -> dict:
         m = valid & np.isfinite(pred) & np.isfinite(true)
         if not m.any():
             continue
-        if name in ("o_vacancy", "antisite", *PHASE_LABELS):
+        if name in CLASSIFICATION_LABELS:
             hit, pos = pred[m] > 0.5, true[m] > 0
             acc = float(np.mean(hit == pos))
             entry = {"metric": "accuracy", "value": acc, "n_pixels": int(m.sum()),

@@ -50,8 +50,8 @@ from threadpoolctl import threadpool_limits
 from ..edges import EDGE_ORDER, TM_EDGES, edge_grid, edge_set_key, get_edge
 from ..errors import DataError, MMSpecError
 from ..kernels import shift_resample
-from ..reasons import DETECTION_Z, reason_attrs
-from ..simulate.labels import PHASE_LABELS, phase_flags
+from ..reasons import DETECTION_Z, TARGET_REASONS, reason_attrs
+from ..simulate.labels import CLASSIFICATION_LABELS, PHASE_LABELS, phase_flags
 from .coverage import check_rows, complete_rows, coverage, is_partial_edge, partial_edges, widen
 from .features import (
     FusedFeaturizer,
@@ -92,7 +92,7 @@ REGRESSION_TARGETS = ("li_content", "ni_fraction", "mn_fraction", "co_fraction",
 PHASE_TARGETS = tuple(PHASE_LABELS)
 #: classified as count > 0; the model gives the probability of at least one
 #: (defects), or of the phase
-CLASSIFICATION_TARGETS = ("o_vacancy", "antisite") + PHASE_TARGETS
+CLASSIFICATION_TARGETS = CLASSIFICATION_LABELS
 TARGETS = REGRESSION_TARGETS + CLASSIFICATION_TARGETS
 
 _UNITS = {"li_content": "Li per formula unit", "ni_fraction": "fraction of TM",
@@ -1883,8 +1883,9 @@ class MultimodalModel(BaseEstimator):
             js = [col[e] for e in self.edges_ if get_edge(e).element == el]
             return used_mask[:, js].any(axis=1) if js else np.zeros(n, bool)
 
-        for el, bit in (("Ni", 128), ("Mn", 256), ("Co", 512)):
+        for el in ("Ni", "Mn", "Co"):
             t = f"{el.lower()}_oxidation"
+            bit = TARGET_REASONS[t][0]  # "no usable <el> edge"
             if t in out:
                 miss = ~element_used(el)
                 reason[miss & usable] |= bit
@@ -1910,13 +1911,13 @@ class MultimodalModel(BaseEstimator):
                 miss |= ~(tot > 0)
                 for t, vi in zip(fr, v, strict=True):
                     out[t] = vi
-            reason[miss] |= 1024
+            reason[miss] |= TARGET_REASONS[fr[0]][0]  # not every TM measured
             for t in fr:
                 out[t] = np.where(miss, np.nan, out[t])
                 out[f"{t}_std"] = np.where(miss, np.nan, out[f"{t}_std"])
         if "li_content" in out and "Li_K" in detected:
             miss = ~detected["Li_K"]
-            reason[miss] |= 2048
+            reason[miss] |= TARGET_REASONS["li_content"][0]  # Li K given, not detected
             out["li_content"] = np.where(miss, np.nan, out["li_content"])
             out["li_content_std"] = np.where(miss, np.nan, out["li_content_std"])
         extra = {}

@@ -19,6 +19,7 @@ __all__ = [
     "LABELS",
     "PHASES",
     "PHASE_LABELS",
+    "CLASSIFICATION_LABELS",
     "LI_RICH_MN",
     "REDUCED_PHASES",
     "li_rich_mn_rich",
@@ -55,6 +56,10 @@ PHASES = ("layered", "li_rich", "rock_salt", "spinel")
 #: 0/1 label variables of the set, one per phase other than layered NMC: the
 #: model's phase targets (probability that a region is of that phase).
 PHASE_LABELS = PHASES[1:]
+
+#: labels read as count > 0 (defects) or 0/1 (phases): a model gives the
+#: probability of the event, and maps are scored as classifications
+CLASSIFICATION_LABELS = ("o_vacancy", "antisite") + PHASE_LABELS
 
 #: Mn fraction of the TMs from which a Li-rich region counts as Li-rich Mn-rich
 LI_RICH_MN = 0.6
