@@ -27,6 +27,7 @@ from .errors import DataError, MMSpecError
 from .kernels import shift_resample, window_indices
 
 __all__ = [
+    "check_same_scan",
     "zero_loss_positions",
     "zero_loss_fwhm",
     "align_zero_loss",
@@ -58,6 +59,20 @@ def _peak_positions(y: np.ndarray, e: np.ndarray) -> np.ndarray:
     d = np.clip(d, -0.5, 0.5)
     de = np.gradient(e)[i]
     return e[i] + d * de
+
+
+def check_same_scan(si: xr.DataArray, zlp: xr.DataArray) -> None:
+    """Raise a DataError unless ``zlp`` has the navigation shape of ``si``
+    (naming a transposed zero-loss SI when x and y are swapped)."""
+    nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
+    nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
+    if nav_si != nav_z:
+        swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
+            [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
+        hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
+                f"{tuple(nav_si)} first)") if swapped else ""
+        raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
+                        f"{hint}; expected the zero-loss SI of the same scan")
 
 
 def zero_loss_positions(zlp: xr.DataArray, window=(-20.0, 20.0)) -> xr.DataArray:
@@ -165,15 +180,7 @@ def align_zero_loss(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         if zlp is None:
             raise MMSpecError("align_zero_loss: give zlp (a zero-loss SI) or positions")
         zlp = check_spectra(zlp, "zlp")
-        nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
-        nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
-        if nav_si != nav_z:
-            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
-                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
-            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
-                    f"{tuple(nav_si)} first)") if swapped else ""
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
-                            f"{hint}; expected the zero-loss SI of the same scan")
+        check_same_scan(si, zlp)
         positions = zero_loss_positions(zlp)
     pos = np.asarray(positions.values, float)
     if pos.shape != si.shape[:-1]:

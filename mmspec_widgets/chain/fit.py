@@ -15,7 +15,7 @@ import xarray as xr
 
 from ..background import check_spectra
 from ..edges import get_edge
-from ..errors import DataError, MMSpecError
+from ..errors import MMSpecError
 from ..kernels import HOLDOUT_ROWS, background_model_error, despike, shift_resample, work_dtype
 from .plan import (
     DEFAULT_EDGES,
@@ -96,6 +96,7 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     from ..background import remove_spikes
     from ..calibrate import (
         CALIBRATION_GROUPS,
+        check_same_scan,
         fit_calibration,
         pixel_groups,
         with_uncertainty,
@@ -121,15 +122,7 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
     positions = None
     if zlp is not None:
         zlp = check_spectra(zlp, "zlp", finite=False)
-        nav_si = {d: si.sizes[d] for d in si.dims[:-1]}
-        nav_z = {d: zlp.sizes[d] for d in zlp.dims[:-1]}
-        if nav_si != nav_z:
-            swapped = set(nav_si) == set(nav_z) and len(nav_si) == 2 and \
-                [nav_z[d] for d in nav_si] == list(nav_si.values())[::-1]
-            hint = (" (x and y swapped: a transposed zero-loss SI? transpose it to "
-                    f"{tuple(nav_si)} first)") if swapped else ""
-            raise DataError(f"zlp: navigation shape {nav_z} does not match the SI's {nav_si}"
-                            f"{hint}; expected the zero-loss SI of the same scan")
+        check_same_scan(si, zlp)
         positions = np.asarray(zero_loss_positions(zlp).transpose(*si.dims[:2]).values, float)
         plan.zlp_median_eV = float(np.median(positions))
         plan.zlp_spread_eV = float(np.ptp(positions))
