@@ -290,11 +290,7 @@ def _phase_row(fig, row, maps, truth, show, hatch=None) -> None:
                                                                   np.nan),
              "Phase: truth", "", cmap=cmap, norm=norm)
         col = 1
-    title = "Phase: most probable"
-    if hatch is not None and "ood" in maps and (
-            (_image(maps, "ood") > 0) & np.isfinite(img(maps))).any():
-        title += "\nhatched: out of distribution"
-    im = show(row[col], img(maps), title, "", cmap=cmap, norm=norm)
+    im = show(row[col], img(maps), "Phase: most probable", "", cmap=cmap, norm=norm)
     if hatch is not None:
         hatch(row[col], img(maps))
     cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9, ticks=np.arange(len(names)))
@@ -385,13 +381,15 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
     ye = np.concatenate([ys - dy / 2, ys[-1:] + dy / 2])
 
     def hatch(ax, img) -> None:
-        """Hatch the out-of-distribution pixels that show a value."""
+        """Hatch the out-of-distribution pixels that show a value, and say so
+        in the panel's title."""
         if ood is None:
             return
         m = ood & np.isfinite(img)
         if m.any():
             ax.pcolor(xe, ye, np.ma.masked_where(~m, np.ones(m.shape)), hatch="////",
                       facecolor="none", edgecolor="0.35", linewidth=0.0)
+            ax.set_title(ax.get_title() + "\nhatched: out of distribution", fontsize=9)
 
     for row, name in zip(axes[:-1], targets, strict=True):
         if name == "phase":
@@ -418,8 +416,6 @@ def plot_maps(maps: xr.Dataset, truth: xr.Dataset | None = None, *, targets=None
         why = _not_learnt(maps, name)
         if why:  # say why the panel is blank
             title += "\nnot learnt: " + why.split(":")[0]
-        if ood is not None and (ood & np.isfinite(pred)).any():
-            title += "\nhatched: out of distribution"
         im = show(row[col], pred, title, info.unit, norm=norm, cmap=cmap)
         hatch(row[col], pred)
         cb = fig.colorbar(im, ax=list(row[:col + 1]), shrink=0.9)

@@ -1481,6 +1481,8 @@ class MultimodalModel(BaseEstimator):
         B, has_base = self._baseline(G, D.shape[0], S)
         scale = getattr(self, "correction_scale_", None) or {}
         usable = present.any(axis=1)
+        n_edges = present.sum(axis=1)
+        edge_group = edge_count_group(n_edges)  # which std scale each row takes
         # every tree model of every target in one pass over D
         jobs = [(m, target_task(t), None) for t in self.targets_ for m in self.models_[t]]
         jobs += [(self.sigma_models_[t], "regression", None) for t in self.targets_
@@ -1503,7 +1505,7 @@ class MultimodalModel(BaseEstimator):
                 cal = self.calibration_[t]
                 c1, floor = cal[0], cal[2]
                 if len(cal) > 3:  # a scale per number of edges the row is read from
-                    c1 = np.asarray(cal[3])[edge_count_group(present.sum(axis=1))]
+                    c1 = np.asarray(cal[3])[edge_group]
                 std = np.maximum(c1 * done[id(self.sigma_models_[t])], floor)
             else:  # the 0/1 outcome's std at probability p, with the folds' spread
                 std = np.sqrt(np.clip(mean * (1 - mean), 0.0, None) + preds.var(axis=0))
@@ -1518,7 +1520,7 @@ class MultimodalModel(BaseEstimator):
             out[f"{t}_std"] = std
         out["ood_score"] = score
         out["ood"] = (score > 1) | ~usable
-        out["n_edges"] = present.sum(axis=1)
+        out["n_edges"] = n_edges
         if with_used:  # edges each row was predicted from, (rows, model edges)
             out["_used"] = present
         return out
