@@ -245,27 +245,48 @@ def background_model_error(y: np.ndarray, energy: np.ndarray, window,
     """
     e = np.asarray(energy, float)
     y = np.asarray(y).reshape(-1, e.size)
+    w = window_channels(e, window)
+    if w.size == 0:
+        return background_model_error_window(np.zeros((0, 0)), e, window, post)
+    return background_model_error_window(y[:, w[0]:w[-1] + 1], e, window, post)
+
+
+def window_channels(energy: np.ndarray, window) -> np.ndarray:
+    """Channels of ``energy`` inside ``window`` (low, high) eV, ends included:
+    the pre-edge channels :func:`background_model_error` reads."""
+    e = np.asarray(energy, float)
+    return np.flatnonzero((e >= float(window[0])) & (e <= float(window[1])))
+
+
+def background_model_error_window(yw: np.ndarray, energy: np.ndarray, window,
+                                  post: tuple[float, float]) -> dict:
+    """:func:`background_model_error` from the window's channels alone: ``yw``
+    holds, per row, the counts at :func:`window_channels` of ``energy`` (the
+    whole axis, eV), e.g. kept by the fused chain while it despikes."""
+    e = np.asarray(energy, float)
     lo, hi = float(window[0]), float(window[1])
-    w = np.flatnonzero((e >= lo) & (e <= hi))
+    w = window_channels(e, window)
     p = np.flatnonzero((e >= post[0]) & (e <= post[1]))
     none = {"scatter": 0.0, "bias": float("nan"), "rows": 0, "lever": float("nan")}
     if w.size < 10 or p.size < 1:
         return none
-    fit = w[e[w] <= lo + HOLDOUT_FIT * (hi - lo)]
-    test = w[e[w] >= lo + (HOLDOUT_FIT + HOLDOUT_GAP) * (hi - lo)]
+    yw = np.asarray(yw).reshape(-1, w.size)
+    ew = e[w]
+    fit = np.flatnonzero(ew <= lo + HOLDOUT_FIT * (hi - lo))
+    test = np.flatnonzero(ew >= lo + (HOLDOUT_FIT + HOLDOUT_GAP) * (hi - lo))
     if fit.size < 3 or test.size < 2:
         return none
-    yw = np.asarray(y[:, w[0]:w[-1] + 1], np.float64)
+    y64 = np.asarray(yw, np.float64)
     with np.errstate(invalid="ignore"):
-        ok = np.isfinite(yw).all(axis=1) & (yw > 0).all(axis=1)
+        ok = np.isfinite(y64).all(axis=1) & (y64 > 0).all(axis=1)
     if not ok.any():
         return none
-    tot = yw[ok].sum(axis=1)
+    tot = y64[ok].sum(axis=1)
     rows = np.flatnonzero(ok)[tot >= 0.05 * np.percentile(tot, 90)]
     if rows.size > HOLDOUT_ROWS:
         rows = rows[np.linspace(0, rows.size - 1, HOLDOUT_ROWS).round().astype(np.int64)]
-    yf = np.asarray(y[rows][:, fit], np.float64)
-    ln = np.log(e[fit])
+    yf = np.asarray(yw[rows][:, fit], np.float64)
+    ln = np.log(ew[fit])
     mu = ln.mean()
     x = ln - mu
     s0, s1, s2 = yf.sum(1), yf @ x, yf @ (x * x)
@@ -274,8 +295,8 @@ def background_model_error(y: np.ndarray, energy: np.ndarray, window,
     det = s0 * s2 - s1 * s1
     slope = (s0 * t1 - s1 * t0) / det
     icpt = (t0 - slope * s1) / s0
-    xt = np.log(e[test]).mean() - mu
-    counts = np.asarray(y[rows][:, test], np.float64)
+    xt = np.log(ew[test]).mean() - mu
+    counts = np.asarray(yw[rows][:, test], np.float64)
     m = counts.mean(1) / np.exp(icpt + slope * xt) - 1.0
     poisson = (s2 - 2 * s1 * xt + s0 * xt * xt) / det + 1.0 / counts.sum(1)
     if m.size >= 8:  # robust: a stray pixel does not widen every other's std
@@ -285,7 +306,7 @@ def background_model_error(y: np.ndarray, energy: np.ndarray, window,
     else:
         centre = float(np.mean(m))
         excess = float(np.mean(m * m) - np.mean(poisson))
-    lever = (np.log(e[p]).mean() - np.log(e[w]).mean()) / xt
+    lever = (np.log(e[p]).mean() - np.log(ew).mean()) / xt
     return {"scatter": float(np.sqrt(max(excess, 0.0)) * lever),
             "bias": float(centre * lever), "rows": int(rows.size), "lever": float(lever)}
 
@@ -711,11 +732,14 @@ def k_align_rows_grouped(y, shift, do_align, weights, group, acc, acc_group, tot
 @_jit
 def k_chain_rows(y, shift, do_align, threshold, width,
                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
-                 loge, grad, out, totals, replaced, jumps):
+                 loge, grad, out, totals, replaced, jumps, keep, kcols, kept):
     """Per row: zero-loss shift, spike removal, per-edge power-law
     background (two areas), linear resampling onto the edge grids and
     post-edge normalisation, with the arithmetic of the plain functions;
-    ``jumps``: each edge's post-edge level (the normalisation's divisor)."""
+    ``jumps``: each edge's post-edge level (the normalisation's divisor).
+    Rows with ``keep[row] >= 0`` also leave their aligned, despiked channels
+    ``kcols`` in ``kept[keep[row]]`` (a row with a NaN or inf: aligned only,
+    as :func:`despike` leaves it)."""
     m, n = y.shape
     a = np.empty(n, y.dtype)
     med = np.empty(n, y.dtype)
@@ -734,6 +758,7 @@ def k_chain_rows(y, shift, do_align, threshold, width,
             if not np.isfinite(row[i]):
                 finite = False
                 break
+        slot = keep[p]
         if not finite:
             totals[p] = np.nan
             replaced[p] = 0
@@ -741,9 +766,16 @@ def k_chain_rows(y, shift, do_align, threshold, width,
                 out[p, k] = np.nan
             for k in range(nedge):
                 jumps[p, k] = np.nan
+            if slot >= 0:
+                k_align(row, shift[p], do_align, a, i0s, ws)
+                for j in range(kcols.size):
+                    kept[slot, j] = a[kcols[j]]
             continue
         k_align(row, shift[p], do_align, a, i0s, ws)
         replaced[p] = k_despike(a, med, c, buf, cand, win, threshold, width)
+        if slot >= 0:
+            for j in range(kcols.size):
+                kept[slot, j] = c[kcols[j]]
         totals[p] = k_total(c, 0, n)
         for k in range(nedge):
             o = goff[k]

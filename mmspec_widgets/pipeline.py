@@ -12,7 +12,7 @@ resumable, bounded memory, optionally on a ``dask.distributed`` cluster.
 
 from __future__ import annotations
 
-from .chain.fit import fit_plan
+from .chain.fit import background_sample, fit_plan
 from .chain.inmemory import run_chain_fast
 from .chain.plan import DEFAULT_EDGES, REFERENCES, ChainPlan
 from .chain.plan import MASK_FRACTION as MASK_FRACTION  # public constants, not in __all__
@@ -27,6 +27,7 @@ __all__ = [
     "REFERENCES",
     "ChainPlan",
     "fit_plan",
+    "background_sample",
     "extract_block",
     "run_chain_fast",
     "map_spectrum_image",

@@ -361,3 +361,20 @@ def test_fast_chain_refuses_nan_counts():
     si.values[2, 3, 700] = np.nan
     with pytest.raises(DataError, match="NaN/inf"):
         run_chain_fast(si, zlp, predict=False)
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_background_error_measured_in_the_extraction_pass_is_the_plans(small, engine):
+    """The in-memory chain measures the background model error on the rows it
+    despikes anyway (extract_block's background_rows): the same rows, the same
+    numbers as fit_plan's own pass over them."""
+    si, zlp = small
+    plan, pos = pl.fit_plan(si, zlp, sample_pixels=None, engine=engine, block=(8, 8))
+    quiet, pos2 = pl.fit_plan(si, zlp, sample_pixels=None, engine=engine, block=(8, 8),
+                              background_error=False)
+    assert quiet.background_error == {}
+    rows = pl.background_sample(si.shape[:2], (8, 8), sample_pixels=None)
+    assert rows.size == np.unique(rows).size and 0 < rows.size <= si.shape[0] * si.shape[1]
+    pl.extract_block(si.values, pos2, quiet, engine=engine, background_rows=rows)
+    assert quiet.background_error == plan.background_error
+    assert all(v["rows"] > 0 for v in plan.background_error.values())

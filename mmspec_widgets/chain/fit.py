@@ -16,7 +16,7 @@ import xarray as xr
 from ..background import check_spectra
 from ..edges import get_edge
 from ..errors import MMSpecError
-from ..kernels import HOLDOUT_ROWS, background_model_error, despike, shift_resample, work_dtype
+from ..kernels import HOLDOUT_ROWS, despike, shift_resample, work_dtype
 from .plan import (
     DEFAULT_EDGES,
     REFERENCES,
@@ -30,7 +30,14 @@ from .plan import (
     pixel_blocks,
     progress_bar,
 )
-from .rows import accumulate_aligned, aligned_totals, despiked_totals, edge_tables
+from .rows import (
+    accumulate_aligned,
+    aligned_totals,
+    background_columns,
+    background_error,
+    despiked_totals,
+    edge_tables,
+)
 
 
 def _sample_blocks(shape2, block, sample_pixels: int | None):
@@ -53,7 +60,7 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
              block: tuple[int, int] = (64, 64), sample_pixels: int | None = 65536,
              spike_threshold: float = 8.0, spike_width: int = 2,
              mask_threshold: bool = True, engine: str = "auto",
-             progress: bool = False) -> tuple[ChainPlan, np.ndarray | None]:
+             progress: bool = False, background_error: bool = True) -> tuple[ChainPlan, np.ndarray | None]:
     """Fit the global part of the chain: zero-loss positions, calibration,
     low-count threshold.
 
@@ -86,6 +93,11 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
         Kernel for the despiked totals.
     progress : bool
         Show a progress bar over the sampled blocks.
+    background_error : bool
+        Measure the background model error on the sampled rows here
+        (``False``: left empty, for a caller that measures it on the same rows,
+        :func:`background_sample`, in its own pass: :func:`extract_block` with
+        ``background_rows``).
 
     Returns
     -------
@@ -179,35 +191,52 @@ def fit_plan(si: xr.DataArray, zlp: xr.DataArray | None = None, *,
                                                     [spectrum(a) for a in acc_g], references)
         bar.close()
     edge_tables(plan, wd)  # raise now if a window or grid lies outside the data
-    plan.background_error = _background_error(si, plan, sample, wd, shift)
+    if background_error:
+        plan.background_error = _background_error(si, plan, sample, wd, shift)
+    else:  # the caller measures it on the rows it despikes (extract_block's background_rows)
+        plan.background_error = {}
     return plan, positions
 
 
-def _background_error(si, plan: ChainPlan, sample, wd, shift: np.ndarray) -> dict:
-    """:func:`~mmspec_widgets.kernels.background_model_error` of each edge on
-    the zero-loss aligned, despiked rows of sampled blocks (evenly spread,
-    about twice HOLDOUT_ROWS pixels) on the plan's calibrated axis, as the
-    plain chain reads the calibrated SI (unaligned rows would count each
-    pixel's energy drift, spikes a cosmic ray, as a background shape error)."""
+def _background_blocks(sample) -> list:
+    """The sampled blocks the background model error is measured on: evenly
+    spread, about twice HOLDOUT_ROWS pixels."""
     sizes = [(b[2].stop - b[2].start) * (b[3].stop - b[3].start) for b in sample]
     n_blocks = min(len(sample), max(1, int(np.ceil(2 * HOLDOUT_ROWS / max(np.mean(sizes), 1)))))
     pick = np.unique(np.linspace(0, len(sample) - 1, n_blocks).round().astype(int))
+    return [sample[i] for i in pick]
+
+
+def background_sample(shape2, block: tuple[int, int] = (64, 64),
+                      sample_pixels: int | None = 65536, *, sample=None) -> np.ndarray:
+    """Flat pixel indices (C order over ``shape2``) of the rows on which
+    :func:`fit_plan` with the same ``block`` and ``sample_pixels`` measures the
+    background model error, in the order it reads them (block after block,
+    each in C order)."""
+    if sample is None:
+        sample = _sample_blocks(shape2, check_block(block), sample_pixels)
+    idx = []
+    for _, _, ys, xs in _background_blocks(sample):
+        yy, xx = np.meshgrid(np.arange(ys.start, ys.stop), np.arange(xs.start, xs.stop),
+                             indexing="ij")
+        idx.append(np.ravel_multi_index((yy.ravel(), xx.ravel()), tuple(shape2)))
+    return np.concatenate(idx).astype(np.int64)
+
+
+def _background_error(si, plan: ChainPlan, sample, wd, shift: np.ndarray) -> dict:
+    """:func:`~mmspec_widgets.chain.rows.background_error` of each edge on the
+    zero-loss aligned, despiked rows of :func:`background_sample` on the
+    plan's calibrated axis, as the plain chain reads the calibrated SI
+    (unaligned rows would count each pixel's energy drift, spikes a cosmic
+    ray, as a background shape error)."""
+    cols, _ = background_columns(plan)
     rows = []
-    for i in pick:
-        ys, xs = sample[i][2], sample[i][3]
+    for _, _, ys, xs in _background_blocks(sample):
         y = load_block(si, ys, xs, wd).reshape(-1, len(plan.energy))
         if plan.zlp_median_eV is not None:
             y = shift_resample(y, shift[ys, xs].ravel())
-        rows.append(despike(y, plan.spike_threshold, plan.spike_width)[0])
-    y = np.concatenate(rows)
-    out = {}
-    for name in plan.edges:
-        grid = get_edge(name).energy
-        tail = grid[grid.size - max(3, grid.size // 10):]
-        err = background_model_error(y, plan.calibrated_energy, plan.windows[name],
-                                     (tail[0], tail[-1]))
-        out[name] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in err.items()}
-    return out
+        rows.append(despike(y, plan.spike_threshold, plan.spike_width)[0][:, cols])
+    return background_error(np.concatenate(rows), plan)
 
 
 def _shift_map(plan: ChainPlan, positions: np.ndarray | None) -> np.ndarray:

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import numpy as np
 import xarray as xr
 
-from .fit import fit_plan
+from .fit import background_sample, fit_plan
 from .labelled import chain_attrs, edges_dataset, extract_history
 from .plan import DEFAULT_EDGES, REFERENCES, check_engine, check_si, low_count_threshold
 from .predict import usable
@@ -65,13 +65,17 @@ def run_chain_fast(si: xr.DataArray, zlp: xr.DataArray | None = None, *, model=N
     record = timings is not None
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
+    # the background model error is measured in the extraction's own pass
+    # (same rows, same arithmetic as fit_plan's, without reading them twice)
     plan, positions = fit_plan(si, zlp, references=dict(references or REFERENCES),
                                edges=edges, sample_pixels=None, mask_threshold=False,
-                               engine=engine)
+                               engine=engine, background_error=False)
     t1 = time.perf_counter()
     y = np.asarray(si.data).reshape(-1, si.shape[-1])
     pos = None if positions is None else positions.reshape(-1)
-    edges_d, totals, n_rep = extract_block(y, pos, plan, engine=engine)
+    edges_d, totals, n_rep = extract_block(
+        y, pos, plan, engine=engine,
+        background_rows=background_sample(si.shape[:2], sample_pixels=None))
     plan.mask_threshold = low_count_threshold(totals)
     mask = usable(totals, plan.mask_threshold)
     t2 = time.perf_counter()

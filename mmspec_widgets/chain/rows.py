@@ -18,6 +18,7 @@ import xarray as xr
 from ..edges import get_edge
 from ..errors import DataError, MMSpecError
 from ..kernels import (
+    background_model_error_window,
     interp_weights,
     jump_model_std,
     jump_std,
@@ -26,6 +27,7 @@ from ..kernels import (
     k_chain_rows,
     map_row_blocks,
     shift_resample,
+    window_channels,
     window_indices,
 )
 from .plan import ChainPlan, check_engine
@@ -128,14 +130,47 @@ def edge_tables(plan: ChainPlan, wd) -> dict:
     }
 
 
+def background_columns(plan: ChainPlan) -> tuple[np.ndarray, dict[str, slice]]:
+    """Channels of the plan's calibrated axis in each edge's pre-edge window
+    (:func:`~mmspec_widgets.kernels.window_channels`), side by side, and each
+    edge's slice of them: what :func:`background_error` reads of a row."""
+    e = plan.calibrated_energy
+    cols, where, off = [], {}, 0
+    for name in plan.edges:
+        w = window_channels(e, plan.windows.get(name, list(get_edge(name).pre_edge)))
+        cols.append(w)
+        where[name] = slice(off, off + w.size)
+        off += w.size
+    return (np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)), where
+
+
+def background_error(kept: np.ndarray, plan: ChainPlan) -> dict:
+    """Each edge's :func:`~mmspec_widgets.kernels.background_model_error`
+    (the power law's shape error, tested over the tail of the edge's grid) from
+    rows of zero-loss aligned, despiked spectra reduced to
+    :func:`background_columns`."""
+    _, where = background_columns(plan)
+    out = {}
+    for name in plan.edges:
+        grid = get_edge(name).energy
+        tail = grid[grid.size - max(3, grid.size // 10):]
+        err = background_model_error_window(
+            kept[:, where[name]], plan.calibrated_energy,
+            plan.windows.get(name, list(get_edge(name).pre_edge)), (tail[0], tail[-1]))
+        out[name] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in err.items()}
+    return out
+
+
 def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
-              threads: int | None = None):
-    """Edges (rows, sum of grid sizes), despiked totals, spikes replaced and
-    edge jumps (rows, edges)."""
+              threads: int | None = None, keep: np.ndarray | None = None):
+    """Edges (rows, sum of grid sizes), despiked totals, spikes replaced, edge
+    jumps (rows, edges) and, for the rows listed in ``keep`` (in its order),
+    their aligned, despiked :func:`background_columns` (None without ``keep``)."""
     wd = np.dtype(plan.dtype)
     y = np.ascontiguousarray(y, dtype=wd)
+    cols = background_columns(plan)[0]
     if engine == "numpy":
-        return _run_rows_numpy(y, shift, plan)
+        return _run_rows_numpy(y, shift, plan, keep, cols)
     t = edge_tables(plan, wd)
     m = y.shape[0]
     out = np.empty((m, t["n_grid"]), wd)
@@ -144,19 +179,27 @@ def _run_rows(y: np.ndarray, shift: np.ndarray, plan: ChainPlan, engine: str,
     jumps = np.empty((m, len(plan.edges)))
     align = plan.zlp_median_eV is not None
     sh = np.ascontiguousarray(shift, dtype=np.float64)
+    slot = np.full(m, -1, np.int64)
+    kept = None
+    if keep is not None:
+        keep = np.asarray(keep, np.int64)
+        slot[keep] = np.arange(keep.size)
+        kept = np.empty((keep.size, cols.size), wd)
+    buf = kept if kept is not None else np.empty((0, cols.size), wd)
 
     def run(r0, r1):
         k_chain_rows(y[r0:r1], sh[r0:r1], align, float(plan.spike_threshold),
                      int(plan.spike_width), t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"],
                      t["bk1"], t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"],
                      t["gomw"], t["loge"], t["grad"], out[r0:r1], totals[r0:r1],
-                     replaced[r0:r1], jumps[r0:r1])
+                     replaced[r0:r1], jumps[r0:r1], slot[r0:r1], cols, buf)
 
     map_row_blocks(run, m, _row_chunk(y.shape[1]), threads)
-    return out, totals, replaced, jumps
+    return out, totals, replaced, jumps, kept
 
 
-def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
+def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan,
+                    keep: np.ndarray | None = None, cols: np.ndarray | None = None):
     """The same step with the plain functions (reference engine)."""
     from ..background import remove_spikes
     from ..extract import extract_edges
@@ -167,19 +210,22 @@ def _run_rows_numpy(y: np.ndarray, shift: np.ndarray, plan: ChainPlan):
     clean = remove_spikes(da, threshold=plan.spike_threshold, width=plan.spike_width)
     totals = clean.sum("energy").values.astype(float)
     replaced = (clean.values != a).sum(-1)
+    kept = None if keep is None else clean.values[np.asarray(keep, np.int64)][:, cols]
     if not plan.edges:
-        return np.zeros((y.shape[0], 0), y.dtype), totals, replaced, np.zeros((y.shape[0], 0))
+        return (np.zeros((y.shape[0], 0), y.dtype), totals, replaced,
+                np.zeros((y.shape[0], 0)), kept)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
         ds = extract_edges(clean, edges=plan.edges, mask=False,
                            windows={k: tuple(v) for k, v in plan.windows.items()})
     out = np.concatenate([ds[n].values for n in plan.edges], axis=1)
     jumps = np.stack([ds[f"jump_{n}"].values for n in plan.edges], axis=1)
-    return out, totals, replaced, jumps
+    return out, totals, replaced, jumps, kept
 
 
 def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
                   engine: str = "auto", threads: int | None = None,
+                  background_rows: np.ndarray | None = None,
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Run the per-pixel part of the chain on a block of pixels.
 
@@ -196,6 +242,11 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
     threads : int, optional
         Threads over pixels (default: all CPUs of this process, see
         :func:`mmspec_widgets.kernels.n_threads`).
+    background_rows : array of int, optional
+        Rows of this block (flat indices, in the order the plan's sample reads
+        them: :func:`~mmspec_widgets.chain.fit.background_sample`) on which to
+        measure the plan's ``background_error`` in this same pass, for a plan
+        fitted with ``background_error=False``; fills ``plan.background_error``.
 
     Returns
     -------
@@ -227,7 +278,10 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
         shift = (pos - plan.zlp_median_eV) / plan.channel_step
     else:
         shift = np.zeros(y2.shape[0])
-    out, totals, replaced, jumps = _run_rows(y2, shift, plan, engine, threads)
+    out, totals, replaced, jumps, kept = _run_rows(y2, shift, plan, engine, threads,
+                                                   background_rows)
+    if kept is not None:
+        plan.background_error = background_error(kept, plan)
     stds, model_stds = _jump_stds(y2, plan, jumps)
     edges, off = {}, 0
     for k, name in enumerate(plan.edges):
