@@ -19,10 +19,20 @@ import xarray as xr
 from .background import append_history, check_spectra, mask_low_counts, subtract_background
 from .edges import EDGE_ORDER, get_edge
 from .errors import DataError, MMSpecError
-from .kernels import background_model_error, interp_weights, jump_model_std, jump_std
+from .kernels import (
+    background_model_error,
+    interp_weights,
+    jump_model_std,
+    jump_std,
+    k_edges_rows,
+    map_row_blocks,
+    window_indices,
+    work_dtype,
+)
 from .learn.coverage import check_span, is_partial_edge
 
-__all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window",
+__all__ = ["extract_edges", "normalize_edge", "resample_to_grid", "jump_window", "edge_tables",
+           "powerlaw_edges",
            "normalized_input", "NORMALIZATIONS", "NORMALIZED_MARKS", "JUMP_STD_NAME",
            "JUMP_MODEL_STD_NAME"]
 
@@ -174,6 +184,118 @@ def jump_window(edge: str) -> tuple[float, float]:
     n = grid.size
     tail = grid[n - max(3, n // 10):]
     return float(tail[0]), float(tail[-1])
+
+
+def edge_tables(energy: np.ndarray, names: Sequence[str], windows: dict | None = None,
+                dtype=np.float32) -> dict:
+    """Channel tables of the compiled per-edge kernel
+    (:func:`mmspec_widgets.kernels.k_edge`) for ``names`` on the axis
+    ``energy`` (eV): each edge's two-area halves of its pre-edge window (the
+    table's, or ``windows[edge]``), the channels its background is subtracted
+    over, its grid's left channels and weights, its post-edge tail; ``n_grid``,
+    the edges' grids side by side.
+
+    Raises
+    ------
+    DataError
+        A pre-edge window or a grid outside ``energy``, or a window of fewer
+        than 4 channels.
+    """
+    ec = np.asarray(energy, float)
+    wd = np.dtype(dtype)
+    windows = dict(windows or {})
+    j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw = ([] for _ in range(11))
+    off = 0
+    for name in names:
+        edge = get_edge(name)
+        win = windows.get(name, list(edge.pre_edge))
+        try:
+            i1, i2 = window_indices(ec, win)
+        except DataError as err:
+            raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
+        a, d = i1, i2 - 1
+        if (d - a) % 2:
+            d -= 1
+        c = (a + d) // 2
+        grid = edge.energy
+        if grid[0] < ec[0] - 1e-6 or grid[-1] > ec[-1] + 1e-6:
+            raise DataError(f"energy_{name}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV "
+                            f"is not covered by the data ({ec[0]:.1f} - {ec[-1]:.1f} eV)")
+        i0, w = interp_weights(ec, grid)
+        j1.append(a)
+        j3.append(c)
+        j4.append(d)
+        xw.append([ec[a], ec[c], ec[c], ec[d]])
+        bk0.append(int(i0.min()))
+        bk1.append(int(i0.max()) + 2)
+        goff.append(off)
+        gsize.append(grid.size)
+        gtail.append(max(3, grid.size // 10))
+        gi0.append(i0)
+        gw.append(w)
+        off += grid.size
+    ww = np.concatenate(gw).astype(wd) if gw else np.zeros(0, wd)
+    return {
+        "j1": np.asarray(j1, np.int64), "j3": np.asarray(j3, np.int64),
+        "j4": np.asarray(j4, np.int64), "xw": np.asarray(xw, float).reshape(-1, 4),
+        "bk0": np.asarray(bk0, np.int64), "bk1": np.asarray(bk1, np.int64),
+        "goff": np.asarray(goff, np.int64), "gsize": np.asarray(gsize, np.int64),
+        "gtail": np.asarray(gtail, np.int64),
+        "gi0": np.concatenate(gi0).astype(np.int64) if gi0 else np.zeros(0, np.int64),
+        "gw": ww, "gomw": (1 - ww).astype(wd),
+        "loge": np.log(ec), "grad": np.gradient(ec), "n_grid": off,
+    }
+
+
+def powerlaw_edges(si: xr.DataArray, names: Sequence[str], windows: dict | None = None,
+                   post_norm: bool = True) -> tuple[dict, dict]:
+    """Every edge of ``names`` cut from the raw spectra ``si`` by the compiled
+    per-edge kernel (:func:`mmspec_widgets.kernels.k_edges_rows`, the fused
+    chain's arithmetic): two-area power law fitted in the pre-edge window and
+    subtracted, linear resampling onto the standard grid and, with
+    ``post_norm``, division by the post-edge level; rows on threads, numpy-
+    or dask-backed (chunked over pixels).
+
+    Returns
+    -------
+    (edges, jumps) : (dict, dict)
+        Edge name -> DataArray on ``energy_<edge>`` (working dtype), and edge
+        name -> its jump (float64; NaN where the fit failed).
+    """
+    wd = work_dtype(si.dtype)
+    e = np.asarray(si["energy"].values, float)
+    t = edge_tables(e, names, windows, wd)
+    n_grid, n_edge = t["n_grid"], len(names)
+
+    def f(y):
+        lead = y.shape[:-1]
+        rows = np.ascontiguousarray(y, dtype=wd).reshape(-1, y.shape[-1])
+        # the jumps ride along as the last columns (each is a value of the working dtype)
+        out = np.empty((rows.shape[0], n_grid + n_edge), wd)
+        jumps = np.empty((rows.shape[0], n_edge))
+
+        def run(r0, r1):
+            k_edges_rows(rows[r0:r1], t["j1"], t["j3"], t["j4"], t["xw"], t["bk0"], t["bk1"],
+                         t["goff"], t["gsize"], t["gtail"], t["gi0"], t["gw"], t["gomw"],
+                         t["loge"], t["grad"], bool(post_norm), out[r0:r1, :n_grid],
+                         jumps[r0:r1])
+
+        map_row_blocks(run, rows.shape[0], max(16, 262144 // max(y.shape[-1], 1)))
+        out[:, n_grid:] = jumps
+        return out.reshape(lead + (n_grid + n_edge,))
+
+    both = xr.apply_ufunc(f, si, input_core_dims=[["energy"]], output_core_dims=[["_edges"]],
+                          dask="parallelized", output_dtypes=[wd],
+                          dask_gufunc_kwargs={"output_sizes": {"_edges": n_grid + n_edge}},
+                          exclude_dims={"energy"})
+    edges, jumps = {}, {}
+    for k, name in enumerate(names):
+        o, g = int(t["goff"][k]), int(t["gsize"][k])
+        dim = f"energy_{name}"
+        edges[name] = both.isel(_edges=slice(o, o + g)).rename({"_edges": dim}).assign_coords(
+            {dim: (dim, get_edge(name).energy, {"units": "eV", "long_name": "Energy"})})
+        jumps[name] = both.isel(_edges=n_grid + k).astype(np.float64)
+    return edges, jumps
 
 
 def _energy_slice(si: xr.DataArray, e: np.ndarray, lo: float, hi: float) -> xr.DataArray:
@@ -329,6 +451,14 @@ def extract_edges(
     e_all = np.asarray(si["energy"].values, float)
     out = xr.Dataset()
     model_error: dict = {}
+    kernel = None
+    if background == "powerlaw":  # the fused chain's compiled arithmetic, all edges in one pass
+        for name in names:
+            try:
+                edge_tables(e_all, [name], windows)
+            except DataError as err:
+                raise DataError(f"{err}{_HINT if is_partial_edge(name) else ''}") from None
+        kernel = powerlaw_edges(si, names, windows, post_norm=normalize == "post_edge")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="subtract_background: the fit failed")
         for name in names:
@@ -340,7 +470,9 @@ def extract_edges(
             lo = min(grid[0], float(win[0])) if background is not None else grid[0]
             part = _energy_slice(si, e_all, lo, grid[-1])
             hint = _HINT if is_partial_edge(name) and why is None else ""
-            if background is not None:
+            if kernel is not None:
+                sub = None
+            elif background is not None:
                 try:
                     sub = subtract_background(part, window=win, model=background, mask=m)
                 except DataError as err:
@@ -349,7 +481,10 @@ def extract_edges(
             else:
                 sub = part
             covered = grid[0] >= e_all[0] - 1e-6 and grid[-1] <= e_all[-1] + 1e-6
-            if not covered and why is not None and is_partial_edge(name):
+            n = grid.size
+            if kernel is not None:
+                da, jump = kernel[0][name], kernel[1][name]
+            elif not covered and why is not None and is_partial_edge(name):
                 check_span(name, float(e_all[0]), float(e_all[-1]))
                 da = _resample_partial(sub, grid, dim)
             else:
@@ -357,10 +492,10 @@ def extract_edges(
                     da = resample_to_grid(sub, grid, dim)
                 except DataError as err:
                     raise DataError(f"{err}{hint}") from None
-            n = da.sizes[dim]
-            with warnings.catch_warnings():  # a partly covered grid: no jump (NaN)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
+            if kernel is None:
+                with warnings.catch_warnings():  # a partly covered grid: no jump (NaN)
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)
             jstd = None
             if background is not None:
                 tail = grid[n - max(3, n // 10):]
@@ -377,7 +512,8 @@ def extract_edges(
                     jump_model_std(counts, part["energy"].values, (tail[0], tail[-1]),
                                    jump.values, err["scatter"]),
                     dims=jump.dims, coords=jump.coords)
-            da = normalize_edge(da, name, normalize, dim=dim)
+            if kernel is None or normalize != "post_edge":  # the kernel divided already
+                da = normalize_edge(da, name, normalize, dim=dim)
             if m is not None:
                 da = da.where(m)
                 jump = jump.where(m)

@@ -730,16 +730,76 @@ def k_align_rows_grouped(y, shift, do_align, weights, group, acc, acc_group, tot
 
 
 @_jit
+def k_edge(c, k, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw, loge, grad,
+           post_norm, sub, out):
+    """Edge ``k`` of one spectrum ``c`` (counts per channel): the two-area
+    power law fitted on the halves ``[j1, j3)`` and ``[j3, j4)`` of its
+    pre-edge window (integrals = sums of counts, end points ``xw``), subtracted
+    over channels ``[bk0, bk1)``, linearly resampled onto the edge's grid
+    (``out[goff : goff + gsize]``, left channels ``gi0``, weights ``gw`` and
+    ``gomw`` = 1 - ``gw``) and, with ``post_norm``, divided by the mean of its
+    last ``gtail`` points; returns that mean (the edge jump; NaN, and the grid
+    NaN, where the fit fails: no counts in a half of the window); normalising,
+    a mean that is not positive leaves the grid NaN. The one arithmetic of the edges: the fused chain
+    (:func:`k_chain_rows`) and :func:`mmspec_widgets.extract.extract_edges`
+    (:func:`k_edges_rows`) both run it."""
+    o = goff[k]
+    g = gsize[k]
+    s1 = k_total(c, j1[k], j3[k])
+    s2 = k_total(c, j3[k], j4[k])
+    x1 = xw[k, 0]
+    x2 = xw[k, 1]
+    x3 = xw[k, 2]
+    x4 = xw[k, 3]
+    r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
+    kk = 1.0 - r
+    a2 = kk * s2 / (x4 ** kk - x3 ** kk)
+    a1 = kk * s1 / (x2 ** kk - x1 ** kk)
+    amp = (a1 * s1 + a2 * s2) / (s1 + s2)
+    b0 = c.dtype.type(amp * np.exp(-r * loge[0]) * grad[0])
+    if not np.isfinite(b0):
+        for t in range(g):
+            out[o + t] = np.nan
+        return np.nan
+    for i in range(bk0[k], bk1[k]):
+        sub[i] = c[i] - c.dtype.type(amp * np.exp(-r * loge[i]) * grad[i])
+    for t in range(g):
+        i0 = gi0[o + t]
+        out[o + t] = sub[i0] * gomw[o + t] + sub[i0 + 1] * gw[o + t]
+    nt = gtail[k]
+    norm = c.dtype.type(k_total(out, o + g - nt, o + g) / nt)
+    if post_norm:
+        if norm > 0:
+            for t in range(g):
+                out[o + t] = out[o + t] / norm
+        else:
+            for t in range(g):
+                out[o + t] = np.nan
+    return norm
+
+
+@_jit
+def k_edges_rows(y, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw, loge, grad,
+                 post_norm, out, jumps):
+    """:func:`k_edge` for every edge of every row of ``y`` (spectra as they
+    are: no zero-loss shift, no spike removal)."""
+    m, n = y.shape
+    sub = np.empty(n, y.dtype)
+    for p in range(m):
+        for k in range(j1.size):
+            jumps[p, k] = k_edge(y[p], k, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0,
+                                 gw, gomw, loge, grad, post_norm, sub, out[p])
+
+
+@_jit
 def k_chain_rows(y, shift, do_align, threshold, width,
                  j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw,
                  loge, grad, out, totals, replaced, jumps, keep, kcols, kept):
-    """Per row: zero-loss shift, spike removal, per-edge power-law
-    background (two areas), linear resampling onto the edge grids and
-    post-edge normalisation, with the arithmetic of the plain functions;
-    ``jumps``: each edge's post-edge level (the normalisation's divisor).
-    Rows with ``keep[row] >= 0`` also leave their aligned, despiked channels
-    ``kcols`` in ``kept[keep[row]]`` (a row with a NaN or inf: aligned only,
-    as :func:`despike` leaves it)."""
+    """Per row: zero-loss shift, spike removal, then every edge by
+    :func:`k_edge` (post-edge normalised); ``jumps``: each edge's post-edge
+    level (the normalisation's divisor). Rows with ``keep[row] >= 0`` also
+    leave their aligned, despiked channels ``kcols`` in ``kept[keep[row]]`` (a
+    row with a NaN or inf: aligned only, as :func:`despike` leaves it)."""
     m, n = y.shape
     a = np.empty(n, y.dtype)
     med = np.empty(n, y.dtype)
@@ -778,39 +838,8 @@ def k_chain_rows(y, shift, do_align, threshold, width,
                 kept[slot, j] = c[kcols[j]]
         totals[p] = k_total(c, 0, n)
         for k in range(nedge):
-            o = goff[k]
-            g = gsize[k]
-            s1 = k_total(c, j1[k], j3[k])
-            s2 = k_total(c, j3[k], j4[k])
-            x1 = xw[k, 0]
-            x2 = xw[k, 1]
-            x3 = xw[k, 2]
-            x4 = xw[k, 3]
-            r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
-            kk = 1.0 - r
-            a2 = kk * s2 / (x4 ** kk - x3 ** kk)
-            a1 = kk * s1 / (x2 ** kk - x1 ** kk)
-            amp = (a1 * s1 + a2 * s2) / (s1 + s2)
-            b0 = y.dtype.type(amp * np.exp(-r * loge[0]) * grad[0])
-            if not np.isfinite(b0):
-                for t in range(g):
-                    out[p, o + t] = np.nan
-                jumps[p, k] = np.nan
-                continue
-            for i in range(bk0[k], bk1[k]):
-                sub[i] = c[i] - y.dtype.type(amp * np.exp(-r * loge[i]) * grad[i])
-            for t in range(g):
-                i0 = gi0[o + t]
-                out[p, o + t] = sub[i0] * gomw[o + t] + sub[i0 + 1] * gw[o + t]
-            nt = gtail[k]
-            norm = y.dtype.type(k_total(out[p], o + g - nt, o + g) / nt)
-            jumps[p, k] = norm
-            if norm > 0:
-                for t in range(g):
-                    out[p, o + t] = out[p, o + t] / norm
-            else:
-                for t in range(g):
-                    out[p, o + t] = np.nan
+            jumps[p, k] = k_edge(c, k, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw,
+                                 gomw, loge, grad, True, sub, out[p])
 
 
 @_jit  # exact IEEE: fast-math assumes no NaN/inf and would fold x - x to 0

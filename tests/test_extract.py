@@ -81,12 +81,24 @@ def test_accessor_is_the_same_chain():
     xr.testing.assert_identical(shifts, ref_shifts)
 
 
-def test_edge_region_only_gives_the_same_numbers_as_the_whole_axis():
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_the_compiled_edge_kernel_is_background_resampling_and_normalisation(dtype, tol):
+    """extract_edges runs the fused chain's per-edge kernel; by hand, with the
+    labelled steps on the whole axis (background, interpolation, post-edge
+    level), the same numbers to the working dtype's resolution."""
     si, _, _ = eels_si(ny=2, nx=3, edge_at=640.0)
+    si = si.astype(dtype)
     ds = mm.extract_edges(si, edges=["Mn_L23"], mask=False)
-    # by hand on the whole axis: background, interpolation, post-edge level
     sub = mm.subtract_background(si, window=(590.0, 630.0))
     grid = edge_grid("Mn_L23")
     by_hand = resample_to_grid(sub, grid, "energy_Mn_L23")
+    jump = by_hand.isel(energy_Mn_L23=slice(grid.size - max(3, grid.size // 10), None)).mean(
+        "energy_Mn_L23")
     by_hand = normalize_edge(by_hand, "Mn_L23", "post_edge")
-    np.testing.assert_array_equal(ds["Mn_L23"].values, by_hand.values)
+    assert ds["Mn_L23"].dtype == np.dtype(dtype)
+    scale = np.abs(by_hand.values).max()
+    np.testing.assert_allclose(ds["Mn_L23"].values, by_hand.values, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(ds["jump_Mn_L23"].values, jump.values, rtol=10 * tol)
+    # other normalisations divide the kernel's background-free grid
+    area = mm.extract_edges(si, edges=["Mn_L23"], mask=False, normalize="area")["Mn_L23"]
+    np.testing.assert_allclose(area.mean("energy_Mn_L23"), 1.0, rtol=10 * tol)

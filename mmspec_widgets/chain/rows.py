@@ -17,9 +17,9 @@ import xarray as xr
 
 from ..edges import get_edge
 from ..errors import DataError, MMSpecError
+from ..extract import edge_tables as extract_tables
 from ..kernels import (
     background_model_error_window,
-    interp_weights,
     jump_model_std,
     jump_std,
     k_align_rows,
@@ -28,7 +28,6 @@ from ..kernels import (
     map_row_blocks,
     shift_resample,
     window_channels,
-    window_indices,
 )
 from .plan import ChainPlan, check_engine
 
@@ -86,48 +85,8 @@ def despiked_totals(y, shift, plan, engine) -> np.ndarray:
 
 
 def edge_tables(plan: ChainPlan, wd) -> dict:
-    ec = plan.calibrated_energy
-    j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw = ([] for _ in range(11))
-    off = 0
-    for name in plan.edges:
-        edge = get_edge(name)
-        win = plan.windows.get(name, list(edge.pre_edge))
-        try:
-            i1, i2 = window_indices(ec, win)
-        except DataError as err:
-            raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}") from None
-        a, d = i1, i2 - 1
-        if (d - a) % 2:
-            d -= 1
-        c = (a + d) // 2
-        grid = edge.energy
-        if grid[0] < ec[0] - 1e-6 or grid[-1] > ec[-1] + 1e-6:
-            raise DataError(f"energy_{name}: the standard grid {grid[0]:.1f} - {grid[-1]:.1f} eV "
-                            f"is not covered by the data ({ec[0]:.1f} - {ec[-1]:.1f} eV)")
-        i0, w = interp_weights(ec, grid)
-        j1.append(a)
-        j3.append(c)
-        j4.append(d)
-        xw.append([ec[a], ec[c], ec[c], ec[d]])
-        bk0.append(int(i0.min()))
-        bk1.append(int(i0.max()) + 2)
-        goff.append(off)
-        gsize.append(grid.size)
-        gtail.append(max(3, grid.size // 10))
-        gi0.append(i0)
-        gw.append(w)
-        off += grid.size
-    ww = np.concatenate(gw).astype(wd) if gw else np.zeros(0, wd)
-    return {
-        "j1": np.asarray(j1, np.int64), "j3": np.asarray(j3, np.int64),
-        "j4": np.asarray(j4, np.int64), "xw": np.asarray(xw, float).reshape(-1, 4),
-        "bk0": np.asarray(bk0, np.int64), "bk1": np.asarray(bk1, np.int64),
-        "goff": np.asarray(goff, np.int64), "gsize": np.asarray(gsize, np.int64),
-        "gtail": np.asarray(gtail, np.int64),
-        "gi0": np.concatenate(gi0).astype(np.int64) if gi0 else np.zeros(0, np.int64),
-        "gw": ww, "gomw": (1 - ww).astype(wd),
-        "loge": np.log(ec), "grad": np.gradient(ec), "n_grid": off,
-    }
+    """:func:`mmspec_widgets.extract.edge_tables` on the plan's calibrated axis."""
+    return extract_tables(plan.calibrated_energy, plan.edges, plan.windows, wd)
 
 
 def background_columns(plan: ChainPlan) -> tuple[np.ndarray, dict[str, slice]]:
