@@ -403,9 +403,13 @@ def extract_edges(
 
     Notes
     -----
-    Each edge uses only the channels from its pre-edge window to the end of
-    its grid; the background is fitted per pixel in the window and evaluated
-    there (same numbers as on the whole axis).
+    With the power law (the default), every edge comes from the compiled
+    per-edge kernel the fused chain runs (:func:`powerlaw_edges`,
+    :func:`mmspec_widgets.kernels.k_edge`): the same arithmetic, so the plain
+    and the fused chain give the same edges from the same spectra. The other
+    backgrounds use only the channels from the pre-edge window to the end of
+    the grid (:func:`~mmspec_widgets.background.subtract_background` fitted
+    per pixel in the window and evaluated there).
     """
     si = check_spectra(si, "si", finite=False)
     if isinstance(edges, str):

@@ -14,9 +14,12 @@ written once:
   :func:`shift_resample`, :func:`interp_weights`, :func:`jump_std`,
   :func:`background_model_error`, :func:`jump_model_std`;
 * compiled (numba, ``k_*``): selection and medians, zero-loss shift, spike
-  removal (:func:`despike` runs it over rows), the float32 power law (:func:`k_powerlaw_f32`), and the fused
-  per-row chain (:func:`k_chain_rows`); :func:`numba_available` says whether
-  they are compiled.
+  removal (:func:`despike` runs it over rows), the float32 power law
+  (:func:`k_powerlaw_f32`), one edge of a spectrum (:func:`k_edge`: two-area
+  power law, grid, post-edge level; over rows by :func:`k_edges_rows` for
+  :func:`mmspec_widgets.extract.extract_edges`), and the fused per-row chain
+  (:func:`k_chain_rows`: shift, spikes, then :func:`k_edge`);
+  :func:`numba_available` says whether they are compiled.
 """
 
 from __future__ import annotations
