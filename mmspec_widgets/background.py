@@ -21,6 +21,7 @@ from .kernels import (
     all_finite,
     despike,
     k_powerlaw_f32,
+    k_twoarea_rows,
     map_row_blocks,
     numba_available,
     window_indices,
@@ -221,16 +222,17 @@ def _fit_params(y: np.ndarray, energy: np.ndarray, i1: int, i2: int, model: str,
         if (j4 - j1) % 2:
             j4 -= 1
         j3 = (j1 + j4) // 2
-        x1, x2, x3, x4 = energy[j1], energy[j3], energy[j3], energy[j4]
-        s1 = np.asarray(y[..., j1:j3], dtype=wd).sum(-1)
-        s2 = np.asarray(y[..., j3:j4], dtype=wd).sum(-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
-            k = 1.0 - r
-            a2 = k * s2 / (x4 ** k - x3 ** k)
-            a1 = k * s1 / (x2 ** k - x1 ** k)
-            a = (a1 * s1 + a2 * s2) / (s1 + s2)
-        return np.stack([a, r], axis=-1)
+        # the compiled fit every power law of the package uses (kernels.k_twoarea)
+        y = np.asarray(y)
+        lead = y.shape[:-1]
+        rows = y.reshape(-1, y.shape[-1])
+        if rows.dtype not in (np.float32, np.float64):
+            rows = rows.astype(wd)
+        rows = np.ascontiguousarray(rows)
+        out = np.empty((rows.shape[0], 2))
+        k_twoarea_rows(rows, int(j1), int(j3), int(j4), float(energy[j1]), float(energy[j3]),
+                       float(energy[j3]), float(energy[j4]), out)
+        return out.reshape(lead + (2,))
     seg = np.asarray(y[..., i1:i2], dtype=wd)
     if model in ("powerlaw", "exponential"):
         with np.errstate(divide="ignore", invalid="ignore"):

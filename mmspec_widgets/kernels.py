@@ -733,6 +733,34 @@ def k_align_rows_grouped(y, shift, do_align, weights, group, acc, acc_group, tot
 
 
 @_jit
+def k_twoarea(c, j1, j3, j4, x1, x2, x3, x4):
+    """Two-area power law ``counts per channel = amp E^-r dE`` of one spectrum
+    ``c``: the halves ``[j1, j3)`` and ``[j3, j4)`` of the window, their
+    integrals the sums of counts (float64), end points ``x1 .. x4`` (eV; the
+    channels' energies, ``x2 = x3``); returns ``(amp, r)``, NaN or inf where a
+    half holds no counts. The one fit of the power law: :func:`k_edge` and
+    :func:`mmspec_widgets.background.subtract_background` (through
+    :func:`k_twoarea_rows`) both use it."""
+    s1 = k_total(c, j1, j3)
+    s2 = k_total(c, j3, j4)
+    r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
+    kk = 1.0 - r
+    a2 = kk * s2 / (x4 ** kk - x3 ** kk)
+    a1 = kk * s1 / (x2 ** kk - x1 ** kk)
+    amp = (a1 * s1 + a2 * s2) / (s1 + s2)
+    return amp, r
+
+
+@_jit
+def k_twoarea_rows(y, j1, j3, j4, x1, x2, x3, x4, out):
+    """:func:`k_twoarea` of every row of ``y``: ``out[row] = (amp, r)``."""
+    for p in range(y.shape[0]):
+        amp, r = k_twoarea(y[p], j1, j3, j4, x1, x2, x3, x4)
+        out[p, 0] = amp
+        out[p, 1] = r
+
+
+@_jit
 def k_edge(c, k, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw, loge, grad,
            post_norm, sub, out):
     """Edge ``k`` of one spectrum ``c`` (counts per channel): the two-area
@@ -748,17 +776,7 @@ def k_edge(c, k, j1, j3, j4, xw, bk0, bk1, goff, gsize, gtail, gi0, gw, gomw, lo
     (:func:`k_edges_rows`) both run it."""
     o = goff[k]
     g = gsize[k]
-    s1 = k_total(c, j1[k], j3[k])
-    s2 = k_total(c, j3[k], j4[k])
-    x1 = xw[k, 0]
-    x2 = xw[k, 1]
-    x3 = xw[k, 2]
-    x4 = xw[k, 3]
-    r = 2.0 * np.log(s1 / s2 * (x4 - x3) / (x2 - x1)) / np.log(x4 * x3 / (x2 * x1))
-    kk = 1.0 - r
-    a2 = kk * s2 / (x4 ** kk - x3 ** kk)
-    a1 = kk * s1 / (x2 ** kk - x1 ** kk)
-    amp = (a1 * s1 + a2 * s2) / (s1 + s2)
+    amp, r = k_twoarea(c, j1[k], j3[k], j4[k], xw[k, 0], xw[k, 1], xw[k, 2], xw[k, 3])
     b0 = c.dtype.type(amp * np.exp(-r * loge[0]) * grad[0])
     if not np.isfinite(b0):
         for t in range(g):
