@@ -46,20 +46,6 @@ class StandInModel:
         return out
 
 
-def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Largest |a - b| of each spectrum relative to its largest value.
-
-    Spectra whose post-edge level (1 after normalisation) is below a tenth of
-    their peak are left out (NaN): dividing by a near-zero post-edge mean
-    magnifies float32 rounding of the background without bound.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (vacuum) spectra
-        scale = np.nanmax(np.abs(a), axis=-1)
-        err = np.nanmax(np.abs(a - b), axis=-1) / scale
-    return np.where(scale <= 10, err, np.nan)
-
-
 def _well_conditioned(eds: xr.Dataset) -> np.ndarray:
     """Pixels whose edges all have a post-edge level of at least a tenth of their peak."""
     with warnings.catch_warnings():
@@ -114,17 +100,14 @@ def test_fast_chain_equals_plain_chain(small, plain):
         assert a.dtype == b.dtype == np.float64 and fast[name].dims == eds[name].dims
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         assert np.isfinite(a).sum() > 200
-        # float32 backgrounds: absolute errors of ~1e-6 of the largest level
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * np.nanmax(np.abs(a)))
+        # the same compiled shift, spike removal and per-edge kernel: the same bits
+        np.testing.assert_array_equal(b, a)
         assert fast[name].attrs["units"] == eds[name].attrs["units"]
     for name in [v for v in fast.data_vars if not str(v).startswith("jump_")]:
         a, b = eds[name].values, fast[name].values
         assert a.dtype == b.dtype == np.float32
-        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))  # same vacuum mask
-        err = _rel_err(a, b)
-        assert np.isfinite(err).sum() > 0.5 * np.isfinite(a[..., 0]).sum()
-        assert np.nanmedian(err) < 1e-5, name
-        assert np.nanmax(err) < 2e-4, name
+        assert np.isfinite(a[..., 0]).sum() > 200
+        np.testing.assert_array_equal(b, a)  # NaN in the same places: same vacuum mask
         np.testing.assert_array_equal(fast[f"energy_{name}"].values,
                                       eds[f"energy_{name}"].values)
     assert [h["step"] for h in fast.attrs["history"]] == [h["step"] for h in
@@ -135,10 +118,7 @@ def test_fast_chain_equals_plain_chain(small, plain):
     good = _well_conditioned(eds)
     assert good.sum() > 200
     for v in ("o_level", "mn_l3", "ni_area"):
-        ref = maps[v].values[good]
-        np.testing.assert_allclose(fmaps[v].values[good], ref, rtol=1e-4,
-                                   atol=1e-3 * np.nanmax(np.abs(ref)))
-        np.testing.assert_array_equal(np.isnan(fmaps[v].values), np.isnan(maps[v].values))
+        np.testing.assert_array_equal(fmaps[v].values, maps[v].values)
     np.testing.assert_array_equal(fmaps["ood"].values, maps["ood"].values)
 
 
