@@ -20,6 +20,7 @@ from .errors import DataError, MMSpecError
 from .kernels import (
     all_finite,
     despike,
+    k_all_finite,
     k_powerlaw_f32,
     k_twoarea_rows,
     map_row_blocks,
@@ -453,15 +454,17 @@ def subtract_background(
     """
     si = check_spectra(si, "si", finite=False)
     mask = _resolve_mask(si, mask)
-    si = check_spectra(si, "si", usable=None if mask is None else mask.values)
     model = _check_model(model, method)
+    fast = model == "powerlaw" and method == "two_area" and not return_background \
+        and not _lazy(si)
+    if not fast:  # the fast path checks each block of rows while it holds it in cache
+        si = check_spectra(si, "si", usable=None if mask is None else mask.values)
     e = np.asarray(si["energy"].values, float)
     i1, i2 = window_indices(e, window)
     order = _check_order(order, model, i2 - i1)
     wd = work_dtype(si.dtype)
     window_e = e[i1:i2]
-    if model == "powerlaw" and method == "two_area" and not return_background \
-            and not _lazy(si):
+    if fast:
         return _subtract_powerlaw_fast(si, e, i1, i2, wd, window, mask)
 
     def _bkg(y):
@@ -525,9 +528,15 @@ def _subtract_powerlaw_fast(si: xr.DataArray, e: np.ndarray, i1: int, i2: int, w
                             window, mask) -> xr.DataArray:
     """The general path's two-area power law (same numbers, float32 data
     evaluated by :func:`_powerlaw_f32` on both paths), in cache-sized row blocks
-    on threads, without full-size temporaries."""
+    on threads, without full-size temporaries. The NaN/inf check of
+    :func:`check_spectra` runs on each block while it is in cache (one pass
+    over the data, not two); a block that fails it sends the whole SI
+    through :func:`check_spectra`, which raises (or, where the mask drops
+    those pixels, lets them through, NaN)."""
     y = np.ascontiguousarray(si.data)
     y2 = y.reshape(-1, e.size)
+    check = y2.dtype in (np.float32, np.float64)
+    nonfinite: list = []
     out = np.empty(y2.shape, dtype=wd)
     bkg0 = np.empty(y2.shape[0], dtype=wd)
     single = wd == np.float32
@@ -537,6 +546,8 @@ def _subtract_powerlaw_fast(si: xr.DataArray, e: np.ndarray, i1: int, i2: int, w
     rows = max(1, 131072 // e.size) * (4 if single else 1)
 
     def block(r0, r1):
+        if check and not k_all_finite(y2, r0, r1):
+            nonfinite.append(r0)
         p = _fit_params(y2[r0:r1], e, i1, i2, "powerlaw", 0, "two_area")
         a, r = p[:, :1], p[:, 1:2]
         with np.errstate(over="ignore", invalid="ignore"):
@@ -552,6 +563,8 @@ def _subtract_powerlaw_fast(si: xr.DataArray, e: np.ndarray, i1: int, i2: int, w
         bkg0[r0:r1] = b0
 
     map_row_blocks(block, y2.shape[0], rows)
+    if nonfinite:
+        check_spectra(si, "si", usable=None if mask is None else _pixel_mask(mask, si).values)
     res = si.copy(data=out.reshape(si.shape))
     res.attrs = dict(si.attrs)
     if mask is not None:

@@ -865,12 +865,13 @@ def k_chain_rows(y, shift, do_align, threshold, width,
 
 @_jit  # exact IEEE: fast-math assumes no NaN/inf and would fold x - x to 0
 def k_all_finite(y, r0, r1):
-    # x - x is 0 for a finite value and NaN for NaN or inf: one sum per row
+    # x - x is 0 for a finite value and NaN for NaN or inf; an OR of the
+    # comparisons per row (vectorised, unlike a float sum's serial chain)
     for r in range(r0, r1):
-        acc = 0.0
+        bad = 0
         for j in range(y.shape[1]):
-            acc += y[r, j] - y[r, j]
-        if acc != 0.0:
+            bad |= (y[r, j] - y[r, j]) != 0.0
+        if bad:
             return False
     return True
 
