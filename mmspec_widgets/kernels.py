@@ -408,11 +408,14 @@ def k_min_max(x, n):
 
 @_fast
 def k_max_below(x, n, v):
-    m = x[0] - x[0] - np.inf
+    # largest value below v (-inf if none), as float64; a plain max reduction
+    # (vectorised) over the values with those at or above v replaced by -inf
+    ninf = x.dtype.type(-np.inf)
+    m = ninf
     for i in range(n):
         xi = x[i]
-        m = max(m, xi if xi < v else m)
-    return m
+        m = max(m, xi if xi < v else ninf)
+    return np.float64(m)
 
 
 @_fast
