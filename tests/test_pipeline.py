@@ -358,6 +358,11 @@ def test_background_error_measured_in_the_extraction_pass_is_the_plans(small, en
     assert rows.size == np.unique(rows).size and 0 < rows.size <= si.shape[0] * si.shape[1]
     pl.extract_block(si.values, pos2, quiet, engine=engine, background_rows=rows)
     assert quiet.background_error == plan.background_error
+    n = si.shape[0] * si.shape[1]
+    for bad in ([n], [-1], [0, 0], [0.5], []):
+        with pytest.raises(DataError, match="background_rows: expected distinct row indices"):
+            pl.extract_block(si.values, pos2, quiet, engine=engine,
+                             background_rows=np.asarray(bad))
     assert all(v["rows"] > 0 for v in plan.background_error.values())
 
 

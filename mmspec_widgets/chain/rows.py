@@ -237,6 +237,15 @@ def extract_block(si_block, positions=None, plan: ChainPlan | None = None, *,
         shift = (pos - plan.zlp_median_eV) / plan.channel_step
     else:
         shift = np.zeros(y2.shape[0])
+    if background_rows is not None:
+        background_rows = np.asarray(background_rows)
+        if (background_rows.ndim != 1 or background_rows.dtype.kind not in "iu"
+                or background_rows.size == 0 or background_rows.min() < 0
+                or background_rows.max() >= y2.shape[0]
+                or np.unique(background_rows).size != background_rows.size):
+            raise DataError(f"background_rows: expected distinct row indices in [0, "
+                            f"{y2.shape[0]}) (the block's pixels, flat), got "
+                            f"{background_rows.size} values")
     out, totals, replaced, jumps, kept = _run_rows(y2, shift, plan, engine, threads,
                                                    background_rows)
     if kept is not None:
