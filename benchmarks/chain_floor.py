@@ -9,6 +9,7 @@ synthetic SI of ``mmspec bench`` (one thread, best of three):
 - ``edges``: every edge's power law, grid and post-edge level
   (``kernels.k_edges_rows``, the arithmetic ``extract_edges`` shares);
 - ``chain_rows``: all of it fused (``kernels.k_chain_rows``);
+- ``finite_check``: the NaN/inf check of a row (``kernels.k_all_finite``);
 
 then, with ``--predict``, the whole chain once (``bench.bench_chain``) for the
 prediction's stages in microseconds of one core per spectrum. A target of N
@@ -73,6 +74,7 @@ def row_kernels(n_rows: int = 8192) -> dict:
         "chain_rows": lambda: K.k_chain_rows(y, sh, True, plan.spike_threshold,
                                              plan.spike_width, *tabs, out, totals, replaced,
                                              jumps, keep, cols, kept),
+        "finite_check": lambda: K.k_all_finite(y, 0, m),
     }
     res = {k: 1e6 * _best(f) / m for k, f in runs.items()}
     res["rows"] = m
@@ -101,7 +103,8 @@ def main(argv=None) -> int:
         return 0
     r = res["us_per_spectrum_one_core"]
     print(f"{r['rows']} spectra of 2048 channels, one core, us per spectrum: "
-          + ", ".join(f"{k} {r[k]:.2f}" for k in ("shift", "despike", "edges", "chain_rows")))
+          + ", ".join(f"{k} {r[k]:.2f}" for k in ("shift", "despike", "edges", "chain_rows",
+                                                  "finite_check")))
     if "predict_us_per_spectrum" in res and res["predict_us_per_spectrum"]:
         pr = res["predict_us_per_spectrum"]
         print("prediction, us of one core per spectrum: "

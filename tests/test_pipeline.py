@@ -382,5 +382,5 @@ def test_chain_floor_benchmark_times_every_row_kernel():
     res = mod.row_kernels(512)
     assert res["rows"] == 512
     assert res["grid_points"] == sum(get_edge(e).n_points for e in pl.DEFAULT_EDGES)
-    for k in ("shift", "despike", "edges", "chain_rows"):
+    for k in ("shift", "despike", "edges", "chain_rows", "finite_check"):
         assert np.isfinite(res[k]) and res[k] > 0, k
