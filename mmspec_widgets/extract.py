@@ -474,29 +474,26 @@ def extract_edges(
             lo = min(grid[0], float(win[0])) if background is not None else grid[0]
             part = _energy_slice(si, e_all, lo, grid[-1])
             hint = _HINT if is_partial_edge(name) and why is None else ""
-            if kernel is not None:
-                sub = None
-            elif background is not None:
-                try:
-                    sub = subtract_background(part, window=win, model=background, mask=m)
-                except DataError as err:
-                    raise DataError(f"{name}: pre-edge window {tuple(win)} eV: {err}{hint}") \
-                        from None
-            else:
-                sub = part
             covered = grid[0] >= e_all[0] - 1e-6 and grid[-1] <= e_all[-1] + 1e-6
             n = grid.size
             if kernel is not None:
                 da, jump = kernel[0][name], kernel[1][name]
-            elif not covered and why is not None and is_partial_edge(name):
-                check_span(name, float(e_all[0]), float(e_all[-1]))
-                da = _resample_partial(sub, grid, dim)
             else:
-                try:
-                    da = resample_to_grid(sub, grid, dim)
-                except DataError as err:
-                    raise DataError(f"{err}{hint}") from None
-            if kernel is None:
+                sub = part
+                if background is not None:
+                    try:
+                        sub = subtract_background(part, window=win, model=background, mask=m)
+                    except DataError as err:
+                        raise DataError(f"{name}: pre-edge window {tuple(win)} eV: "
+                                        f"{err}{hint}") from None
+                if not covered and why is not None and is_partial_edge(name):
+                    check_span(name, float(e_all[0]), float(e_all[-1]))
+                    da = _resample_partial(sub, grid, dim)
+                else:
+                    try:
+                        da = resample_to_grid(sub, grid, dim)
+                    except DataError as err:
+                        raise DataError(f"{err}{hint}") from None
                 with warnings.catch_warnings():  # a partly covered grid: no jump (NaN)
                     warnings.simplefilter("ignore", RuntimeWarning)
                     jump = da.isel({dim: slice(n - max(3, n // 10), None)}).mean(dim)

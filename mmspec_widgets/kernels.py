@@ -248,10 +248,7 @@ def background_model_error(y: np.ndarray, energy: np.ndarray, window,
     """
     e = np.asarray(energy, float)
     y = np.asarray(y).reshape(-1, e.size)
-    w = window_channels(e, window)
-    if w.size == 0:
-        return background_model_error_window(np.zeros((0, 0)), e, window, post)
-    return background_model_error_window(y[:, w[0]:w[-1] + 1], e, window, post)
+    return background_model_error_window(y[:, window_channels(e, window)], e, window, post)
 
 
 def window_channels(energy: np.ndarray, window) -> np.ndarray:
@@ -616,11 +613,7 @@ def k_despike_rows(y, threshold, width, out, replaced):
     win = np.empty(2 * width + 1, y.dtype)
     for p in range(m):
         row = y[p]
-        finite = True
-        for i in range(n):
-            if not np.isfinite(row[i]):
-                finite = False
-                break
+        finite = k_all_finite(y, p, p + 1)
         if not finite or n < 3:
             for i in range(n):
                 out[p, i] = row[i]
@@ -837,11 +830,7 @@ def k_chain_rows(y, shift, do_align, threshold, width,
     nedge = j1.size
     for p in range(m):
         row = y[p]
-        finite = True
-        for i in range(n):
-            if not np.isfinite(row[i]):
-                finite = False
-                break
+        finite = k_all_finite(y, p, p + 1)
         slot = keep[p]
         if not finite:
             totals[p] = np.nan
